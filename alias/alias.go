@@ -1,0 +1,84 @@
+// Package alias is the domain of tempalias: what an alias is, when it is
+// dead, how its id and token are made and which requests and addresses are
+// acceptable. It does no I/O beyond reading crypto/rand.
+package alias
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is the answer for an id without a live alias: unknown,
+// expired, used up and revoked are deliberately alike, so that neither
+// front end becomes an oracle for guessing aliases.
+var ErrNotFound = errors.New("alias not found")
+
+// Alias is one temporary forwarding address.
+//
+// Usage is counted in two parts: Used is the number of messages the
+// smarthost accepted; Pending is the number of uses reserved at RCPT TO by
+// transactions that have not ended yet. A use is available only while
+// Used+Pending < MaxUsage, so concurrent sessions can never together deliver
+// more than MaxUsage messages.
+type Alias struct {
+	ID        string    `json:"id"`
+	Target    string    `json:"target"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+	MaxUsage  int       `json:"max_usage,omitempty"` // 0: no limit by count
+	Used      int       `json:"used,omitempty"`
+	Pending   int       `json:"pending,omitempty"`
+	Revoked   bool      `json:"revoked,omitempty"`
+	TokenHash []byte    `json:"token_hash"`
+}
+
+// Expired reports whether the alias has run out of time at now.
+func (a *Alias) Expired(now time.Time) bool {
+	return !now.Before(a.Expires)
+}
+
+// UsedUp reports whether every use has been delivered. Pending reservations
+// do not count: they may still be refunded.
+func (a *Alias) UsedUp() bool {
+	return a.MaxUsage > 0 && a.Used >= a.MaxUsage
+}
+
+// Dead reports whether the alias can never deliver again: it expired, its
+// uses are delivered, or it was revoked.
+func (a *Alias) Dead(now time.Time) bool {
+	return a.Revoked || a.Expired(now) || a.UsedUp()
+}
+
+// CanReserve reports whether one more use may be reserved at now.
+func (a *Alias) CanReserve(now time.Time) bool {
+	if a.Dead(now) {
+		return false
+	}
+	return a.MaxUsage == 0 || a.Used+a.Pending < a.MaxUsage
+}
+
+// Remaining is the number of uses not yet delivered or reserved, and false
+// when the alias has no limit by count.
+func (a *Alias) Remaining() (int, bool) {
+	if a.MaxUsage == 0 {
+		return 0, false
+	}
+	return max(a.MaxUsage-a.Used-a.Pending, 0), true
+}
+
+// HashToken is how a token is kept: only its hash is stored. Tokens carry
+// 192 random bits, so a fast hash is enough; there is nothing to brute-force.
+func HashToken(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// TokenMatches compares token against the stored hash in constant time.
+func (a *Alias) TokenMatches(token string) bool {
+	if token == "" || len(a.TokenHash) == 0 {
+		return false
+	}
+	return subtle.ConstantTimeCompare(HashToken(token), a.TokenHash) == 1
+}

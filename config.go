@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/tempalias/tempalias/alias"
+)
+
+// exampleConfig is tempalias.toml, the documented example. Its values are
+// the defaults: a test checks that loading it changes nothing.
+//
+//go:embed tempalias.toml
+var exampleConfig []byte
+
+// Config is the TOML configuration. Every key is optional.
+type Config struct {
+	DataFile string   `toml:"data_file"`
+	Domains  []string `toml:"domains"`
+
+	HTTP struct {
+		Listen         string   `toml:"listen"`
+		TrustedProxies []string `toml:"trusted_proxies"`
+	} `toml:"http"`
+
+	SMTP struct {
+		Listen           string   `toml:"listen"`
+		Hostname         string   `toml:"hostname"`
+		MaxMessageBytes  int64    `toml:"max_message_bytes"`
+		MaxRecipients    int      `toml:"max_recipients"`
+		MaxBadRecipients int      `toml:"max_bad_recipients"`
+		ReadTimeout      Duration `toml:"read_timeout"`
+		WriteTimeout     Duration `toml:"write_timeout"`
+		DataTimeout      Duration `toml:"data_timeout"`
+	} `toml:"smtp"`
+
+	Smarthost struct {
+		Address        string   `toml:"address"`
+		TLS            string   `toml:"tls"`
+		Username       string   `toml:"username"`
+		Password       string   `toml:"password"`
+		DialTimeout    Duration `toml:"dial_timeout"`
+		CommandTimeout Duration `toml:"command_timeout"`
+	} `toml:"smarthost"`
+
+	Limits struct {
+		DefaultDays        int     `toml:"default_days"`
+		MaxDays            int     `toml:"max_days"`
+		MaxUsage           int     `toml:"max_usage"`
+		CreatePerMinute    int     `toml:"create_per_minute"`
+		IDMinLength        int     `toml:"id_min_length"`
+		IDGuessProbability float64 `toml:"id_guess_probability"`
+	} `toml:"limits"`
+
+	Store struct {
+		SweepInterval Duration `toml:"sweep_interval"`
+		SweepBatch    int      `toml:"sweep_batch"`
+		OpenTimeout   Duration `toml:"open_timeout"`
+	} `toml:"store"`
+
+	Metrics struct {
+		Listen string `toml:"listen"`
+	} `toml:"metrics"`
+
+	Shutdown struct {
+		Timeout Duration `toml:"timeout"`
+	} `toml:"shutdown"`
+
+	trusted []netip.Prefix
+}
+
+// Duration is a time.Duration written as a string ("5m") in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration like \"30s\" or \"5m\": %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// defaultConfig is the configuration with no file: the example file.
+func defaultConfig() (*Config, error) {
+	c := new(Config)
+	if err := decodeConfig(c, exampleConfig, "tempalias.toml (embedded)"); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// loadConfig reads path over the defaults; an empty path means defaults.
+func loadConfig(path string) (*Config, error) {
+	c, err := defaultConfig()
+	if err != nil {
+		return nil, err
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := decodeConfig(c, b, path); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
+	return c, nil
+}
+
+func orDefault(path string) string {
+	if path == "" {
+		return "(defaults)"
+	}
+	return path
+}
+
+func decodeConfig(c *Config, b []byte, name string) error {
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			if perr.LastKey != "" {
+				return fmt.Errorf("config %s: line %d: %s: %s", name, perr.Position.Line, perr.LastKey, oneLine(perr.Message))
+			}
+			return fmt.Errorf("config %s: line %d: %s", name, perr.Position.Line, oneLine(perr.Message))
+		}
+		return fmt.Errorf("config %s: %s", name, oneLine(err.Error()))
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("config %s: unknown key %s", name, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// check validates values and names the key of the first bad one.
+func (c *Config) check() error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...))
+	}
+	if c.DataFile == "" {
+		return bad("data_file", "must not be empty")
+	}
+	if len(c.Domains) == 0 {
+		return bad("domains", "needs at least one domain")
+	}
+	for i, d := range c.Domains {
+		if _, err := alias.ParseAddress("x@" + d); err != nil {
+			return bad("domains", "%q is not a domain name", d)
+		}
+		c.Domains[i] = strings.ToLower(d)
+	}
+	for _, l := range []struct{ key, addr string }{
+		{"http.listen", c.HTTP.Listen}, {"smtp.listen", c.SMTP.Listen}, {"smarthost.address", c.Smarthost.Address},
+	} {
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			return bad(l.key, "want host:port, got %q", l.addr)
+		}
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			return bad("metrics.listen", "want host:port or empty, got %q", c.Metrics.Listen)
+		}
+	}
+	c.trusted = nil
+	for _, p := range c.HTTP.TrustedProxies {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return bad("http.trusted_proxies", "%q is not a CIDR like 10.0.0.0/8", p)
+			}
+			pfx = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		c.trusted = append(c.trusted, pfx.Masked())
+	}
+	if c.SMTP.Hostname == "" {
+		return bad("smtp.hostname", "must not be empty")
+	}
+	if _, err := alias.ParseAddress("x@" + c.SMTP.Hostname); err != nil {
+		return bad("smtp.hostname", "%q is not a host name", c.SMTP.Hostname)
+	}
+	positive := []struct {
+		key string
+		v   int64
+	}{
+		{"smtp.max_message_bytes", c.SMTP.MaxMessageBytes},
+		{"smtp.max_recipients", int64(c.SMTP.MaxRecipients)},
+		{"smtp.max_bad_recipients", int64(c.SMTP.MaxBadRecipients)},
+		{"limits.default_days", int64(c.Limits.DefaultDays)},
+		{"limits.max_days", int64(c.Limits.MaxDays)},
+		{"limits.max_usage", int64(c.Limits.MaxUsage)},
+		{"limits.id_min_length", int64(c.Limits.IDMinLength)},
+		{"store.sweep_batch", int64(c.Store.SweepBatch)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return bad(p.key, "must be a positive whole number, got %d", p.v)
+		}
+	}
+	durations := []struct {
+		key string
+		v   Duration
+	}{
+		{"smtp.read_timeout", c.SMTP.ReadTimeout},
+		{"smtp.write_timeout", c.SMTP.WriteTimeout},
+		{"smtp.data_timeout", c.SMTP.DataTimeout},
+		{"smarthost.dial_timeout", c.Smarthost.DialTimeout},
+		{"smarthost.command_timeout", c.Smarthost.CommandTimeout},
+		{"store.sweep_interval", c.Store.SweepInterval},
+		{"store.open_timeout", c.Store.OpenTimeout},
+		{"shutdown.timeout", c.Shutdown.Timeout},
+	}
+	for _, d := range durations {
+		if d.v.Duration <= 0 {
+			return bad(d.key, "must be a positive duration like \"30s\"")
+		}
+	}
+	if c.Limits.DefaultDays > c.Limits.MaxDays {
+		return bad("limits.default_days", "%d is above limits.max_days (%d)", c.Limits.DefaultDays, c.Limits.MaxDays)
+	}
+	if c.Limits.CreatePerMinute < 0 {
+		return bad("limits.create_per_minute", "must be 0 (no limit) or more, got %d", c.Limits.CreatePerMinute)
+	}
+	if c.Limits.IDMinLength > alias.MaxIDLength {
+		return bad("limits.id_min_length", "must be at most %d", alias.MaxIDLength)
+	}
+	if p := c.Limits.IDGuessProbability; !(p > 0 && p <= 1) {
+		return bad("limits.id_guess_probability", "must be above 0 and at most 1, got %g", p)
+	}
+	switch c.Smarthost.TLS {
+	case "none", "starttls", "tls":
+	default:
+		return bad("smarthost.tls", "must be none, starttls or tls, got %q", c.Smarthost.TLS)
+	}
+	if (c.Smarthost.Username == "") != (c.Smarthost.Password == "") {
+		return bad("smarthost.username", "username and password go together")
+	}
+	return nil
+}

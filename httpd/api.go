@@ -1,0 +1,135 @@
+package httpd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/tempalias/tempalias/alias"
+)
+
+// aliasJSON is an alias as the API shows it.
+type aliasJSON struct {
+	ID        string `json:"id"`
+	Alias     string `json:"alias"`
+	Target    string `json:"target"`
+	Created   string `json:"created"`
+	Expires   string `json:"expires"`
+	MaxUsage  *int   `json:"max-usage"`
+	Remaining *int   `json:"remaining"`
+	Token     string `json:"token,omitempty"`
+}
+
+func (a *API) view(al alias.Alias, token string) aliasJSON {
+	v := aliasJSON{
+		ID:      al.ID,
+		Alias:   al.ID + "@" + a.cfg.Domains[0],
+		Target:  al.Target,
+		Created: al.Created.UTC().Format(time.RFC3339),
+		Expires: al.Expires.UTC().Format(time.RFC3339),
+		Token:   token,
+	}
+	if rem, ok := al.Remaining(); ok {
+		max := al.MaxUsage
+		v.MaxUsage, v.Remaining = &max, &rem
+	}
+	return v
+}
+
+// create is POST /aliases.
+func (a *API) create(w http.ResponseWriter, r *http.Request) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, errContentType)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, errTooLarge)
+			return
+		}
+		writeError(w, invalid("The request body could not be read."))
+		return
+	}
+	req, err := decodeCreate(body)
+	if err != nil {
+		writeError(w, invalid(err.Error()))
+		return
+	}
+	created, token, apiErr := a.createAlias(w, r, req)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	w.Header().Set("Location", "/aliases/"+created.ID)
+	writeJSON(w, http.StatusCreated, a.view(created, token))
+}
+
+// createAlias checks req, applies the per-client limit and stores the
+// alias. The limit counts only valid requests, so a typo costs nothing.
+func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Request) (alias.Alias, string, *apiError) {
+	now := a.cfg.Now()
+	spec, err := a.cfg.Limits.Check(req, a.cfg.Domains, now)
+	if err != nil {
+		var inv *alias.InvalidError
+		if errors.As(err, &inv) {
+			return alias.Alias{}, "", invalid(fmt.Sprintf("%s %s.", inv.Field, inv.Reason))
+		}
+		return alias.Alias{}, "", invalid("The request is not valid.")
+	}
+	if a.limiter != nil && a.limiter.OnLimit(w, r, a.clientAddr(r).String()) {
+		return alias.Alias{}, "", errRateLimited
+	}
+	created, token, err := a.store.Create(spec, now)
+	if err != nil {
+		a.cfg.Logger.Error("create alias", "err", err)
+		return alias.Alias{}, "", errServer
+	}
+	return created, token, nil
+}
+
+// get is GET /aliases/{id}.
+func (a *API) get(w http.ResponseWriter, r *http.Request) {
+	al, err := a.store.Authorized(chi.URLParam(r, "id"), bearer(r), a.cfg.Now())
+	if err != nil {
+		a.lookupError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a.view(al, ""))
+}
+
+// revoke is DELETE /aliases/{id}.
+func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
+	if err := a.store.Revoke(chi.URLParam(r, "id"), bearer(r), a.cfg.Now()); err != nil {
+		a.lookupError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// lookupError answers a failed look-up. Unknown, dead and wrong-token all
+// arrive here as the store's not-found and leave as the same 404.
+func (a *API) lookupError(w http.ResponseWriter, err error) {
+	if errors.Is(err, alias.ErrNotFound) {
+		writeError(w, errNotFound)
+		return
+	}
+	a.cfg.Logger.Error("alias lookup", "err", err)
+	writeError(w, errServer)
+}
+
+// bearer returns the token of an "Authorization: Bearer <token>" header.
+func bearer(r *http.Request) string {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}

@@ -1,0 +1,45 @@
+package httpd
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// apiError is an error as the client sees it.
+type apiError struct {
+	status      int
+	Code        string `json:"error"`
+	Description string `json:"description"`
+}
+
+var (
+	errNotFound         = &apiError{http.StatusNotFound, "not-found", "No such alias, or it has expired, or the token does not match."}
+	errMethodNotAllowed = &apiError{http.StatusMethodNotAllowed, "method-not-allowed", "This method is not allowed here."}
+	errTooLarge         = &apiError{http.StatusRequestEntityTooLarge, "too-large", "The request body is larger than " + strconv.Itoa(MaxBodyBytes) + " bytes."}
+	errContentType      = &apiError{http.StatusUnsupportedMediaType, "invalid-request-type", "Send the request as Content-Type: application/json."}
+	errRateLimited      = &apiError{http.StatusTooManyRequests, "rate-limited", "Too many aliases created from your address; try again in a minute."}
+	errServer           = &apiError{http.StatusInternalServerError, "server-error", "Something went wrong on our side; nothing was created. Please try again."}
+)
+
+func invalid(description string) *apiError {
+	return &apiError{http.StatusBadRequest, "invalid-data", description}
+}
+
+// writeError is the one place API errors become responses.
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.status, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"server-error","description":"Something went wrong on our side."}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}

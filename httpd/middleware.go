@@ -1,0 +1,95 @@
+package httpd
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+)
+
+// logRequests writes one line per API call. It logs the route pattern, not
+// the path, so ids stay out of the log, and never headers (tokens).
+func (a *API) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		if !strings.HasPrefix(route, "/aliases") {
+			return // static files: their own access log, if any, is the proxy's
+		}
+		a.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "http",
+			slog.String("method", r.Method),
+			slog.String("route", route),
+			slog.Int("status", ww.Status()),
+			slog.String("remote", a.clientAddr(r).String()),
+			slog.Duration("duration", time.Since(start)))
+	})
+}
+
+// recoverJSON turns a panic in a handler into the documented 500 instead of
+// a dropped connection, and logs it.
+func recoverJSON(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				slog.Error("panic in HTTP handler", "panic", v, "route", r.URL.Path)
+				writeError(w, errServer)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clientAddr is the address a request is counted against. The socket's
+// peer is the client unless it is a trusted proxy; then X-Forwarded-For is
+// read from the right, skipping trusted proxies, and the first other
+// address is the client. Addresses further left are the client's to forge.
+func (a *API) clientAddr(r *http.Request) netip.Addr {
+	peer := parseHostAddr(r.RemoteAddr)
+	if !a.trusted(peer) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		addr, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return peer // garbage from here on: stop believing
+		}
+		addr = addr.Unmap()
+		if !a.trusted(addr) {
+			return addr
+		}
+		peer = addr
+	}
+	return peer
+}
+
+func (a *API) trusted(addr netip.Addr) bool {
+	for _, p := range a.cfg.TrustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func parseHostAddr(hostport string) netip.Addr {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.IPv4Unspecified()
+	}
+	return addr.Unmap()
+}

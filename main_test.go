@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the tempalias executable built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tempalias-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "tempalias")
+	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building tempalias: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running tempalias binary.
+type proc struct {
+	cmd   *exec.Cmd
+	lines chan string // stderr, line by line
+	addrs map[string]string
+	log   *strings.Builder
+	done  chan error
+}
+
+var startedRE = regexp.MustCompile(`msg="tempalias started".*`)
+
+// start runs the binary with config text and waits for its start-up line.
+func start(t *testing.T, configText string) *proc {
+	t.Helper()
+	cfgPath := filepath.Join(t.TempDir(), "tempalias.toml")
+	if err := os.WriteFile(cfgPath, []byte(configText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: exec.Command(binary, "-config", cfgPath), lines: make(chan string, 100), log: new(strings.Builder), done: make(chan error, 1)}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case p.lines <- sc.Text():
+			default: // nobody is waiting for lines any more
+			}
+			p.log.WriteString(sc.Text() + "\n")
+		}
+		close(p.lines)
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("tempalias log:\n%s", p.log.String())
+		}
+	})
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("tempalias exited before starting: %v", <-p.done)
+			}
+			if m := startedRE.FindString(line); m != "" {
+				p.addrs = map[string]string{}
+				for _, kv := range regexp.MustCompile(`(\w+)=(\S+)`).FindAllStringSubmatch(m, -1) {
+					p.addrs[kv[1]] = kv[2]
+				}
+				return p
+			}
+		case <-deadline:
+			t.Fatal("tempalias did not start within 30s")
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	for range p.lines {
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("tempalias exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("tempalias did not stop within 30s of SIGTERM")
+	}
+	if !strings.Contains(p.log.String(), `msg=stopped`) {
+		t.Errorf("no clean stop in log")
+	}
+}
+
+func testConfig(dir string) string {
+	return fmt.Sprintf(`data_file = %q
+domains = ["tempalias.test"]
+[http]
+listen = "127.0.0.1:0"
+[smtp]
+listen = "127.0.0.1:0"
+`, filepath.Join(dir, "aliases.db"))
+}
+
+func httpDo(t *testing.T, method, url, body string, hdr ...string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	return res.StatusCode, m
+}
+
+func TestBinaryRestartKeepsAliases(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	p := start(t, cfg)
+	status, created := httpDo(t, "POST", "http://"+p.addrs["http"]+"/aliases", `{"target":"t@example.com","days": 3,"max-usage": 5}`)
+	if status != 201 {
+		t.Fatalf("create: %d %v", status, created)
+	}
+	id, token := created["id"].(string), created["token"].(string)
+
+	// A second instance on the same data file refuses to start, promptly.
+	second := exec.Command(binary, "-config", filepath.Join(dir, "second.toml"))
+	os.WriteFile(filepath.Join(dir, "second.toml"), []byte(cfg), 0o600)
+	startedAt := time.Now()
+	out, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "locked by another process") {
+		t.Errorf("second instance: err %v, output %q", err, out)
+	}
+	if lines := strings.Count(strings.TrimSpace(string(out)), "\n"); lines != 0 {
+		t.Errorf("second instance error is %d lines, want one: %q", lines+1, out)
+	}
+	if d := time.Since(startedAt); d > 20*time.Second {
+		t.Errorf("second instance took %v to give up", d)
+	}
+
+	p.stop(t)
+	if strings.Contains(p.log.String(), token) {
+		t.Error("the token appears in the log")
+	}
+
+	p = start(t, cfg)
+	url := "http://" + p.addrs["http"] + "/aliases/" + id
+	status, got := httpDo(t, "GET", url, "", "Authorization", "Bearer "+token)
+	if status != 200 || got["target"] != "t@example.com" || got["remaining"] != 5.0 {
+		t.Fatalf("after restart: %d %v", status, got)
+	}
+	if status, _ := httpDo(t, "DELETE", url, "", "Authorization", "Bearer "+token); status != 204 {
+		t.Fatalf("revoke after restart: %d", status)
+	}
+	p.stop(t)
+}
+
+func TestBinaryBadConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(path, []byte("[limits]\nmax_dayz = 3\n"), 0o600)
+	out, err := exec.Command(binary, "-config", path).CombinedOutput()
+	if err == nil {
+		t.Fatal("started with a bad config")
+	}
+	if !strings.Contains(string(out), "limits.max_dayz") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Errorf("error output %q should be one line naming limits.max_dayz", out)
+	}
+}

@@ -1,0 +1,116 @@
+package store
+
+import (
+	"errors"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// committer is a group commit in front of bbolt's single writer.
+//
+// bbolt's own DB.Batch waits up to MaxBatchDelay before it commits, which
+// adds that delay to every lone write and caps throughput at
+// MaxBatchSize/MaxBatchDelay when callers wait for their answer (as HTTP
+// clients and SMTP sessions do). Here a write waits only for the commit in
+// progress: whatever queued up meanwhile goes into the next transaction, so
+// a single caller pays one fsync and a crowd shares one.
+type committer struct {
+	db       *bolt.DB
+	maxBatch int
+	ops      chan *op
+	done     chan struct{}
+	stop     sync.Once
+	mu       sync.RWMutex // held for reading while sending on ops
+	closed   bool
+}
+
+type op struct {
+	fn  func(*bolt.Tx) error
+	err chan error
+}
+
+// errClosed is returned for writes submitted after Close.
+var errClosed = errors.New("store closed")
+
+func newCommitter(db *bolt.DB, maxBatch int) *committer {
+	c := &committer{
+		db:       db,
+		maxBatch: maxBatch,
+		ops:      make(chan *op, maxBatch),
+		done:     make(chan struct{}),
+	}
+	go c.run()
+	return c
+}
+
+// do runs fn in a write transaction, possibly shared with other callers'
+// functions, and returns once that transaction is on disk. fn may run more
+// than once (see run), so it must set its results afresh on every call and
+// report refusals through its own variables rather than as errors: an
+// error from fn rolls back the whole shared transaction.
+func (c *committer) do(fn func(*bolt.Tx) error) error {
+	o := &op{fn: fn, err: make(chan error, 1)}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return errClosed
+	}
+	c.ops <- o
+	c.mu.RUnlock()
+	return <-o.err
+}
+
+func (c *committer) run() {
+	defer close(c.done)
+	batch := make([]*op, 0, c.maxBatch)
+	for o := range c.ops {
+		batch = append(batch[:0], o)
+	fill:
+		for len(batch) < c.maxBatch {
+			select {
+			case o, ok := <-c.ops:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		c.commit(batch)
+	}
+}
+
+func (c *committer) commit(batch []*op) {
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		for _, o := range batch {
+			if err := o.fn(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || len(batch) == 1 {
+		for _, o := range batch {
+			o.err <- err
+		}
+		return
+	}
+	// One function failed and took the others down with it: run each on
+	// its own so that only the failing one sees its error.
+	for _, o := range batch {
+		o.err <- c.db.Update(o.fn)
+	}
+}
+
+// close stops accepting writes, finishes the queued ones and waits.
+func (c *committer) close() {
+	c.stop.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		close(c.ops)
+		c.mu.Unlock()
+		<-c.done
+	})
+}

@@ -1,0 +1,469 @@
+// Package store keeps aliases in a bbolt file: creation with unique ids,
+// look-up, the reserve/commit/refund cycle of one use, revocation, the sweep
+// of dead aliases and hot backups.
+//
+// Writes that arrive together are committed together (see commit.go): each
+// caller still waits for its own fsync, but one fsync serves many callers,
+// so durable throughput grows with concurrency.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/tempalias/tempalias/alias"
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrNotFound is returned for an id that has no live alias: unknown,
+// expired, used up or revoked, deliberately alike.
+var ErrNotFound = alias.ErrNotFound
+
+// ErrExhausted is returned by Reserve when the alias is alive but every
+// remaining use is reserved by transactions still under way.
+var ErrExhausted = errors.New("alias has no use left to reserve")
+
+var (
+	bucketAliases = []byte("aliases") // id -> JSON record
+	bucketIDs     = []byte("ids")     // every id ever issued -> nothing
+	bucketSweep   = []byte("sweep")   // 8-byte unix seconds + id -> nothing
+	bucketMeta    = []byte("meta")
+	keyIssued     = []byte("issued") // count of ids ever issued, uint64
+	present       = []byte{1}        // the value of set-like buckets
+)
+
+// Options tune a store; zero values get defaults.
+type Options struct {
+	// IDMinLength is the shortest id ever handed out (default 6).
+	IDMinLength int
+	// GuessProbability bounds the chance that a random id of the current
+	// length names a live alias (default one in a million).
+	GuessProbability float64
+	// OpenTimeout bounds the wait for another process's lock on the file
+	// (default 1s).
+	OpenTimeout time.Duration
+	// MaxBatch bounds how many writes share one transaction (default 1000).
+	MaxBatch int
+}
+
+// Store is an open alias database. Its methods are safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	opts Options
+	w    *committer
+}
+
+// record is what is stored per alias: the alias and the key of its entry
+// in the sweep index.
+type record struct {
+	alias.Alias
+	SweepAt int64 `json:"sweep_at"`
+}
+
+// Open opens or creates the store at path.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.IDMinLength <= 0 {
+		opts.IDMinLength = 6
+	}
+	if opts.GuessProbability <= 0 || opts.GuessProbability > 1 {
+		opts.GuessProbability = 1e-6
+	}
+	if opts.OpenTimeout <= 0 {
+		opts.OpenTimeout = time.Second
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 1000
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("store: %s is locked by another process (is tempalias already running?)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketAliases, bucketIDs, bucketSweep, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	s := &Store{db: db, opts: opts}
+	s.w = newCommitter(db, opts.MaxBatch)
+	return s, nil
+}
+
+// Close waits for queued writes and closes the file.
+func (s *Store) Close() error {
+	s.w.close()
+	return s.db.Close()
+}
+
+// Create stores a new alias for spec with a fresh id and returns it with
+// its management token; only the token's hash is kept. The alias is on
+// disk when Create returns.
+func (s *Store) Create(spec alias.Spec, now time.Time) (alias.Alias, string, error) {
+	token := alias.NewToken()
+	var created alias.Alias
+	err := s.w.do(func(tx *bolt.Tx) error {
+		id, err := s.newID(tx)
+		if err != nil {
+			return err
+		}
+		created = alias.Alias{
+			ID:        id,
+			Target:    spec.Target,
+			Created:   now.UTC().Truncate(time.Second),
+			Expires:   spec.Expires.UTC(),
+			MaxUsage:  spec.MaxUsage,
+			TokenHash: alias.HashToken(token),
+		}
+		r := &record{Alias: created}
+		return put(tx, r, r.Expires)
+	})
+	if err != nil {
+		return alias.Alias{}, "", fmt.Errorf("store: create: %w", err)
+	}
+	return created, token, nil
+}
+
+// newID picks an id that was never issued and records it. The length grows
+// with the number of ids issued; repeated collisions (a nearly full id
+// space) make it grow further.
+func (s *Store) newID(tx *bolt.Tx) (string, error) {
+	meta, ids := tx.Bucket(bucketMeta), tx.Bucket(bucketIDs)
+	var issued uint64
+	if v := meta.Get(keyIssued); len(v) == 8 {
+		issued = binary.BigEndian.Uint64(v)
+	}
+	n := alias.IDLength(issued, s.opts.IDMinLength, s.opts.GuessProbability)
+	for ; n <= alias.MaxIDLength; n++ {
+		for try := 0; try < 8; try++ {
+			id := alias.NewID(n)
+			if ids.Get([]byte(id)) != nil {
+				continue
+			}
+			if err := ids.Put([]byte(id), present); err != nil {
+				return "", err
+			}
+			return id, meta.Put(keyIssued, binary.BigEndian.AppendUint64(nil, issued+1))
+		}
+	}
+	return "", errors.New("id space exhausted")
+}
+
+// Get returns the alias id if it is alive at now.
+func (s *Store) Get(id string, now time.Time) (alias.Alias, error) {
+	if !alias.ValidID(id) {
+		return alias.Alias{}, ErrNotFound
+	}
+	var r *record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		r, err = get(tx, id)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return alias.Alias{}, ErrNotFound
+	}
+	if err != nil {
+		return alias.Alias{}, fmt.Errorf("store: get %s: %w", id, err)
+	}
+	if r.Dead(now) {
+		return alias.Alias{}, ErrNotFound
+	}
+	return r.Alias, nil
+}
+
+// Reserve takes one use of alias id for a message about to be relayed and
+// returns the alias. It fails with ErrNotFound if the alias is not alive and
+// with ErrExhausted if its remaining uses are all reserved already. Every
+// successful Reserve must be followed by exactly one Commit or Refund.
+func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
+	// Most mail to a temporary alias service is for dead aliases: answer
+	// those from a read transaction without queueing for the writer.
+	if _, err := s.Get(id, now); err != nil {
+		return alias.Alias{}, err
+	}
+	var got alias.Alias
+	var refused error // a refusal is an answer, not a failed transaction
+	err := s.w.do(func(tx *bolt.Tx) error {
+		r, err := get(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			refused = err
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case r.Dead(now):
+			refused = ErrNotFound
+			return nil
+		case !r.CanReserve(now):
+			refused = ErrExhausted
+			return nil
+		}
+		refused = nil
+		r.Pending++
+		got = r.Alias
+		return put(tx, r, time.Unix(r.SweepAt, 0))
+	})
+	if err != nil {
+		return alias.Alias{}, fmt.Errorf("store: reserve %s: %w", id, err)
+	}
+	if refused != nil {
+		return alias.Alias{}, refused
+	}
+	return got, nil
+}
+
+// Commit turns a reservation into a delivered use. An alias whose uses are
+// all delivered is queued for the sweeper at once.
+func (s *Store) Commit(id string, now time.Time) error {
+	return wrap("commit", id, s.w.do(func(tx *bolt.Tx) error {
+		r, err := get(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil // swept or revoked meanwhile; the use is spent either way
+		}
+		if err != nil {
+			return err
+		}
+		if r.Pending > 0 {
+			r.Pending--
+		}
+		r.Used++
+		sweepAt := time.Unix(r.SweepAt, 0)
+		if r.UsedUp() {
+			sweepAt = now
+		}
+		return put(tx, r, sweepAt)
+	}))
+}
+
+// Refund gives back a reservation that did not end in a delivery.
+func (s *Store) Refund(id string) error {
+	return wrap("refund", id, s.w.do(func(tx *bolt.Tx) error {
+		r, err := get(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if r.Pending > 0 {
+			r.Pending--
+		}
+		return put(tx, r, time.Unix(r.SweepAt, 0))
+	}))
+}
+
+func wrap(op, id string, err error) error {
+	if err != nil {
+		return fmt.Errorf("store: %s %s: %w", op, id, err)
+	}
+	return nil
+}
+
+// Revoke kills alias id if token is its token. A wrong token, an unknown id
+// and a dead alias all give ErrNotFound.
+func (s *Store) Revoke(id, token string, now time.Time) error {
+	if !alias.ValidID(id) {
+		return ErrNotFound
+	}
+	var refused error
+	err := s.w.do(func(tx *bolt.Tx) error {
+		refused = nil
+		r, err := get(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			refused = err
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if r.Dead(now) || !r.TokenMatches(token) {
+			refused = ErrNotFound
+			return nil
+		}
+		r.Revoked = true
+		return put(tx, r, now)
+	})
+	if err != nil {
+		return fmt.Errorf("store: revoke %s: %w", id, err)
+	}
+	return refused
+}
+
+// Authorized returns alias id if it is alive and token is its token.
+func (s *Store) Authorized(id, token string, now time.Time) (alias.Alias, error) {
+	a, err := s.Get(id, now)
+	if err != nil {
+		return alias.Alias{}, err
+	}
+	if !a.TokenMatches(token) {
+		return alias.Alias{}, ErrNotFound
+	}
+	return a, nil
+}
+
+// Sweep deletes aliases that are dead at now, at most batch per write
+// transaction so that the writer lock is never held for long, and returns
+// how many it deleted. Only the ids stay behind, so they are never reused.
+func (s *Store) Sweep(now time.Time, batch int) (int, error) {
+	if batch <= 0 {
+		batch = 500
+	}
+	total := 0
+	for {
+		n, more, err := s.sweepOnce(now, batch)
+		total += n
+		if err != nil || !more {
+			return total, err
+		}
+	}
+}
+
+func (s *Store) sweepOnce(now time.Time, batch int) (deleted int, more bool, err error) {
+	limit := now.Unix()
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		deleted, more = 0, false
+		aliases := tx.Bucket(bucketAliases)
+		c := tx.Bucket(bucketSweep).Cursor()
+		seen := 0
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > limit {
+				return nil
+			}
+			if seen == batch {
+				more = true
+				return nil
+			}
+			seen++
+			id := k[8:]
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			v := aliases.Get(id)
+			if v == nil {
+				continue
+			}
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode %s: %w", id, err)
+			}
+			if !r.Dead(now) {
+				// Its index entry was early (a clock step, or an expiry
+				// within this second): file it again, after limit, or
+				// this loop would meet it again and never end.
+				if err := put(tx, &r, time.Unix(max(r.Expires.Unix(), limit+1), 0)); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := aliases.Delete(id); err != nil {
+				return err
+			}
+			deleted++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("store: sweep: %w", err)
+	}
+	return deleted, more, nil
+}
+
+// Backup writes a consistent copy of the whole database to w while the
+// store stays in use, and returns the number of bytes written.
+func (s *Store) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("store: backup: %w", err)
+	}
+	return n, nil
+}
+
+// Stats is a summary for operators and metrics.
+type Stats struct {
+	Aliases int    // stored aliases, dead ones not yet swept included
+	Issued  uint64 // ids ever issued
+}
+
+// Stats counts the stored aliases and issued ids.
+func (s *Store) Stats() (Stats, error) {
+	var st Stats
+	err := s.db.View(func(tx *bolt.Tx) error {
+		st.Aliases = tx.Bucket(bucketAliases).Stats().KeyN
+		if v := tx.Bucket(bucketMeta).Get(keyIssued); len(v) == 8 {
+			st.Issued = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return st, err
+}
+
+// Ping checks that the store answers a read.
+func (s *Store) Ping() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketAliases) == nil {
+			return errors.New("store: aliases bucket missing")
+		}
+		return nil
+	})
+}
+
+func get(tx *bolt.Tx, id string) (*record, error) {
+	v := tx.Bucket(bucketAliases).Get([]byte(id))
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	r := new(record)
+	if err := json.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// put stores r and files it in the sweep index at sweepAt, moving its
+// previous entry.
+func put(tx *bolt.Tx, r *record, sweepAt time.Time) error {
+	sweep := tx.Bucket(bucketSweep)
+	at := sweepAt.Unix()
+	if r.SweepAt != 0 && r.SweepAt != at {
+		if err := sweep.Delete(sweepKey(r.SweepAt, r.ID)); err != nil {
+			return err
+		}
+	}
+	if r.SweepAt != at || sweep.Get(sweepKey(at, r.ID)) == nil {
+		if err := sweep.Put(sweepKey(at, r.ID), present); err != nil {
+			return err
+		}
+	}
+	r.SweepAt = at
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketAliases).Put([]byte(r.ID), v)
+}
+
+func sweepKey(at int64, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(at))
+	return append(k, id...)
+}
