@@ -70,11 +70,20 @@ type Config struct {
 		Listen string `toml:"listen"`
 	} `toml:"metrics"`
 
+	Admin struct {
+		Socket string `toml:"socket"`
+	} `toml:"admin"`
+
 	Shutdown struct {
 		Timeout Duration `toml:"timeout"`
 	} `toml:"shutdown"`
 
 	trusted []netip.Prefix
+}
+
+// limits are the bounds on creation requests.
+func (c *Config) limits() alias.Limits {
+	return alias.Limits{DefaultDays: c.Limits.DefaultDays, MaxDays: c.Limits.MaxDays, MaxUsage: c.Limits.MaxUsage}
 }
 
 // Duration is a time.Duration written as a string ("5m") in TOML.

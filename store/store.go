@@ -277,6 +277,10 @@ func wrap(op, id string, err error) error {
 // Revoke kills alias id if token is its token. A wrong token, an unknown id
 // and a dead alias all give ErrNotFound.
 func (s *Store) Revoke(id, token string, now time.Time) error {
+	return s.revoke(id, now, func(r *record) bool { return r.TokenMatches(token) })
+}
+
+func (s *Store) revoke(id string, now time.Time, allowed func(*record) bool) error {
 	if !alias.ValidID(id) {
 		return ErrNotFound
 	}
@@ -291,7 +295,7 @@ func (s *Store) Revoke(id, token string, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if r.Dead(now) || !r.TokenMatches(token) {
+		if r.Dead(now) || !allowed(r) {
 			refused = ErrNotFound
 			return nil
 		}
@@ -303,6 +307,34 @@ func (s *Store) Revoke(id, token string, now time.Time) error {
 	}
 	return refused
 }
+
+// RevokeID kills alias id without asking for its token: for the operator.
+func (s *Store) RevokeID(id string, now time.Time) error {
+	return s.revoke(id, now, func(*record) bool { return true })
+}
+
+// Live calls fn for every alias alive at now, in id order, from one read
+// transaction; fn returning false stops the walk.
+func (s *Store) Live(now time.Time, fn func(alias.Alias) bool) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAliases).ForEach(func(k, v []byte) error {
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			if !r.Dead(now) && !fn(r.Alias) {
+				return errStop
+			}
+			return nil
+		})
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return fmt.Errorf("store: list: %w", err)
+	}
+	return nil
+}
+
+var errStop = errors.New("stop")
 
 // Authorized returns alias id if it is alive and token is its token.
 func (s *Store) Authorized(id, token string, now time.Time) (alias.Alias, error) {

@@ -1,0 +1,357 @@
+package main
+
+// Admin commands (create, list, show, revoke, backup) work whether or not
+// the server runs. bbolt lets one process hold the data file, so a running
+// server answers them on a unix socket beside the data file (mode 0600, so
+// only the service's user and root may use it); when no server runs, the
+// command opens the file itself. A command never waits on the file lock
+// longer than store.open_timeout.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/store"
+)
+
+// adminAlias is an alias as admin commands show it.
+type adminAlias struct {
+	ID        string `json:"id"`
+	Alias     string `json:"alias"`
+	Target    string `json:"target"`
+	Created   string `json:"created"`
+	Expires   string `json:"expires"`
+	MaxUsage  *int   `json:"max-usage"`
+	Remaining *int   `json:"remaining"`
+	Used      int    `json:"used"`
+	Token     string `json:"token,omitempty"`
+}
+
+// adminOps is what admin commands do, either on an open store (local) or
+// through a running server's admin socket (remote).
+type adminOps interface {
+	Create(req alias.Request) (adminAlias, error)
+	List() ([]adminAlias, error)
+	Show(id string) (adminAlias, error)
+	Revoke(id string) error
+	Backup(w io.Writer) error
+}
+
+// localOps runs admin operations on a store this process holds.
+type localOps struct {
+	st  *store.Store
+	cfg *Config
+	now func() time.Time
+}
+
+func (o localOps) view(a alias.Alias, token string) adminAlias {
+	v := adminAlias{
+		ID: a.ID, Alias: a.ID + "@" + o.cfg.Domains[0], Target: a.Target,
+		Created: a.Created.UTC().Format(time.RFC3339), Expires: a.Expires.UTC().Format(time.RFC3339),
+		Used: a.Used, Token: token,
+	}
+	if rem, ok := a.Remaining(); ok {
+		m := a.MaxUsage
+		v.MaxUsage, v.Remaining = &m, &rem
+	}
+	return v
+}
+
+func (o localOps) Create(req alias.Request) (adminAlias, error) {
+	now := o.now()
+	spec, err := o.cfg.limits().Check(req, o.cfg.Domains, now)
+	if err != nil {
+		return adminAlias{}, err
+	}
+	a, token, err := o.st.Create(spec, now)
+	if err != nil {
+		return adminAlias{}, err
+	}
+	return o.view(a, token), nil
+}
+
+func (o localOps) List() ([]adminAlias, error) {
+	list := []adminAlias{}
+	err := o.st.Live(o.now(), func(a alias.Alias) bool {
+		list = append(list, o.view(a, ""))
+		return true
+	})
+	return list, err
+}
+
+func (o localOps) Show(id string) (adminAlias, error) {
+	a, err := o.st.Get(strings.ToLower(id), o.now())
+	if err != nil {
+		return adminAlias{}, err
+	}
+	return o.view(a, ""), nil
+}
+
+func (o localOps) Revoke(id string) error { return o.st.RevokeID(strings.ToLower(id), o.now()) }
+
+func (o localOps) Backup(w io.Writer) error {
+	_, err := o.st.Backup(w)
+	return err
+}
+
+// adminSocketPath is where the running server listens for admin commands.
+func (c *Config) adminSocketPath() string {
+	if c.Admin.Socket != "" {
+		return c.Admin.Socket
+	}
+	return c.DataFile + ".sock"
+}
+
+// listenAdmin opens the admin socket. The caller holds the data file's
+// lock, so any socket file already there is a leftover of a crash.
+func listenAdmin(path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("admin.socket: %w", err)
+	}
+	old := syscall.Umask(0o077)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("admin.socket: %w", err)
+	}
+	return ln, nil
+}
+
+// adminHandler serves localOps over HTTP on the admin socket.
+func adminHandler(ops localOps, log *slog.Logger) http.Handler {
+	r := chi.NewRouter()
+	fail := func(w http.ResponseWriter, err error) {
+		status := http.StatusInternalServerError
+		var inv *alias.InvalidError
+		switch {
+		case errors.Is(err, alias.ErrNotFound):
+			status = http.StatusNotFound
+		case errors.As(err, &inv):
+			status = http.StatusBadRequest
+		default:
+			log.Error("admin", "err", err)
+		}
+		http.Error(w, err.Error(), status)
+	}
+	reply := func(w http.ResponseWriter, v any, err error) {
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	}
+	r.Get("/aliases", func(w http.ResponseWriter, r *http.Request) {
+		list, err := ops.List()
+		reply(w, list, err)
+	})
+	r.Post("/aliases", func(w http.ResponseWriter, r *http.Request) {
+		var req alias.Request
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		a, err := ops.Create(req)
+		reply(w, a, err)
+	})
+	r.Get("/aliases/{id}", func(w http.ResponseWriter, r *http.Request) {
+		a, err := ops.Show(chi.URLParam(r, "id"))
+		reply(w, a, err)
+	})
+	r.Delete("/aliases/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if err := ops.Revoke(chi.URLParam(r, "id")); err != nil {
+			fail(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	r.Get("/backup", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if err := ops.Backup(w); err != nil {
+			log.Error("admin backup", "err", err)
+			panic(http.ErrAbortHandler) // the client sees a cut stream, not a short backup
+		}
+	})
+	return r
+}
+
+// remoteOps sends admin operations to a running server's socket.
+type remoteOps struct{ c *http.Client }
+
+func newRemoteOps(socket string) remoteOps {
+	return remoteOps{&http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}}
+}
+
+func (o remoteOps) call(method, path string, body io.Reader, out any) error {
+	req, _ := http.NewRequest(method, "http://admin"+path, body)
+	res, err := o.c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusNotFound {
+		return alias.ErrNotFound
+	}
+	if res.StatusCode >= 300 {
+		msg, _ := io.ReadAll(io.LimitReader(res.Body, 1024))
+		return errors.New(strings.TrimSpace(string(msg)))
+	}
+	if w, ok := out.(io.Writer); ok {
+		_, err = io.Copy(w, res.Body)
+		return err
+	}
+	if out != nil {
+		return json.NewDecoder(res.Body).Decode(out)
+	}
+	return nil
+}
+
+func (o remoteOps) Create(req alias.Request) (a adminAlias, err error) {
+	b, _ := json.Marshal(req)
+	err = o.call("POST", "/aliases", strings.NewReader(string(b)), &a)
+	return a, err
+}
+
+func (o remoteOps) List() (list []adminAlias, err error) {
+	err = o.call("GET", "/aliases", nil, &list)
+	return list, err
+}
+
+func (o remoteOps) Show(id string) (a adminAlias, err error) {
+	err = o.call("GET", "/aliases/"+strings.ToLower(id), nil, &a)
+	return a, err
+}
+
+func (o remoteOps) Revoke(id string) error {
+	return o.call("DELETE", "/aliases/"+strings.ToLower(id), nil, nil)
+}
+
+func (o remoteOps) Backup(w io.Writer) error { return o.call("GET", "/backup", nil, w) }
+
+// openAdmin reaches the aliases: through the running server if one answers
+// on the admin socket, else by opening the data file. close must be called.
+func openAdmin(cfg *Config) (ops adminOps, close func(), err error) {
+	socket := cfg.adminSocketPath()
+	if conn, err := net.DialTimeout("unix", socket, time.Second); err == nil {
+		conn.Close()
+		return newRemoteOps(socket), func() {}, nil
+	}
+	st, err := openStore(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (and no server answers on %s)", err, socket)
+	}
+	return localOps{st: st, cfg: cfg, now: time.Now}, func() { st.Close() }, nil
+}
+
+func openStore(cfg *Config) (*store.Store, error) {
+	return store.Open(cfg.DataFile, store.Options{
+		IDMinLength:      cfg.Limits.IDMinLength,
+		GuessProbability: cfg.Limits.IDGuessProbability,
+		OpenTimeout:      cfg.Store.OpenTimeout.Duration,
+	})
+}
+
+// runAdmin runs admin command name with its arguments.
+func runAdmin(cfg *Config, name string, args []string, req alias.Request, stdout io.Writer) error {
+	ops, closeOps, err := openAdmin(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeOps()
+	switch name {
+	case "create":
+		a, err := ops.Create(req)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, a)
+	case "list":
+		list, err := ops.List()
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTARGET\tEXPIRES\tREMAINING")
+		for _, a := range list {
+			rem := "-"
+			if a.Remaining != nil {
+				rem = fmt.Sprintf("%d/%d", *a.Remaining, *a.MaxUsage)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.ID, a.Target, a.Expires, rem)
+		}
+		return tw.Flush()
+	case "show", "revoke":
+		if len(args) != 1 {
+			return fmt.Errorf("usage: tempalias %s [-config FILE] ID", name)
+		}
+		if name == "revoke" {
+			if err := ops.Revoke(args[0]); err != nil {
+				return fmt.Errorf("revoke %s: %w", args[0], err)
+			}
+			fmt.Fprintf(stdout, "revoked %s\n", args[0])
+			return nil
+		}
+		a, err := ops.Show(args[0])
+		if err != nil {
+			return fmt.Errorf("show %s: %w", args[0], err)
+		}
+		return printJSON(stdout, a)
+	case "backup":
+		if len(args) != 1 {
+			return errors.New("usage: tempalias backup [-config FILE] FILE")
+		}
+		return backupTo(ops, args[0], stdout)
+	}
+	return fmt.Errorf("unknown command %q", name)
+}
+
+// backupTo writes a backup to path through a temporary file, so that a
+// failed backup never leaves a truncated file under the final name.
+func backupTo(ops adminOps, path string, stdout io.Writer) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tempalias-backup-*")
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := ops.Backup(tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	fmt.Fprintf(stdout, "backup written to %s\n", path)
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

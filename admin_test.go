@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tempalias/tempalias/store"
+)
+
+// admin runs an admin command of the real binary and returns its stdout.
+func admin(t *testing.T, cfgPath string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{args[0], "-config", cfgPath}, args[1:]...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
+}
+
+func TestAdminCommands(t *testing.T) {
+	for _, running := range []bool{true, false} {
+		name := map[bool]string{true: "server running", false: "server stopped"}[running]
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfgText := testConfig(dir)
+			cfgPath := filepath.Join(dir, "tempalias.toml")
+			os.WriteFile(cfgPath, []byte(cfgText), 0o600)
+			if running {
+				p := start(t, cfgText)
+				t.Cleanup(func() { p.stop(t) })
+			}
+			begin := time.Now()
+
+			out, err := admin(t, cfgPath, "create", "-target", "Someone@Example.com", "-days", "2", "-max-usage", "4")
+			if err != nil {
+				t.Fatalf("create: %v: %s", err, out)
+			}
+			var created adminAlias
+			if err := json.Unmarshal([]byte(out), &created); err != nil {
+				t.Fatalf("create output %q: %v", out, err)
+			}
+			if created.Token == "" || *created.Remaining != 4 || created.Alias != created.ID+"@tempalias.test" {
+				t.Fatalf("created %+v", created)
+			}
+			if out, err := admin(t, cfgPath, "create", "-target", "nobody"); err == nil || !strings.Contains(out, "target") {
+				t.Errorf("bad create: %v %q", err, out)
+			}
+			out2, _ := admin(t, cfgPath, "create", "-target", "other@example.com")
+			var other adminAlias
+			json.Unmarshal([]byte(out2), &other)
+
+			out, err = admin(t, cfgPath, "list")
+			if err != nil || !strings.Contains(out, created.ID) || !strings.Contains(out, "4/4") || !strings.Contains(out, other.ID) {
+				t.Fatalf("list: %v\n%s", err, out)
+			}
+			out, err = admin(t, cfgPath, "show", strings.ToUpper(created.ID))
+			if err != nil || !strings.Contains(out, `"target": "Someone@example.com"`) || strings.Contains(out, "token") {
+				t.Fatalf("show: %v\n%s", err, out)
+			}
+			if out, err := admin(t, cfgPath, "revoke", other.ID); err != nil {
+				t.Fatalf("revoke: %v %s", err, out)
+			}
+			if out, err := admin(t, cfgPath, "show", other.ID); err == nil {
+				t.Errorf("show after revoke succeeded: %s", out)
+			}
+			if out, err := admin(t, cfgPath, "revoke", "nosuchid"); err == nil || !strings.Contains(out, "not found") {
+				t.Errorf("revoke unknown: %v %s", err, out)
+			}
+
+			backup := filepath.Join(dir, "backup.db")
+			if out, err := admin(t, cfgPath, "backup", backup); err != nil {
+				t.Fatalf("backup: %v %s", err, out)
+			}
+			st, err := store.Open(backup, store.Options{OpenTimeout: time.Second})
+			if err != nil {
+				t.Fatalf("backup does not open: %v", err)
+			}
+			defer st.Close()
+			a, err := st.Get(created.ID, time.Now())
+			if err != nil || a.Target != "Someone@example.com" || a.MaxUsage != 4 {
+				t.Fatalf("backup holds %+v, %v", a, err)
+			}
+			if _, err := st.Get(other.ID, time.Now()); err != store.ErrNotFound {
+				t.Errorf("revoked alias in backup: %v", err)
+			}
+			if d := time.Since(begin); d > 60*time.Second {
+				t.Errorf("admin commands took %v", d)
+			}
+		})
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	out, err := exec.Command(binary, "check-config", "-config", "tempalias.toml").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "valid") {
+		t.Errorf("check-config on the example: %v %s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte("[smtp]\nmax_recipients = 0\n"), 0o600)
+	out, err = exec.Command(binary, "check-config", "-config", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "smtp.max_recipients") {
+		t.Errorf("check-config on a bad file: %v %s", err, out)
+	}
+	out, err = exec.Command(binary, "frobnicate").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unknown command") {
+		t.Errorf("unknown command: %v %s", err, out)
+	}
+}
