@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ type Config struct {
 
 	HTTP struct {
 		Listen         string   `toml:"listen"`
+		TLSListen      string   `toml:"tls_listen"`
 		TrustedProxies []string `toml:"trusted_proxies"`
 	} `toml:"http"`
 
@@ -66,6 +68,11 @@ type Config struct {
 		OpenTimeout   Duration `toml:"open_timeout"`
 	} `toml:"store"`
 
+	TLS struct {
+		CertFile string `toml:"cert_file"`
+		KeyFile  string `toml:"key_file"`
+	} `toml:"tls"`
+
 	Metrics struct {
 		Listen string `toml:"listen"`
 	} `toml:"metrics"`
@@ -79,6 +86,24 @@ type Config struct {
 	} `toml:"shutdown"`
 
 	trusted []netip.Prefix
+}
+
+// changedSections names the parts of the configuration that differ
+// between a and b (the certificate files' contents are not compared).
+func changedSections(a, b *Config) []string {
+	var changed []string
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	for i := range va.NumField() {
+		f := va.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" || !f.IsExported() {
+			continue
+		}
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			changed = append(changed, name)
+		}
+	}
+	return changed
 }
 
 // limits are the bounds on creation requests.
@@ -190,10 +215,18 @@ func (c *Config) check() error {
 			return bad(l.key, "want host:port, got %q", l.addr)
 		}
 	}
-	if c.Metrics.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
-			return bad("metrics.listen", "want host:port or empty, got %q", c.Metrics.Listen)
+	for _, l := range []struct{ key, addr string }{
+		{"metrics.listen", c.Metrics.Listen}, {"http.tls_listen", c.HTTP.TLSListen},
+	} {
+		if _, _, err := net.SplitHostPort(l.addr); l.addr != "" && err != nil {
+			return bad(l.key, "want host:port or empty, got %q", l.addr)
 		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return bad("tls.cert_file", "cert_file and key_file go together")
+	}
+	if c.HTTP.TLSListen != "" && c.TLS.CertFile == "" {
+		return bad("http.tls_listen", "needs tls.cert_file and tls.key_file")
 	}
 	c.trusted = nil
 	for _, p := range c.HTTP.TrustedProxies {

@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/httpd"
+	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/store"
 )
 
@@ -93,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if fs.NArg() > 0 {
 			return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 		}
-		return serve(ctx, cfg, slog.New(slog.NewTextHandler(stderr, nil)))
+		return serve(ctx, cfg, *configPath, slog.New(slog.NewTextHandler(stderr, nil)))
 	case "check-config":
 		fmt.Fprintf(stdout, "configuration %s is valid\n", orDefault(*configPath))
 		return nil
@@ -140,9 +142,13 @@ func listen(handed map[string][]net.Listener, name, key, addr string) (net.Liste
 	return ln, nil
 }
 
-func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
-	if cfg.Metrics.Listen != "" {
-		return errors.New("metrics.listen: metrics are not available in this version; leave it empty")
+func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger) error {
+	var tlsCerts *certs
+	if cfg.TLS.CertFile != "" {
+		var err error
+		if tlsCerts, err = loadCerts(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return err
+		}
 	}
 	st, err := openStore(cfg)
 	if err != nil {
@@ -154,17 +160,22 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// servers are the HTTP servers to run and stop together.
+	type server struct {
+		name string
+		srv  *http.Server
+		ln   net.Listener
+	}
+	var servers []server
+	defer func() {
+		for _, s := range servers {
+			s.ln.Close()
+		}
+	}()
 	httpLn, err := listen(handed, "http", "http.listen", cfg.HTTP.Listen)
 	if err != nil {
 		return err
 	}
-	adminLn, err := listenAdmin(cfg.adminSocketPath())
-	if err != nil {
-		httpLn.Close()
-		return err
-	}
-	defer os.Remove(cfg.adminSocketPath())
-
 	api := httpd.New(httpd.Config{
 		Domains:         cfg.Domains,
 		Limits:          cfg.limits(),
@@ -181,44 +192,92 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		io.WriteString(w, "ok\n")
 	})
 	public.Handle("/", api)
-	httpSrv := httpd.NewServer(public, log)
-	adminSrv := &http.Server{
+	servers = append(servers, server{"http", httpd.NewServer(public, log), httpLn})
+	if cfg.HTTP.TLSListen != "" || len(handed["https"]) > 0 {
+		if tlsCerts == nil {
+			return errors.New("http.tls_listen: an https socket needs tls.cert_file and tls.key_file")
+		}
+		ln, err := listen(handed, "https", "http.tls_listen", cfg.HTTP.TLSListen)
+		if err != nil {
+			return err
+		}
+		srv := httpd.NewServer(public, log)
+		srv.TLSConfig = tlsCerts.config()
+		servers = append(servers, server{"https", srv, tls.NewListener(ln, srv.TLSConfig)})
+	}
+	adminLn, err := listenAdmin(cfg.adminSocketPath())
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.adminSocketPath())
+	servers = append(servers, server{"admin", &http.Server{
 		Handler:           adminHandler(localOps{st: st, cfg: cfg, now: time.Now}, log),
 		ReadHeaderTimeout: 10 * time.Second,
+	}, adminLn})
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics.listen: %w", err)
+		}
+		metrics.StoredAliases(func() float64 {
+			stats, err := st.Stats()
+			if err != nil {
+				return -1
+			}
+			return float64(stats.Aliases)
+		})
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler())
+		servers = append(servers, server{"metrics", &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln})
 	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	serveHTTP := func(name string, srv *http.Server, ln net.Listener) {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("%s: %w", name, err)
-		}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		wg.Go(func() {
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", s.name, err)
+			}
+		})
 	}
-	wg.Go(func() { serveHTTP("http", httpSrv, httpLn) })
-	wg.Go(func() { serveHTTP("admin", adminSrv, adminLn) })
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	wg.Go(func() { sweep(sweepCtx, st, cfg, log) })
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
-	log.Info("tempalias started", "http", httpLn.Addr().String(), "admin", cfg.adminSocketPath(),
-		"data_file", cfg.DataFile, "domain", cfg.Domains[0])
+	addrs := []any{}
+	for _, s := range servers {
+		addrs = append(addrs, s.name, s.ln.Addr().String())
+	}
+	log.Info("tempalias started", append(addrs, "data_file", cfg.DataFile, "domain", cfg.Domains[0])...)
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "timeout", cfg.Shutdown.Timeout.Duration)
-	case runErr = <-errc:
-		log.Error("server failed, shutting down", "err", runErr)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", "timeout", cfg.Shutdown.Timeout.Duration)
+			break wait
+		case runErr = <-errc:
+			log.Error("server failed, shutting down", "err", runErr)
+			break wait
+		case <-hup:
+			daemon.SdNotify(false, daemon.SdNotifyReloading)
+			reload(cfg, configPath, tlsCerts, log)
+			daemon.SdNotify(false, daemon.SdNotifyReady)
+		}
 	}
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.Timeout.Duration)
 	defer cancel()
 	var sd sync.WaitGroup
-	for name, srv := range map[string]*http.Server{"http": httpSrv, "admin": adminSrv} {
+	for _, s := range servers {
 		sd.Go(func() {
-			if err := srv.Shutdown(shutdownCtx); err != nil {
-				log.Warn("shutdown: closing connections still open", "server", name, "err", err)
-				srv.Close()
+			if err := s.srv.Shutdown(shutdownCtx); err != nil {
+				log.Warn("shutdown: closing connections still open", "server", s.name, "err", err)
+				s.srv.Close()
 			}
 		})
 	}
@@ -230,6 +289,26 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// reload is SIGHUP: the certificate files are read again; any other change
+// in the configuration file is reported as needing a restart.
+func reload(cfg *Config, configPath string, tlsCerts *certs, log *slog.Logger) {
+	if tlsCerts != nil {
+		if err := tlsCerts.reload(); err != nil {
+			log.Error("reload: keeping the old certificate", "err", err)
+		} else {
+			log.Info("reload: certificate reloaded", "cert_file", cfg.TLS.CertFile)
+		}
+	}
+	next, err := loadConfig(configPath)
+	if err != nil {
+		log.Error("reload: configuration not valid, nothing else changed", "err", err)
+		return
+	}
+	if changed := changedSections(cfg, next); len(changed) > 0 {
+		log.Warn("reload: configuration changed; restart tempalias to apply", "sections", strings.Join(changed, ","))
+	}
 }
 
 // sweep deletes dead aliases every sweep_interval until ctx ends.

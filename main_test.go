@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,8 +42,29 @@ type proc struct {
 	cmd   *exec.Cmd
 	lines chan string // stderr, line by line
 	addrs map[string]string
-	log   *strings.Builder
 	done  chan error
+
+	mu  sync.Mutex
+	log strings.Builder
+}
+
+// logText is everything the process logged so far.
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// waitLog polls the log until it contains s.
+func (p *proc) waitLog(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.logText(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log within 30s", s)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the log, bounded by the deadline
+	}
 }
 
 var startedRE = regexp.MustCompile(`msg="tempalias started".*`)
@@ -54,7 +76,7 @@ func start(t *testing.T, configText string) *proc {
 	if err := os.WriteFile(cfgPath, []byte(configText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: exec.Command(binary, "-config", cfgPath), lines: make(chan string, 100), log: new(strings.Builder), done: make(chan error, 1)}
+	p := &proc{cmd: exec.Command(binary, "-config", cfgPath), lines: make(chan string, 100), done: make(chan error, 1)}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +91,9 @@ func start(t *testing.T, configText string) *proc {
 			case p.lines <- sc.Text():
 			default: // nobody is waiting for lines any more
 			}
+			p.mu.Lock()
 			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
 		}
 		close(p.lines)
 		p.done <- p.cmd.Wait()
@@ -77,7 +101,7 @@ func start(t *testing.T, configText string) *proc {
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
 		if t.Failed() {
-			t.Logf("tempalias log:\n%s", p.log.String())
+			t.Logf("tempalias log:\n%s", p.logText())
 		}
 	})
 	deadline := time.After(30 * time.Second)
@@ -114,7 +138,7 @@ func (p *proc) stop(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("tempalias did not stop within 30s of SIGTERM")
 	}
-	if !strings.Contains(p.log.String(), `msg=stopped`) {
+	if !strings.Contains(p.logText(), `msg=stopped`) {
 		t.Errorf("no clean stop in log")
 	}
 }
@@ -173,7 +197,7 @@ func TestBinaryRestartKeepsAliases(t *testing.T) {
 	}
 
 	p.stop(t)
-	if strings.Contains(p.log.String(), token) {
+	if strings.Contains(p.logText(), token) {
 		t.Error("the token appears in the log")
 	}
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/metrics"
 )
 
 // aliasJSON is an alias as the API shows it.
@@ -92,6 +93,7 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 		a.cfg.Logger.Error("create alias", "err", err)
 		return alias.Alias{}, "", errServer
 	}
+	metrics.AliasesCreated.Inc()
 	return created, token, nil
 }
 

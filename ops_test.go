@@ -1,0 +1,131 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// writeCert writes a self-signed certificate for 127.0.0.1 with the given
+// serial to certFile and keyFile and returns it for a client's pool.
+func writeCert(t *testing.T, certFile, keyFile string, serial int64) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(serial),
+		Subject:               pkix.Name{CommonName: "tempalias test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	// Write through a rename, as certificate tools do.
+	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "EC PRIVATE KEY", Bytes: kb}} {
+		if err := os.WriteFile(file+".new", pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(file+".new", file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return cert
+}
+
+func TestTLSReloadHealthAndMetrics(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	first := writeCert(t, certFile, keyFile, 1)
+	cfg := testConfig(dir) + fmt.Sprintf(`[tls]
+cert_file = %q
+key_file = %q
+[metrics]
+listen = "127.0.0.1:0"
+`, certFile, keyFile)
+	cfg = strings.Replace(cfg, "[http]\n", "[http]\ntls_listen = \"127.0.0.1:0\"\n", 1)
+	p := start(t, cfg)
+
+	pool := x509.NewCertPool()
+	pool.AddCert(first)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	get := func(c *http.Client, url string) (*http.Response, string) {
+		t.Helper()
+		res, err := c.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, string(b)
+	}
+	res, body := get(client, "https://"+p.addrs["https"]+"/healthz")
+	if res.StatusCode != 200 || body != "ok\n" || res.TLS.PeerCertificates[0].SerialNumber.Int64() != 1 {
+		t.Fatalf("https healthz: %d %q", res.StatusCode, body)
+	}
+	if res, _ := get(http.DefaultClient, "http://"+p.addrs["http"]+"/healthz"); res.StatusCode != 200 {
+		t.Fatalf("http healthz: %d", res.StatusCode)
+	}
+
+	// Swap the certificate and SIGHUP: the open connection keeps working,
+	// a new one gets the new certificate.
+	second := writeCert(t, certFile, keyFile, 2)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitLog(t, "certificate reloaded")
+	if res, _ := get(client, "https://"+p.addrs["https"]+"/healthz"); res.StatusCode != 200 {
+		t.Fatalf("kept-alive connection after reload: %d", res.StatusCode)
+	}
+	pool2 := x509.NewCertPool()
+	pool2.AddCert(second)
+	client2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool2}}}
+	res, _ = get(client2, "https://"+p.addrs["https"]+"/healthz")
+	if res.TLS.PeerCertificates[0].SerialNumber.Int64() != 2 {
+		t.Fatalf("new connection got certificate %v", res.TLS.PeerCertificates[0].SerialNumber)
+	}
+
+	// Metrics after some traffic, on their own listener only.
+	if status, m := httpDo(t, "POST", "http://"+p.addrs["http"]+"/aliases", `{"target":"t@example.com"}`); status != 201 {
+		t.Fatalf("create: %d %v", status, m)
+	}
+	_, text := get(http.DefaultClient, "http://"+p.addrs["metrics"]+"/metrics")
+	for _, want := range []string{
+		"tempalias_aliases_created_total 1",
+		`tempalias_http_requests_total{code="201",route="/aliases"} 1`,
+		"tempalias_aliases_stored 1",
+		"go_goroutines",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if res, _ := get(http.DefaultClient, "http://"+p.addrs["http"]+"/metrics"); res.StatusCode != 404 {
+		t.Errorf("/metrics on the public listener: %d", res.StatusCode)
+	}
+	p.stop(t)
+}
