@@ -35,6 +35,7 @@ import (
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/metrics"
+	"github.com/tempalias/tempalias/static"
 	"github.com/tempalias/tempalias/store"
 )
 
@@ -181,6 +182,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		Limits:          cfg.limits(),
 		CreatePerMinute: cfg.Limits.CreatePerMinute,
 		TrustedProxies:  cfg.trusted,
+		Static:          httpd.Static(static.FS),
 		Logger:          log,
 	}, st)
 	public := http.NewServeMux()

@@ -45,6 +45,10 @@ func (a *API) view(al alias.Alias, token string) aliasJSON {
 // create is POST /aliases.
 func (a *API) create(w http.ResponseWriter, r *http.Request) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err == nil && mt == "application/x-www-form-urlencoded" {
+		a.createForm(w, r) // the web page without JavaScript
+		return
+	}
 	if err != nil || mt != "application/json" {
 		writeError(w, errContentType)
 		return

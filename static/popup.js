@@ -1,0 +1,110 @@
+// tempalias bookmarklet popup. The bookmarklet opens this page on our own
+// origin with its settings in the fragment (never sent to the server). The
+// page that opened us says which origin it is on; a handshake proves it:
+// we post "ready" to that origin only, and act on "go" only from our opener
+// at that origin carrying the same nonce. The alias goes back the same way.
+// The token never leaves this origin.
+'use strict';
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const p = new URLSearchParams(location.hash.slice(1));
+  const nonce = p.get('nonce') || '';
+  const origin = p.get('origin') || '';
+  const req = { target: (p.get('target') || '').trim() };
+  let started = false;
+
+  function status(text) { $('status').textContent = text; }
+  function fail(text) {
+    status('');
+    $('error').textContent = text;
+    $('error').hidden = false;
+  }
+  function plural(n, one, many) { return n + ' ' + (n === 1 ? one : many); }
+
+  function validOrigin(o) {
+    try {
+      const u = new URL(o);
+      return (u.protocol === 'https:' || u.protocol === 'http:') && u.origin === o;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  for (const k of ['days', 'max-usage']) {
+    const v = (p.get(k) || '').trim();
+    if (v === '') continue;
+    const n = Number(v);
+    req[k] = Number.isInteger(n) ? n : v; // the API explains what is wrong
+  }
+
+  async function create() {
+    if (started) return;
+    started = true;
+    status('Creating an alias for ' + (req.target || '(no address set)') + '…');
+    let resp;
+    try {
+      resp = await fetch('/aliases', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
+        body: JSON.stringify(req),
+        credentials: 'omit',
+      });
+    } catch (e) {
+      return { error: 'could not reach the tempalias server.' };
+    }
+    let body = null;
+    try { body = await resp.json(); } catch (e) { /* not JSON */ }
+    if (resp.status !== 201 || !body || !body.alias) {
+      return { error: (body && body.description) || ('the server answered ' + resp.status + '.') };
+    }
+    return { alias: body };
+  }
+
+  function showAlias(a) {
+    status('');
+    $('alias').textContent = a.alias;
+    let s = 'It stops working after ' + plural(Math.max(1, Math.round((Date.parse(a.expires) - Date.parse(a.created)) / 86400000)), 'day', 'days');
+    if (a['max-usage'] != null) s += ' or ' + plural(a['max-usage'], 'message', 'messages') + ', whichever comes first';
+    $('lifetime').textContent = s + '.';
+    $('result').hidden = false;
+  }
+
+  const opener = window.opener;
+  if (!opener) {
+    // The site cut the link to its popups (Cross-Origin-Opener-Policy), or
+    // this page was opened directly: create only on an explicit click and
+    // show the alias here to copy by hand.
+    status('This window cannot talk to the page that opened it. You can create the alias here and copy it.');
+    const b = $('create');
+    b.hidden = false;
+    b.addEventListener('click', async () => {
+      b.disabled = true;
+      const r = await create();
+      if (r.error) { fail('Could not create the alias: ' + r.error); return; }
+      b.hidden = true;
+      showAlias(r.alias);
+    });
+    return;
+  }
+  if (!validOrigin(origin) || nonce.length < 8) {
+    fail('This window was opened with broken settings. Drag a fresh bookmarklet from the tempalias page.');
+    return;
+  }
+
+  window.addEventListener('message', async (e) => {
+    const m = e.data;
+    if (e.source !== opener || e.origin !== origin || !m || m.type !== 'tempalias-go' || m.nonce !== nonce) return;
+    const r = await create();
+    if (r.error) {
+      opener.postMessage({ type: 'tempalias-error', nonce: nonce, error: r.error }, origin);
+      fail('Could not create the alias: ' + r.error);
+      return;
+    }
+    opener.postMessage({ type: 'tempalias-alias', nonce: nonce, alias: r.alias.alias }, origin);
+    showAlias(r.alias);
+    status('Filled in on ' + origin + '. This window closes by itself.');
+    setTimeout(() => window.close(), 1500);
+  });
+  opener.postMessage({ type: 'tempalias-ready', nonce: nonce }, origin);
+})();

@@ -1,0 +1,215 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var bucketTest = []byte("test")
+
+func openCommitter(t *testing.T, maxBatch int) (*bolt.DB, *committer) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "commit.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucket(bucketTest)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c := newCommitter(db, maxBatch)
+	t.Cleanup(func() {
+		c.close()
+		db.Close()
+	})
+	return db, c
+}
+
+// holdWriter occupies the committer with a write that waits for release,
+// so that the writes submitted meanwhile queue up into one batch.
+func holdWriter(t *testing.T, c *committer) (release func()) {
+	t.Helper()
+	entered, released := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- c.do(func(*bolt.Tx) error {
+			close(entered)
+			<-released
+			return nil
+		})
+	}()
+	<-entered
+	return func() {
+		close(released)
+		if err := <-done; err != nil {
+			t.Errorf("held write: %v", err)
+		}
+	}
+}
+
+// waitQueued polls until n writes are queued.
+func waitQueued(t *testing.T, c *committer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(c.ops) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued, want %d", len(c.ops), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestCommitterSharesTransaction(t *testing.T) {
+	const n = 10
+	db, c := openCommitter(t, 100)
+	release := holdWriter(t, c)
+
+	txIDs := make([]int, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = c.do(func(tx *bolt.Tx) error {
+				txIDs[i] = tx.ID()
+				return tx.Bucket(bucketTest).Put(fmt.Append(nil, i), []byte("v"))
+			})
+		})
+	}
+	waitQueued(t, c, n)
+	release()
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("write %d: %v", i, errs[i])
+		}
+		if txIDs[i] != txIDs[0] {
+			t.Fatalf("writes queued together ran in transactions %v", txIDs)
+		}
+	}
+	var keys int
+	db.View(func(tx *bolt.Tx) error { keys = tx.Bucket(bucketTest).Stats().KeyN; return nil })
+	if keys != n {
+		t.Fatalf("%d keys stored, want %d", keys, n)
+	}
+}
+
+func TestCommitterMaxBatch(t *testing.T) {
+	const n, maxBatch = 10, 3
+	_, c := openCommitter(t, maxBatch)
+	release := holdWriter(t, c)
+	var mu sync.Mutex
+	perTx := make(map[int]int)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			err := c.do(func(tx *bolt.Tx) error {
+				mu.Lock()
+				perTx[tx.ID()]++
+				mu.Unlock()
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	// The queue holds maxBatch; the rest wait to be let in.
+	waitQueued(t, c, maxBatch)
+	release()
+	wg.Wait()
+	for id, k := range perTx {
+		if k > maxBatch {
+			t.Errorf("transaction %d ran %d writes, max %d", id, k, maxBatch)
+		}
+	}
+}
+
+func TestCommitterIsolatesFailure(t *testing.T) {
+	const n = 8
+	const bad = 3
+	db, c := openCommitter(t, 100)
+	release := holdWriter(t, c)
+
+	errBoom := errors.New("boom")
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = c.do(func(tx *bolt.Tx) error {
+				if err := tx.Bucket(bucketTest).Put(fmt.Append(nil, i), []byte("v")); err != nil {
+					return err
+				}
+				if i == bad {
+					return errBoom
+				}
+				return nil
+			})
+		})
+	}
+	waitQueued(t, c, n)
+	release()
+	wg.Wait()
+
+	for i, err := range errs {
+		switch {
+		case i == bad && !errors.Is(err, errBoom):
+			t.Errorf("failing write got %v, want its own error", err)
+		case i != bad && err != nil:
+			t.Errorf("write %d got %v from a neighbour in its batch", i, err)
+		}
+	}
+	db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTest)
+		for i := range n {
+			if got := b.Get(fmt.Append(nil, i)) != nil; got != (i != bad) {
+				t.Errorf("key %d stored: %v", i, got)
+			}
+		}
+		return nil
+	})
+}
+
+func TestCommitterClose(t *testing.T) {
+	const n = 5
+	db, c := openCommitter(t, 100)
+	release := holdWriter(t, c)
+	results := make(chan error, n)
+	for i := range n {
+		go func() {
+			results <- c.do(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketTest).Put(fmt.Append(nil, i), []byte("v"))
+			})
+		}()
+	}
+	waitQueued(t, c, n)
+	closed := make(chan struct{})
+	go func() {
+		c.close()
+		close(closed)
+	}()
+	release()
+	<-closed
+	// close returned only after the queued writes were on disk.
+	var keys int
+	db.View(func(tx *bolt.Tx) error { keys = tx.Bucket(bucketTest).Stats().KeyN; return nil })
+	if keys != n {
+		t.Errorf("%d keys stored when close returned, want %d", keys, n)
+	}
+	for range n {
+		if err := <-results; err != nil {
+			t.Errorf("queued write: %v", err)
+		}
+	}
+	if err := c.do(func(*bolt.Tx) error { return nil }); !errors.Is(err, errClosed) {
+		t.Errorf("write after close = %v, want errClosed", err)
+	}
+	c.close() // idempotent
+}

@@ -1,0 +1,353 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tempalias/tempalias/alias"
+	bolt "go.etcd.io/bbolt"
+)
+
+// checkSweepIndex checks the store's internal bookkeeping: every stored
+// alias has exactly the sweep entry its record names, no later than a
+// second after its expiry; every sweep entry belongs to a stored alias;
+// every stored id was issued.
+func checkSweepIndex(tb testing.TB, s *Store) {
+	tb.Helper()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		aliases, ids, sweep := tx.Bucket(bucketAliases), tx.Bucket(bucketIDs), tx.Bucket(bucketSweep)
+		if err := aliases.ForEach(func(k, v []byte) error {
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			if string(k) != r.ID {
+				return fmt.Errorf("key %s holds alias %s", k, r.ID)
+			}
+			if ids.Get(k) == nil {
+				return fmt.Errorf("alias %s: id not in the ids bucket", k)
+			}
+			if sweep.Get(sweepKey(r.SweepAt, r.ID)) == nil {
+				return fmt.Errorf("alias %s: no sweep entry at %d", k, r.SweepAt)
+			}
+			if !time.Unix(r.SweepAt, 0).Before(r.Expires.Add(time.Second)) {
+				return fmt.Errorf("alias %s: swept at %d, after its expiry %v", k, r.SweepAt, r.Expires)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return sweep.ForEach(func(k, _ []byte) error {
+			if len(k) < 9 {
+				return fmt.Errorf("short sweep key %x", k)
+			}
+			at, id := int64(binary.BigEndian.Uint64(k)), k[8:]
+			v := aliases.Get(id)
+			if v == nil {
+				return fmt.Errorf("sweep entry %d/%s without an alias", at, id)
+			}
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			if r.SweepAt != at {
+				return fmt.Errorf("stale sweep entry %d/%s; the alias is filed at %d", at, id, r.SweepAt)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		tb.Fatalf("sweep index: %v", err)
+	}
+}
+
+// checkGone checks that a swept alias left nothing behind but its id.
+func checkGone(tb testing.TB, s *Store, id string) {
+	tb.Helper()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketAliases).Get([]byte(id)) != nil {
+			return errors.New("alias record still stored")
+		}
+		if tx.Bucket(bucketIDs).Get([]byte(id)) == nil {
+			return errors.New("id reservation gone")
+		}
+		return tx.Bucket(bucketSweep).ForEach(func(k, _ []byte) error {
+			if bytes.Equal(k[8:], []byte(id)) {
+				return errors.New("sweep entry still stored")
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		tb.Fatalf("swept alias %s: %v", id, err)
+	}
+}
+
+func TestSweep(t *testing.T) {
+	s, _ := openStore(t, Options{})
+
+	live, liveToken := mustCreate(t, s, spec(3*day, 5))
+	if _, err := s.Reserve(live.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	unlimited, _ := mustCreate(t, s, spec(3*day, 0))
+	expired, _ := mustCreate(t, s, spec(time.Hour, 0))
+	expiredPending, _ := mustCreate(t, s, spec(time.Hour, 2))
+	if _, err := s.Reserve(expiredPending.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	usedUp, _ := mustCreate(t, s, spec(3*day, 1))
+	if _, err := s.Reserve(usedUp.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(usedUp.ID, t0.Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	revoked, token := mustCreate(t, s, spec(3*day, 0))
+	if err := s.Revoke(revoked.ID, token, t0.Add(20*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	checkSweepIndex(t, s)
+
+	// Nothing is due yet at t0: the used-up and revoked aliases are filed
+	// at the moments they died.
+	if n, err := s.Sweep(t0, 0); err != nil || n != 0 {
+		t.Fatalf("Sweep(t0) = %d, %v; want 0", n, err)
+	}
+	if st := mustStats(t, s); st.Aliases != 6 {
+		t.Fatalf("Stats after an early sweep = %+v", st)
+	}
+
+	now := t0.Add(2 * time.Hour)
+	if n, err := s.Sweep(now, 0); err != nil || n != 4 {
+		t.Fatalf("Sweep = %d, %v; want 4", n, err)
+	}
+	if st := mustStats(t, s); st.Aliases != 2 || st.Issued != 6 {
+		t.Fatalf("Stats after the sweep = %+v, want 2 aliases, 6 issued", st)
+	}
+	for _, id := range []string{expired.ID, expiredPending.ID, usedUp.ID, revoked.ID} {
+		checkGone(t, s, id)
+	}
+	got, err := s.Authorized(live.ID, liveToken, now)
+	if err != nil {
+		t.Fatalf("live alias after sweep: %v", err)
+	}
+	if got.Pending != 1 {
+		t.Errorf("live alias lost its reservation: %+v", got)
+	}
+	mustGet(t, s, unlimited.ID, now)
+	checkSweepIndex(t, s)
+
+	if n, err := s.Sweep(now, 0); err != nil || n != 0 {
+		t.Errorf("second Sweep = %d, %v; want 0", n, err)
+	}
+	if n, err := s.Sweep(t0.Add(3*day), 0); err != nil || n != 2 {
+		t.Errorf("Sweep at expiry of the rest = %d, %v; want 2", n, err)
+	}
+	if st := mustStats(t, s); st.Aliases != 0 || st.Issued != 6 {
+		t.Errorf("Stats at the end = %+v", st)
+	}
+	checkSweepIndex(t, s)
+}
+
+func TestSweepEmpty(t *testing.T) {
+	s, _ := openStore(t, Options{})
+	if n, err := s.Sweep(t0, 1); err != nil || n != 0 {
+		t.Fatalf("Sweep of an empty store = %d, %v", n, err)
+	}
+}
+
+func TestSweepBatches(t *testing.T) {
+	tests := []struct {
+		batch, txs int
+	}{
+		{1, 10},
+		{3, 4},
+		{5, 2},
+		{10, 1},
+		{0, 1}, // default 500
+		{-1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint("batch ", tt.batch), func(t *testing.T) {
+			s, _ := openStore(t, Options{})
+			var dead []string
+			for i := range 10 {
+				a, _ := mustCreate(t, s, spec(time.Duration(i+1)*time.Minute, 0))
+				dead = append(dead, a.ID)
+			}
+			for range 5 {
+				mustCreate(t, s, spec(day, 0))
+			}
+			before := lastTx(t, s)
+			n, err := s.Sweep(t0.Add(time.Hour), tt.batch)
+			if err != nil || n != 10 {
+				t.Fatalf("Sweep = %d, %v; want 10", n, err)
+			}
+			if txs := lastTx(t, s) - before; txs != tt.txs {
+				t.Errorf("Sweep used %d write transactions, want %d", txs, tt.txs)
+			}
+			if st := mustStats(t, s); st.Aliases != 5 {
+				t.Errorf("%d aliases left, want 5", st.Aliases)
+			}
+			for _, id := range dead {
+				checkGone(t, s, id)
+			}
+			checkSweepIndex(t, s)
+		})
+	}
+}
+
+// TestSweepManyPages sweeps a sweep index spread over many bbolt pages in
+// one transaction, where deleting under a cursor is easiest to get wrong.
+func TestSweepManyPages(t *testing.T) {
+	const dead, live = 3000, 300
+	s, _ := openStore(t, Options{})
+	var wg sync.WaitGroup
+	for i := range dead + live {
+		wg.Go(func() {
+			d := time.Duration(i%97+1) * time.Minute // interleaved keys
+			if i >= dead {
+				d = day + time.Duration(i)*time.Second
+			}
+			if _, _, err := s.Create(spec(d, 0), t0); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	var pages int
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		pages = tx.Bucket(bucketSweep).Stats().LeafPageN
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if pages < 10 {
+		t.Fatalf("sweep index on %d leaf pages; the test wants many", pages)
+	}
+	n, err := s.Sweep(t0.Add(2*time.Hour), dead+live)
+	if err != nil || n != dead {
+		t.Fatalf("Sweep = %d, %v; want %d", n, err, dead)
+	}
+	if st := mustStats(t, s); st.Aliases != live {
+		t.Fatalf("%d aliases left, want %d", st.Aliases, live)
+	}
+	checkSweepIndex(t, s)
+}
+
+// TestSweepSubSecondExpiry covers an alias whose expiry is not on a whole
+// second, so that its sweep entry (whole seconds) comes due before it dies.
+// Sweep used to refile it under the same key and loop forever.
+func TestSweepSubSecondExpiry(t *testing.T) {
+	s, _ := openStore(t, Options{})
+	expires := t0.Add(1500 * time.Millisecond)
+	var ids []string
+	for range 3 {
+		a, _, err := s.Create(alias.Spec{Target: "t@example.com", Expires: expires}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.ID)
+	}
+	sweep := func(now time.Time, batch int) int {
+		t.Helper()
+		type result struct {
+			n   int
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			n, err := s.Sweep(now, batch)
+			done <- result{n, err}
+		}()
+		select {
+		case r := <-done:
+			if r.err != nil {
+				t.Fatalf("Sweep: %v", r.err)
+			}
+			return r.n
+		case <-time.After(10 * time.Second):
+			// The store cannot be closed under a looping sweep; stop here.
+			panic("Sweep does not return")
+		}
+	}
+	for _, batch := range []int{1, 2, 500} {
+		if n := sweep(t0.Add(1200*time.Millisecond), batch); n != 0 {
+			t.Fatalf("Sweep before expiry deleted %d", n)
+		}
+	}
+	for _, id := range ids {
+		mustGet(t, s, id, t0.Add(1499*time.Millisecond))
+	}
+	checkSweepIndex(t, s)
+	n := sweep(t0.Add(1600*time.Millisecond), 1)
+	if n += sweep(t0.Add(2*time.Second), 1); n != 3 {
+		t.Fatalf("Sweeps deleted %d of 3", n)
+	}
+	if st := mustStats(t, s); st.Aliases != 0 {
+		t.Fatalf("%d aliases left a second after their expiry", st.Aliases)
+	}
+	checkSweepIndex(t, s)
+}
+
+// TestIDsNeverReissued forces collisions with a tiny id space: with
+// minimum length 1 and guess probability 1 the store starts on the 36
+// one-character ids. Aliases are swept as they die, so only the ids
+// bucket remembers them.
+func TestIDsNeverReissued(t *testing.T) {
+	const rounds, perRound = 20, 10
+	s, _ := openStore(t, Options{IDMinLength: 1, GuessProbability: 1})
+	seen := make(map[string]int)
+	lengths := make(map[int]int)
+	var order []string
+	for round := range rounds {
+		now := t0.Add(time.Duration(round) * time.Hour)
+		for range perRound {
+			a, _, err := s.Create(alias.Spec{Target: "t@example.com", Expires: now.Add(time.Minute)}, now)
+			if err != nil {
+				t.Fatalf("Create: %v", err)
+			}
+			if prev, dup := seen[a.ID]; dup {
+				t.Fatalf("id %q issued twice: creation %d and %d", a.ID, prev, len(order))
+			}
+			seen[a.ID] = len(order)
+			order = append(order, a.ID)
+			lengths[len(a.ID)]++
+		}
+		if n, err := s.Sweep(now.Add(time.Minute), 3); err != nil || n != perRound {
+			t.Fatalf("round %d: Sweep = %d, %v; want %d", round, n, err, perRound)
+		}
+		if st := mustStats(t, s); st.Aliases != 0 {
+			t.Fatalf("round %d: %d aliases left", round, st.Aliases)
+		}
+	}
+	if len(order[0]) != 1 {
+		t.Errorf("first id %q, want one character", order[0])
+	}
+	if lengths[1] > len(alias.IDAlphabet) || lengths[1] == 0 || lengths[2] == 0 {
+		t.Errorf("id lengths %v: want some of 1 (at most 36), then 2", lengths)
+	}
+	// Collisions may push one id to the next length early, so lengths
+	// need not grow monotonically; by the end they must have grown.
+	if last := order[len(order)-1]; len(last) != 2 {
+		t.Errorf("last id %q, want two characters", last)
+	}
+	st := mustStats(t, s)
+	if st.Issued != rounds*perRound {
+		t.Errorf("Issued = %d, want %d", st.Issued, rounds*perRound)
+	}
+	for _, id := range order {
+		checkGone(t, s, id)
+	}
+	t.Logf("id lengths: %v", lengths)
+}
