@@ -39,7 +39,9 @@ func (e *InvalidError) Error() string { return e.Field + ": " + e.Reason }
 // Check validates r against the limits and the service's own domains and
 // computes the expiry from now.
 func (l Limits) Check(r Request, domains []string, now time.Time) (Spec, error) {
-	target := strings.TrimSpace(r.Target)
+	// Spaces around a pasted address are forgiven; CR, LF and other
+	// controls are not, anywhere.
+	target := strings.Trim(r.Target, " \t")
 	if target == "" {
 		return Spec{}, &InvalidError{"target", "is required"}
 	}

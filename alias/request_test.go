@@ -27,7 +27,7 @@ func TestLimitsCheck(t *testing.T) {
 		{"lowest bounds", Request{Target: "t@example.com", Days: ptr(1), MaxUsage: ptr(1)}, Spec{"t@example.com", base.Add(day), 1}, ""},
 		{"highest bounds", Request{Target: "t@example.com", Days: ptr(60), MaxUsage: ptr(100)}, Spec{"t@example.com", base.Add(60 * day), 100}, ""},
 		{"target normalised", Request{Target: "  Me+x@Example.COM\t"}, Spec{"Me+x@example.com", base.Add(3 * day), 0}, ""},
-		{"trailing CRLF is only whitespace", Request{Target: "t@example.com\r\n"}, Spec{"t@example.com", base.Add(3 * day), 0}, ""},
+		{"trailing CRLF is refused", Request{Target: "t@example.com\r\n"}, Spec{}, "target"},
 		{"subdomain of ours is someone else's", Request{Target: "t@mail.tempalias.example"}, Spec{"t@mail.tempalias.example", base.Add(3 * day), 0}, ""},
 
 		{"days 0", Request{Target: "t@example.com", Days: ptr(0)}, Spec{}, "days"},

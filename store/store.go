@@ -123,7 +123,7 @@ func (s *Store) Create(spec alias.Spec, now time.Time) (alias.Alias, string, err
 			ID:        id,
 			Target:    spec.Target,
 			Created:   now.UTC().Truncate(time.Second),
-			Expires:   spec.Expires.UTC(),
+			Expires:   spec.Expires.UTC().Truncate(time.Second), // the sweep index counts seconds
 			MaxUsage:  spec.MaxUsage,
 			TokenHash: alias.HashToken(token),
 		}
@@ -191,8 +191,10 @@ func (s *Store) Get(id string, now time.Time) (alias.Alias, error) {
 func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
 	// Most mail to a temporary alias service is for dead aliases: answer
 	// those from a read transaction without queueing for the writer.
-	if _, err := s.Get(id, now); err != nil {
+	if a, err := s.Get(id, now); err != nil {
 		return alias.Alias{}, err
+	} else if !a.CanReserve(now) {
+		return alias.Alias{}, ErrExhausted
 	}
 	var got alias.Alias
 	var refused error // a refusal is an answer, not a failed transaction
@@ -357,12 +359,30 @@ func (s *Store) Sweep(now time.Time, batch int) (int, error) {
 	}
 	total := 0
 	for {
+		if due, err := s.sweepDue(now); err != nil || !due {
+			return total, err
+		}
 		n, more, err := s.sweepOnce(now, batch)
 		total += n
 		if err != nil || !more {
 			return total, err
 		}
 	}
+}
+
+// sweepDue reports, from a read transaction, whether any sweep entry is
+// due at now, so that an idle sweeper tick costs no write and no fsync.
+func (s *Store) sweepDue(now time.Time) (bool, error) {
+	var due bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketSweep).Cursor().First()
+		due = len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) <= now.Unix()
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: sweep: %w", err)
+	}
+	return due, nil
 }
 
 func (s *Store) sweepOnce(now time.Time, batch int) (deleted int, more bool, err error) {
