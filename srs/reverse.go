@@ -1,0 +1,100 @@
+package srs
+
+import (
+	"strings"
+	"time"
+)
+
+// Reverse recovers the address a bounce to an SRS address must go to:
+//
+//   - SRS0=HHHH=TT=host=user@ourdomain gives user@host, if the hash matches
+//     under one of the secrets and the timestamp TT is at most MaxAge old at
+//     now (and not in the future).
+//   - SRS1=HHHH=host=xREST@ourdomain gives SRS0xREST@host, the first
+//     forwarder's address, if the hash matches; it has no timestamp.
+//
+// The hash is compared without regard to case, as some MTAs change the case
+// of addresses; the recovered address keeps the case it arrived in. As in
+// libsrs2 the domain part of addr is not looked at: the caller decides which
+// recipients are ours.
+//
+// Errors: ErrNotSRS if addr does not start with SRS0 or SRS1 and a separator;
+// ErrMalformed if a field is missing, empty or the timestamp is not two
+// base32 characters; ErrBadHash; ErrExpired. The hash is checked before the
+// timestamp, so ErrExpired is only reported for an address we did make.
+func (r *Rewriter) Reverse(addr string, now time.Time) (string, error) {
+	local, _, _ := strings.Cut(addr, "@")
+	var isSRS1 bool
+	switch {
+	case hasTag(local, '1'):
+		isSRS1 = true
+	case hasTag(local, '0'):
+	default:
+		return "", ErrNotSRS
+	}
+	if !carriable(local) {
+		return "", malformed("address needs quoting")
+	}
+	if isSRS1 {
+		return r.reverse1(local[5:])
+	}
+	return r.reverse0(local[5:], now)
+}
+
+// reverse0 reverses the part of an SRS0 local part after "SRS0=":
+// HHHH=TT=host=user.
+func (r *Rewriter) reverse0(fields string, now time.Time) (string, error) {
+	h, rest, ok := strings.Cut(fields, "=")
+	if h == "" {
+		return "", malformed("no hash in SRS0 address")
+	}
+	if !ok {
+		return "", malformed("no timestamp in SRS0 address")
+	}
+	ts, rest, ok := strings.Cut(rest, "=")
+	if !ok {
+		return "", malformed("no host in SRS0 address")
+	}
+	host, user, ok := strings.Cut(rest, "=")
+	if !ok {
+		return "", malformed("no user in SRS0 address")
+	}
+	if host == "" || user == "" {
+		return "", malformed("empty host or user in SRS0 address")
+	}
+	then, ok := parseStamp(ts)
+	if !ok {
+		return "", malformed("bad timestamp in SRS0 address")
+	}
+	if !r.verify(h, ts, host, user) {
+		return "", ErrBadHash
+	}
+	if !r.fresh(then, now) {
+		return "", ErrExpired
+	}
+	return user + "@" + host, nil
+}
+
+// reverse1 reverses the part of an SRS1 local part after "SRS1=":
+// HHHH=host=tail, where tail is the first forwarder's SRS0 local part
+// without its tag.
+func (r *Rewriter) reverse1(fields string) (string, error) {
+	h, rest, ok := strings.Cut(fields, "=")
+	if h == "" {
+		return "", malformed("no hash in SRS1 address")
+	}
+	if !ok {
+		return "", malformed("no host in SRS1 address")
+	}
+	host, tail, ok := strings.Cut(rest, "=")
+	if !ok {
+		return "", malformed("no user in SRS1 address")
+	}
+	if host == "" || tail == "" {
+		return "", malformed("empty host or user in SRS1 address")
+	}
+	if !r.verify(h, host, tail) {
+		return "", ErrBadHash
+	}
+	return "SRS0" + tail + "@" + host, nil
+}
