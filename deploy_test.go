@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,7 +67,8 @@ func TestSocketActivation(t *testing.T) {
 	cfgPath := filepath.Join(dir, "tempalias.toml")
 	// The configured listen addresses are unusable: only the handed-over
 	// sockets can work.
-	cfg := strings.ReplaceAll(testConfig(dir), `"127.0.0.1:0"`, `"192.0.2.1:1"`)
+	sk := startSink(t)
+	cfg := strings.ReplaceAll(smarthostConfig(dir, sk.addr), `"127.0.0.1:0"`, `"192.0.2.1:1"`)
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	httpAddr, smtpAddr := freePort(t), freePort(t)
 	cmd := exec.Command(activate, "-l", httpAddr, "-l", smtpAddr, "--fdname=http:smtp", binary, "-config", cfgPath)
@@ -108,6 +110,7 @@ func TestSocketActivation(t *testing.T) {
 	if status != 201 {
 		t.Fatalf("create over the handed-over socket: %d %v", status, created)
 	}
+	testActivatedSMTP(t, smtpAddr, sk, created)
 
 	cmd.Process.Signal(os.Interrupt)
 	select {
@@ -117,5 +120,17 @@ func TestSocketActivation(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("no exit within 30s of SIGINT")
+	}
+}
+
+// testActivatedSMTP relays a message over the SMTP socket systemd handed
+// over; the smarthost is the one testConfig names.
+func testActivatedSMTP(t *testing.T, smtpAddr string, sk *sink, created map[string]any) {
+	t.Helper()
+	if err := smtp.SendMail(smtpAddr, nil, "sender@example.org", []string{created["alias"].(string)}, []byte(testMessage)); err != nil {
+		t.Fatalf("send over the handed-over SMTP socket: %v", err)
+	}
+	if got := sk.next(t); got.to[0] != "t@example.com" {
+		t.Errorf("relayed to %v", got.to)
 	}
 }

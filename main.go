@@ -35,6 +35,7 @@ import (
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/metrics"
+	"github.com/tempalias/tempalias/smtpd"
 	"github.com/tempalias/tempalias/static"
 	"github.com/tempalias/tempalias/store"
 )
@@ -233,8 +234,37 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		servers = append(servers, server{"metrics", &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln})
 	}
 
+	smtpLn, err := listen(handed, "smtp", "smtp.listen", cfg.SMTP.Listen)
+	if err != nil {
+		return err
+	}
+	mta := smtpd.New(smtpd.Config{
+		Hostname:         cfg.SMTP.Hostname,
+		Domains:          cfg.Domains,
+		MaxMessageBytes:  cfg.SMTP.MaxMessageBytes,
+		MaxRecipients:    cfg.SMTP.MaxRecipients,
+		MaxBadRecipients: cfg.SMTP.MaxBadRecipients,
+		ReadTimeout:      cfg.SMTP.ReadTimeout.Duration,
+		WriteTimeout:     cfg.SMTP.WriteTimeout.Duration,
+		DataTimeout:      cfg.SMTP.DataTimeout.Duration,
+		Smarthost: smtpd.Upstream{
+			Address:        cfg.Smarthost.Address,
+			TLS:            cfg.Smarthost.TLS,
+			Username:       cfg.Smarthost.Username,
+			Password:       cfg.Smarthost.Password,
+			DialTimeout:    cfg.Smarthost.DialTimeout.Duration,
+			CommandTimeout: cfg.Smarthost.CommandTimeout.Duration,
+		},
+		Logger: log,
+	}, st)
+
 	var wg sync.WaitGroup
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(servers)+1)
+	wg.Go(func() {
+		if err := mta.Serve(smtpLn); err != nil {
+			errc <- fmt.Errorf("smtp: %w", err)
+		}
+	})
 	for _, s := range servers {
 		wg.Go(func() {
 			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
@@ -248,7 +278,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	addrs := []any{}
+	addrs := []any{"smtp", smtpLn.Addr().String()}
 	for _, s := range servers {
 		addrs = append(addrs, s.name, s.ln.Addr().String())
 	}
@@ -275,6 +305,11 @@ wait:
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.Timeout.Duration)
 	defer cancel()
 	var sd sync.WaitGroup
+	sd.Go(func() {
+		if err := mta.Shutdown(shutdownCtx); err != nil {
+			log.Warn("shutdown: SMTP sessions cut off", "err", err)
+		}
+	})
 	for _, s := range servers {
 		sd.Go(func() {
 			if err := s.srv.Shutdown(shutdownCtx); err != nil {

@@ -15,6 +15,10 @@ import (
 // front end becomes an oracle for guessing aliases.
 var ErrNotFound = errors.New("alias not found")
 
+// ErrExhausted is the answer when an alias is alive but every remaining
+// use is reserved by transactions still under way; a refund may free one.
+var ErrExhausted = errors.New("alias has no use left to reserve")
+
 // Alias is one temporary forwarding address.
 //
 // Usage is counted in two parts: Used is the number of messages the

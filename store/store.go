@@ -25,7 +25,7 @@ var ErrNotFound = alias.ErrNotFound
 
 // ErrExhausted is returned by Reserve when the alias is alive but every
 // remaining use is reserved by transactions still under way.
-var ErrExhausted = errors.New("alias has no use left to reserve")
+var ErrExhausted = alias.ErrExhausted
 
 var (
 	bucketAliases = []byte("aliases") // id -> JSON record

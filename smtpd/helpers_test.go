@@ -1,0 +1,496 @@
+package smtpd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/textproto"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/store"
+)
+
+const testDomain = "tempalias.test"
+
+// fakeSmarthost is a real go-smtp server on loopback that records what it
+// receives and can be told to refuse or hang at a stage.
+type fakeSmarthost struct {
+	addr string
+
+	mu       sync.Mutex
+	msgs     []upMsg
+	rcpts    []string // every RCPT TO it accepted or refused, in order
+	failAt   map[string]error
+	hangAt   string
+	keepBody bool
+
+	sessions atomic.Int64 // connections that said EHLO
+	aborted  atomic.Int64 // DATA transfers that did not reach the final dot
+	release  chan struct{}
+}
+
+// upMsg is one message the fake accepted.
+type upMsg struct {
+	from  string
+	rcpts []string
+	body  []byte // only if keepBody
+	size  int64
+	sum   [32]byte
+}
+
+// fakeOptions make the fake speak TLS or ask for AUTH PLAIN.
+type fakeOptions struct {
+	tls        *tls.Config // offered with STARTTLS, or from the first byte if implicit
+	implicit   bool
+	user, pass string // AUTH PLAIN required when set
+}
+
+func newFakeSmarthost(t testing.TB) *fakeSmarthost {
+	t.Helper()
+	return newFakeSmarthostWith(t, fakeOptions{})
+}
+
+func newFakeSmarthostWith(t testing.TB, opts fakeOptions) *fakeSmarthost {
+	t.Helper()
+	f := &fakeSmarthost{
+		failAt:   make(map[string]error),
+		keepBody: true,
+		release:  make(chan struct{}),
+	}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		f.sessions.Add(1)
+		return &fakeSession{f: f, opts: opts}, nil
+	}))
+	if !opts.implicit {
+		srv.TLSConfig = opts.tls
+	}
+	srv.Domain = "smarthost.test"
+	srv.MaxMessageBytes = 1 << 30
+	srv.MaxRecipients = 1000
+	srv.ErrorLog = errorLog{slog.New(slog.DiscardHandler)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = ln.Addr().String()
+	if opts.implicit {
+		ln = tls.NewListener(ln, opts.tls)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		close(f.release)
+		srv.Close()
+	})
+	return f
+}
+
+func (f *fakeSmarthost) fail(stage string, err error) {
+	f.mu.Lock()
+	f.failAt[stage] = err
+	f.mu.Unlock()
+}
+
+func (f *fakeSmarthost) hang(stage string) {
+	f.mu.Lock()
+	f.hangAt = stage
+	f.mu.Unlock()
+}
+
+// stage returns what to do at stage: an error to reply, or a hang.
+func (f *fakeSmarthost) stage(name string) error {
+	f.mu.Lock()
+	err, hang := f.failAt[name], f.hangAt == name
+	f.mu.Unlock()
+	if hang {
+		<-f.release
+		return errors.New("released")
+	}
+	return err
+}
+
+func (f *fakeSmarthost) messages() []upMsg {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]upMsg(nil), f.msgs...)
+}
+
+func (f *fakeSmarthost) rcptLog() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.rcpts...)
+}
+
+type fakeSession struct {
+	f      *fakeSmarthost
+	opts   fakeOptions
+	authed bool
+	from   string
+	rcpts  []string
+}
+
+func (s *fakeSession) AuthMechanisms() []string {
+	if s.opts.user == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (s *fakeSession) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, user, pass string) error {
+		if user != s.opts.user || pass != s.opts.pass {
+			return smtp.ErrAuthFailed
+		}
+		s.authed = true
+		return nil
+	}), nil
+}
+
+func (s *fakeSession) Reset()        { s.from, s.rcpts = "", nil }
+func (s *fakeSession) Logout() error { return nil }
+
+func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.opts.user != "" && !s.authed {
+		return smtp.ErrAuthRequired
+	}
+	if err := s.f.stage("MAIL"); err != nil {
+		return err
+	}
+	s.from = from
+	return nil
+}
+
+func (s *fakeSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.f.mu.Lock()
+	s.f.rcpts = append(s.f.rcpts, to)
+	s.f.mu.Unlock()
+	if err := s.f.stage("RCPT"); err != nil {
+		return err
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *fakeSession) Data(r io.Reader) error {
+	h := sha256.New()
+	var body bytes.Buffer
+	w := io.Writer(h)
+	s.f.mu.Lock()
+	keep := s.f.keepBody
+	s.f.mu.Unlock()
+	if keep {
+		w = io.MultiWriter(h, &body)
+	}
+	n, err := io.Copy(w, r)
+	if err != nil {
+		s.f.aborted.Add(1)
+		return err
+	}
+	if err := s.f.stage("END"); err != nil {
+		return err
+	}
+	m := upMsg{from: s.from, rcpts: s.rcpts, size: n}
+	copy(m.sum[:], h.Sum(nil))
+	if keep {
+		m.body = body.Bytes()
+	}
+	s.f.mu.Lock()
+	s.f.msgs = append(s.f.msgs, m)
+	s.f.mu.Unlock()
+	return nil
+}
+
+// countingStore counts what the server does with uses, on top of the real
+// store.
+type countingStore struct {
+	*store.Store
+	reserved, committed, refunded atomic.Int64
+}
+
+func (c *countingStore) Reserve(id string, now time.Time) (alias.Alias, error) {
+	a, err := c.Store.Reserve(id, now)
+	if err == nil {
+		c.reserved.Add(1)
+	}
+	return a, err
+}
+
+func (c *countingStore) Commit(id string, now time.Time) error {
+	c.committed.Add(1)
+	return c.Store.Commit(id, now)
+}
+
+func (c *countingStore) Refund(id string) error {
+	c.refunded.Add(1)
+	return c.Store.Refund(id)
+}
+
+// testClock is an injected clock that tests move by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// env is a tempalias SMTP server on loopback with a real bbolt store and a
+// fake smarthost.
+type env struct {
+	t     testing.TB
+	st    *countingStore
+	srv   *Server
+	addr  string
+	up    *fakeSmarthost
+	clock *testClock
+	logs  *syncBuffer
+}
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newEnv(t testing.TB, configure func(*Config)) *env {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "aliases.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{
+		t:     t,
+		st:    &countingStore{Store: st},
+		up:    newFakeSmarthost(t),
+		clock: &testClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)},
+		logs:  &syncBuffer{},
+	}
+	cfg := Config{
+		Hostname:    "mx.tempalias.test",
+		Domains:     []string{testDomain},
+		ReadTimeout: 5 * time.Second,
+		DataTimeout: 30 * time.Second,
+		Smarthost: Upstream{
+			Address:        e.up.addr,
+			DialTimeout:    2 * time.Second,
+			CommandTimeout: 2 * time.Second,
+		},
+		Now:    e.clock.Now,
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	e.srv = New(cfg, e.st)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- e.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if r, c, f := e.st.reserved.Load(), e.st.committed.Load(), e.st.refunded.Load(); r != c+f {
+			t.Errorf("after shutdown: %d reserved, %d committed, %d refunded", r, c, f)
+		}
+		st.Close()
+	})
+	return e
+}
+
+// newAlias creates an alias for target and returns its address.
+func (e *env) newAlias(target string, days, maxUsage int) (id, addr string) {
+	e.t.Helper()
+	now := e.clock.Now()
+	a, _, err := e.st.Create(alias.Spec{
+		Target:   target,
+		Expires:  now.Add(time.Duration(days) * 24 * time.Hour),
+		MaxUsage: maxUsage,
+	}, now)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a.ID, a.ID + "@" + testDomain
+}
+
+// settled waits until every reservation is committed or refunded and
+// returns how many were committed and refunded.
+func (e *env) settled() (committed, refunded int64) {
+	e.t.Helper()
+	return e.settledT(e.t)
+}
+
+func (e *env) settledT(t testing.TB) (committed, refunded int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, c, f := e.st.reserved.Load(), e.st.committed.Load(), e.st.refunded.Load()
+		if r == c+f {
+			return c, f
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reservations not settled: %d reserved, %d committed, %d refunded", r, c, f)
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline, not synchronisation by sleeping
+	}
+}
+
+// uses returns the alias's delivered and pending uses, or ok=false once it
+// is dead.
+func (e *env) uses(id string) (used, pending int, ok bool) {
+	e.t.Helper()
+	a, err := e.st.Get(id, e.clock.Now())
+	if errors.Is(err, alias.ErrNotFound) {
+		return 0, 0, false
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a.Used, a.Pending, true
+}
+
+// client is a raw SMTP client: it writes exactly what it is given, which
+// net/smtp does not (it fixes line endings).
+type client struct {
+	t    testing.TB
+	conn net.Conn
+	tp   *textproto.Conn
+}
+
+func (e *env) dial() *client {
+	e.t.Helper()
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	c := &client{t: e.t, conn: conn, tp: textproto.NewConn(conn)}
+	e.t.Cleanup(func() { conn.Close() })
+	c.expect(220)
+	return c
+}
+
+// reply reads one reply and returns its code and text.
+func (c *client) reply() (int, string) {
+	c.t.Helper()
+	code, msg, err := c.tp.ReadResponse(0)
+	if err != nil {
+		var te *textproto.Error
+		if errors.As(err, &te) {
+			return te.Code, te.Msg
+		}
+		c.t.Fatalf("reading reply: %v", err)
+	}
+	return code, msg
+}
+
+func (c *client) expect(code int) string {
+	c.t.Helper()
+	got, msg := c.reply()
+	if got != code {
+		c.t.Fatalf("got %d %s, want %d", got, msg, code)
+	}
+	return msg
+}
+
+// cmd sends one command line and returns the reply.
+func (c *client) cmd(format string, args ...any) (int, string) {
+	c.t.Helper()
+	if err := c.tp.PrintfLine(format, args...); err != nil {
+		c.t.Fatalf("writing command: %v", err)
+	}
+	return c.reply()
+}
+
+func (c *client) must(code int, format string, args ...any) string {
+	c.t.Helper()
+	got, msg := c.cmd(format, args...)
+	if got != code {
+		c.t.Fatalf("%s: got %d %s, want %d", fmt.Sprintf(format, args...), got, msg, code)
+	}
+	return msg
+}
+
+// send writes raw bytes.
+func (c *client) send(b string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.conn, b); err != nil {
+		c.t.Fatalf("writing: %v", err)
+	}
+}
+
+// closed reports whether the server hung up: reading finds EOF.
+func (c *client) closed() bool {
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.tp.R.ReadByte()
+	return err != nil
+}
+
+// stripReceived splits a relayed message into its first header line
+// (with folds) and the rest.
+func stripReceived(t testing.TB, body []byte) (hdr string, rest []byte) {
+	t.Helper()
+	r := bufio.NewReader(bytes.NewReader(body))
+	var h strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no header in %q", body)
+		}
+		h.WriteString(line)
+		if b, _ := r.Peek(1); len(b) == 1 && (b[0] == '\t' || b[0] == ' ') {
+			continue
+		}
+		break
+	}
+	return h.String(), body[h.Len():]
+}
+
+func parseIP(s string) net.IP { return net.ParseIP(s) }
+
+func contextWithTimeout(t testing.TB, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

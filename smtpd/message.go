@@ -1,0 +1,163 @@
+package smtpd
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"time"
+)
+
+// maxReceived is how many Received headers a message may bring; more
+// suggests a loop (rfc 5321:6.3).
+const maxReceived = 50
+
+var receivedName = []byte("received:")
+
+// bodyCheck inspects a message as it streams past, chunk by chunk, so that
+// nothing has to be held in memory. It refuses what must not be relayed:
+// CR or LF other than as CRLF (rfc 5321:2.3.8) and loops.
+type bodyCheck struct {
+	started  bool // some byte was seen
+	cr       bool // the previous byte was CR
+	body     bool // past the header section
+	col      int  // bytes on the current line so far, CRLF excluded
+	name     [9]byte
+	received int
+}
+
+// feed checks the next chunk. It is called before the chunk is written
+// upstream, so an offending chunk never leaves.
+func (b *bodyCheck) feed(p []byte) error {
+	if !b.started && len(p) > 0 {
+		b.started = true
+		if p[0] == ' ' || p[0] == '\t' {
+			// A folded first line would continue our Received header
+			// (rfc 5322:2.2.3): the client's text inside our trace.
+			return errFolded
+		}
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if b.cr {
+			if c != '\n' {
+				return errBareCR
+			}
+			b.cr = false
+			if !b.body && b.col == 0 {
+				b.body = true // the empty line that ends the header section (rfc 5322:2.1)
+			}
+			b.col = 0
+			continue
+		}
+		if b.body {
+			// Fast path: only CR and LF matter in the body.
+			j := bytes.IndexAny(p[i:], "\r\n")
+			if j < 0 {
+				b.col += len(p) - i
+				return nil
+			}
+			i += j
+			c = p[i]
+		}
+		switch c {
+		case '\r':
+			b.cr = true
+			continue
+		case '\n':
+			return errBareLF
+		}
+		if !b.body && b.col < len(b.name) {
+			b.name[b.col] = c
+			if b.col == len(b.name)-1 && bytes.EqualFold(b.name[:], receivedName) {
+				b.received++
+				if b.received > maxReceived {
+					return errLoop
+				}
+			}
+		}
+		b.col++
+	}
+	return nil
+}
+
+// end checks the end of the message: go-smtp's dataReader always ends on
+// CRLF, a BDAT transfer need not.
+func (b *bodyCheck) end() error {
+	if b.cr {
+		return errBareCR
+	}
+	return nil
+}
+
+// receivedHeader is the trace header of rfc 5321:4.4, folded with CRLF and
+// dated with a numeric zone (rfc 5322:3.3). The EHLO name appears only if
+// it is a syntactically valid domain or address literal; otherwise the
+// client's IP address literal takes its place. Only a single recipient is
+// named (rfc 5321:7.2 warns against more).
+func receivedHeader(helo string, ip net.IP, host, id, rcpt string, t time.Time) string {
+	var b strings.Builder
+	lit := ""
+	if ip != nil {
+		lit = addressLiteral(ip)
+	}
+	b.WriteString("Received: from ")
+	switch {
+	case validHelo(helo):
+		b.WriteString(helo)
+	case lit != "":
+		b.WriteString(lit)
+	default:
+		b.WriteString("unknown")
+	}
+	if lit != "" {
+		b.WriteString(" (" + lit + ")")
+	}
+	// go-smtp does not say whether the client used EHLO or HELO; nearly
+	// every client uses EHLO.
+	b.WriteString("\r\n\tby " + host + " (tempalias) with ESMTP id " + id)
+	if rcpt != "" {
+		b.WriteString("\r\n\tfor <" + rcpt + ">")
+	}
+	b.WriteString("; " + t.UTC().Format("Mon, 02 Jan 2006 15:04:05 -0700") + "\r\n")
+	return b.String()
+}
+
+// addressLiteral is rfc 5321:4.1.3.
+func addressLiteral(ip net.IP) string {
+	if ip4 := ip.To4(); ip4 != nil {
+		return "[" + ip4.String() + "]"
+	}
+	return "[IPv6:" + ip.String() + "]"
+}
+
+// validHelo accepts a domain (letters, digits, hyphens, dots) or an
+// address literal that parses.
+func validHelo(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	if s[0] == '[' {
+		if s[len(s)-1] != ']' {
+			return false
+		}
+		inner := s[1 : len(s)-1]
+		if v6, ok := strings.CutPrefix(inner, "IPv6:"); ok {
+			ip := net.ParseIP(v6)
+			return ip != nil && strings.Contains(v6, ":")
+		}
+		ip := net.ParseIP(inner)
+		return ip != nil && ip.To4() != nil && !strings.Contains(inner, ":")
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,143 @@
+package smtpd
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/emersion/go-smtp"
+)
+
+// refusal is a reply this package decided on. Every error a session
+// method returns passes through classify, the one place where errors
+// become replies: go-smtp sends the text of any error that is not an
+// *smtp.SMTPError to the client, and that text may hold file paths,
+// addresses of the smarthost or Go error chains.
+type refusal struct {
+	code  int
+	enh   smtp.EnhancedCode
+	msg   string
+	bad   bool // a refused recipient: counts towards MaxBadRecipients
+	close bool // the connection cannot usefully go on: hang up after the reply
+}
+
+func (r *refusal) Error() string {
+	return fmt.Sprintf("%d %d.%d.%d %s", r.code, r.enh[0], r.enh[1], r.enh[2], r.msg)
+}
+
+var (
+	errBadSender = &refusal{code: 553, enh: smtp.EnhancedCode{5, 1, 7}, msg: "Sender address not accepted"}
+	// rfc 5321:3.6.2: never an open relay.
+	errRelayDenied = &refusal{code: 550, enh: smtp.EnhancedCode{5, 7, 1}, msg: "Relaying denied", bad: true}
+	errBadRcpt     = &refusal{code: 553, enh: smtp.EnhancedCode{5, 1, 3}, msg: "Recipient address not accepted", bad: true}
+	// One reply for unknown, expired, used-up and revoked aliases, so that
+	// the server is no oracle for which ids exist or existed.
+	errNoSuchUser = &refusal{code: 550, enh: smtp.EnhancedCode{5, 1, 1}, msg: "No such recipient", bad: true}
+	// The alias is alive but every remaining use is reserved by
+	// transactions still under way. Those may yet fail and be refunded,
+	// so a 5xx would bounce mail that could well be delivered a minute
+	// later; 450 makes the sender retry, and if the other transactions did
+	// deliver, the retry gets the 550 5.1.1 of a used-up alias.
+	errAliasBusy  = &refusal{code: 450, enh: smtp.EnhancedCode{4, 2, 1}, msg: "Recipient busy, try again later"}
+	errTooManyBad = &refusal{code: 421, enh: smtp.EnhancedCode{4, 7, 0}, msg: "Too many refused recipients, closing connection", close: true}
+	errNestedMail = &refusal{code: 503, enh: smtp.EnhancedCode{5, 5, 1}, msg: "Nested MAIL command"}
+	errNoMail     = &refusal{code: 503, enh: smtp.EnhancedCode{5, 5, 1}, msg: "MAIL first"}
+	// rfc 5321:3.8
+	errShuttingDown = &refusal{code: 421, enh: smtp.EnhancedCode{4, 3, 2}, msg: "Service shutting down", close: true}
+	// rfc 5321:2.3.8: CR and LF only ever as CRLF. A client that sends
+	// them bare may also disagree with us about where the message ends
+	// (SMTP smuggling), so the connection is not trusted further.
+	errBareLF = &refusal{code: 554, enh: smtp.EnhancedCode{5, 6, 0}, msg: "Bare LF in message, see RFC 5321 2.3.8", close: true}
+	errBareCR = &refusal{code: 554, enh: smtp.EnhancedCode{5, 6, 0}, msg: "Bare CR in message, see RFC 5321 2.3.8", close: true}
+	errFolded = &refusal{code: 554, enh: smtp.EnhancedCode{5, 6, 0}, msg: "Message starts with a folded header line"}
+	// rfc 5321:6.3 loop detection.
+	errLoop = &refusal{code: 554, enh: smtp.EnhancedCode{5, 4, 6}, msg: "Too many Received headers, mail loop"}
+	// rfc 5321:4.5.3.1.6; go-smtp stops reading the connection at an
+	// over-long line, so it cannot go on.
+	errLongLine = &refusal{code: 554, enh: smtp.EnhancedCode{5, 6, 0}, msg: "Line too long", close: true}
+	errTimeout  = &refusal{code: 421, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Timeout, closing connection", close: true}
+	errBroken   = &refusal{code: 421, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Connection error, closing connection", close: true}
+	errLocal    = &refusal{code: 451, enh: smtp.EnhancedCode{4, 3, 0}, msg: "Local error, try again later"}
+
+	errUnreachable     = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 1}, msg: "Next hop unreachable, try again later"}
+	errUpstreamTimeout = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Next hop timed out, try again later"}
+	errUpstreamBroken  = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Next hop connection failed, try again later"}
+)
+
+// upstreamError is a failure talking to the smarthost at stage.
+type upstreamError struct {
+	stage string // "connect", "MAIL", "RCPT", "DATA", "end of DATA"
+	err   error
+}
+
+func (e *upstreamError) Error() string { return "smarthost " + e.stage + ": " + e.err.Error() }
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// clientError is a failure reading the message from the client.
+type clientError struct{ err error }
+
+func (e *clientError) Error() string { return "reading message: " + e.err.Error() }
+func (e *clientError) Unwrap() error { return e.err }
+
+// replyFor is classify's verdict as go-smtp wants it.
+func replyFor(err error) *smtp.SMTPError {
+	r, _ := classify(err)
+	return &smtp.SMTPError{Code: r.code, EnhancedCode: r.enh, Message: r.msg}
+}
+
+// classify maps any error to the reply the client gets; internal is true
+// when the error is not a decision of ours and deserves a log line.
+// Upstream replies keep their class and codes, never their text: the
+// smarthost may name the alias's target, which is not the sender's
+// business. Anything unforeseen is a 4xx, so the sender keeps the message.
+func classify(err error) (r *refusal, internal bool) {
+	var ref *refusal
+	if errors.As(err, &ref) {
+		return ref, false
+	}
+	var ce *clientError
+	if errors.As(err, &ce) {
+		var se *smtp.SMTPError
+		switch {
+		case errors.As(err, &se) && se.Code == smtp.ErrDataTooLarge.Code:
+			return &refusal{code: 552, enh: smtp.EnhancedCode{5, 3, 4}, msg: "Message too big"}, false
+		case errors.Is(err, smtp.ErrTooLongLine):
+			return errLongLine, false
+		case isTimeout(err):
+			return errTimeout, false
+		}
+		return errBroken, false
+	}
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		var se *smtp.SMTPError
+		switch {
+		case ue.stage == "connect":
+			return errUnreachable, true
+		case errors.As(err, &se) && se.Code >= 500 && se.Code <= 599:
+			enh := se.EnhancedCode
+			if enh[0] != 5 {
+				enh = smtp.EnhancedCode{5, 0, 0}
+			}
+			return &refusal{code: se.Code, enh: enh, msg: "Refused by the next hop"}, false
+		case errors.As(err, &se) && se.Code >= 400 && se.Code <= 499:
+			code, enh := se.Code, se.EnhancedCode
+			if code == 421 { // the smarthost hangs up, we do not
+				code = 451
+			}
+			if enh[0] != 4 {
+				enh = smtp.EnhancedCode{4, 0, 0}
+			}
+			return &refusal{code: code, enh: enh, msg: "Deferred by the next hop, try again later"}, false
+		case isTimeout(err):
+			return errUpstreamTimeout, true
+		}
+		return errUpstreamBroken, true
+	}
+	return errLocal, true
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,335 @@
+// Package smtpd is tempalias's SMTP front end. It accepts mail for aliases
+// in the configured domains, reserves one use of each alias at RCPT TO and
+// streams every accepted message through to the smarthost within the same
+// SMTP transaction, so the sender hears 250 only once the smarthost has
+// taken the message. Nothing is queued here: whatever goes wrong becomes a
+// 4xx and the sender keeps the message and retries.
+//
+// go-smtp does the protocol; this package adds what go-smtp leaves open:
+// address policy, usage accounting, the upstream client, bare CR/LF
+// refusal, per-read deadlines during DATA and the mapping of every error to
+// an explicit reply (reply.go).
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/tempalias/tempalias/alias"
+)
+
+// Store is what the SMTP front end needs from the alias store; *store.Store
+// satisfies it. Every successful Reserve is followed by exactly one Commit
+// or Refund.
+type Store interface {
+	Reserve(id string, now time.Time) (alias.Alias, error)
+	Commit(id string, now time.Time) error
+	Refund(id string) error
+}
+
+// Config configures a Server. Every zero value gets the default named in
+// its comment.
+type Config struct {
+	// Hostname names this server in the banner, the EHLO reply, the
+	// upstream EHLO and the Received header (default "localhost").
+	Hostname string
+	// Domains are the alias domains. A recipient in any other domain is
+	// refused with 550 5.7.1; with no domains every recipient is.
+	Domains []string
+	// MaxMessageBytes bounds one message as the client sends it; it is
+	// advertised as SIZE (rfc 1870) (default 25 MiB).
+	MaxMessageBytes int64
+	// MaxRecipients bounds RCPT TO per transaction (default 100, the
+	// minimum rfc 5321:4.5.3.1.8 asks a server to accept).
+	MaxRecipients int
+	// ReadTimeout bounds the wait for each command line and, during DATA,
+	// for each read of the message: a client that sends nothing for this
+	// long is dropped (default 5m, rfc 5321:4.5.3.2.7).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds the write of each reply (default 1m).
+	WriteTimeout time.Duration
+	// DataTimeout bounds the whole DATA phase, from the 354 reply to the
+	// final dot, whatever the client's pace. go-smtp's own ReadTimeout
+	// would be one deadline for the whole phase only by accident; here the
+	// per-read idle limit (ReadTimeout) and this total apply together. With
+	// the defaults a maximal message must arrive at about 43 KB/s on
+	// average (default 10m, rfc 5321:4.5.3.2.6 allows 10 minutes for the
+	// data termination reply).
+	DataTimeout time.Duration
+	// MaxBadRecipients is how many refused recipients (unknown alias,
+	// foreign domain, bad address) one connection may name; the next one
+	// gets 421 and the connection is closed, which slows down guessing
+	// (default 5).
+	MaxBadRecipients int
+	// Smarthost is where accepted mail goes.
+	Smarthost Upstream
+	// Now is the clock for alias expiry; network deadlines always use the
+	// wall clock (default time.Now).
+	Now func() time.Time
+	// Logger gets one line per transaction (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Upstream is the smarthost and how to talk to it.
+type Upstream struct {
+	// Address is host:port (default "127.0.0.1:25").
+	Address string
+	// TLS is "none", "starttls" or "tls" (implicit TLS); both TLS modes
+	// verify the certificate (default "none"). Any other value makes every
+	// delivery fail with 451 4.4.1, so a typo never sends mail in clear.
+	TLS string
+	// TLSConfig is cloned for each connection; its ServerName defaults to
+	// the host of Address. Nil means the system roots.
+	TLSConfig *tls.Config
+	// Username and Password, when Username is set, authenticate with AUTH
+	// PLAIN. Credentials are only sent over TLS or to a loopback address.
+	Username, Password string
+	// DialTimeout bounds the TCP connect (default 30s).
+	DialTimeout time.Duration
+	// CommandTimeout bounds each read and each write on the upstream
+	// connection, including the wait for the reply to the final dot
+	// (default 5m, rfc 5321:4.5.3.2).
+	CommandTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Hostname == "" {
+		c.Hostname = "localhost"
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 25 << 20
+	}
+	if c.MaxRecipients <= 0 {
+		c.MaxRecipients = 100
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 5 * time.Minute
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = time.Minute
+	}
+	if c.DataTimeout <= 0 {
+		c.DataTimeout = 10 * time.Minute
+	}
+	if c.MaxBadRecipients <= 0 {
+		c.MaxBadRecipients = 5
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	u := &c.Smarthost
+	if u.Address == "" {
+		u.Address = "127.0.0.1:25"
+	}
+	if u.TLS == "" {
+		u.TLS = "none"
+	}
+	if u.DialTimeout <= 0 {
+		u.DialTimeout = 30 * time.Second
+	}
+	if u.CommandTimeout <= 0 {
+		u.CommandTimeout = 5 * time.Minute
+	}
+}
+
+// Server is the SMTP front end. Create it with New, run it with Serve and
+// stop it with Shutdown.
+type Server struct {
+	cfg  Config
+	st   Store
+	log  *slog.Logger
+	smtp *smtp.Server
+
+	// dialCtx is cancelled when Shutdown gives up waiting, so that a
+	// connect in progress does not hold it up for DialTimeout.
+	dialCtx    context.Context
+	cancelDial context.CancelFunc
+
+	mu       sync.Mutex
+	draining bool
+	conns    map[*clientConn]struct{}
+	txs      sync.WaitGroup // transactions not yet settled
+}
+
+// New returns a server that reserves uses in st and relays to
+// cfg.Smarthost.
+func New(cfg Config, st Store) *Server {
+	cfg.setDefaults()
+	s := &Server{
+		cfg:   cfg,
+		st:    st,
+		log:   cfg.Logger,
+		conns: make(map[*clientConn]struct{}),
+	}
+	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = cfg.Hostname
+	srv.MaxMessageBytes = cfg.MaxMessageBytes
+	srv.MaxRecipients = cfg.MaxRecipients
+	// Must be non-zero: go-smtp's SetReadDeadline before each command is
+	// what tells clientConn that a DATA phase is over.
+	srv.ReadTimeout = cfg.ReadTimeout
+	srv.WriteTimeout = cfg.WriteTimeout
+	srv.ErrorLog = errorLog{cfg.Logger}
+	s.smtp = srv
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown; it then returns nil.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		ln.Close()
+		return nil
+	}
+	err := s.smtp.Serve(&listener{Listener: ln, srv: s})
+	if s.isDraining() && (err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed)) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and closes idle ones at once (with
+// 421, rfc 5321:3.8). Connections in a transaction may finish it and are
+// closed when it ends; when ctx ends first, every connection, client and
+// upstream, is closed. Shutdown returns once every reservation is settled:
+// committed after an upstream 250, refunded otherwise. It returns ctx's
+// error if it had to cut transactions short.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	conns := s.snapshot()
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.smtp.Shutdown(context.Background()) // closes listeners, waits for connections
+	}()
+	for _, c := range conns {
+		if c.idle() {
+			c.goodbye()
+		}
+	}
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.cancelDial()
+		s.mu.Lock()
+		conns = s.snapshot()
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.forceClose()
+		}
+		<-done
+	}
+	// Sessions settle on Logout and BDAT transfers in their own goroutine;
+	// either way every transaction ends once its connections are closed.
+	s.txs.Wait()
+	s.cancelDial()
+	return err
+}
+
+func (s *Server) snapshot() []*clientConn {
+	out := make([]*clientConn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// track registers a new connection; false means the server is draining.
+func (s *Server) track(c *clientConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *clientConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// beginTx counts a transaction in; false means the server is draining.
+// Counting under mu with the draining check keeps txs.Add from racing
+// with the txs.Wait in Shutdown.
+func (s *Server) beginTx() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.txs.Add(1)
+	return true
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	cc, ok := c.Conn().(*clientConn)
+	if !ok {
+		// Only possible if go-smtp swapped the connection (STARTTLS),
+		// which this server does not offer.
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error"}
+	}
+	if s.isDraining() {
+		cc.closeAfterReply()
+		return nil, replyFor(errShuttingDown)
+	}
+	sess := &session{
+		srv:    s,
+		conn:   cc,
+		smtp:   c,
+		remote: remoteIP(cc.RemoteAddr()),
+		ups:    make(map[*upstream]struct{}),
+	}
+	cc.sess.Store(sess)
+	return sess, nil
+}
+
+func remoteIP(a net.Addr) net.IP {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP
+	}
+	return nil
+}
+
+// errorLog routes go-smtp's own messages (mostly dropped connections) to
+// slog; panics it recovered from are errors, the rest is noise.
+type errorLog struct{ l *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) { e.out(fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any)               { e.out(fmt.Sprint(v...)) }
+
+func (e errorLog) out(msg string) {
+	msg = strings.TrimSpace(msg)
+	if strings.HasPrefix(msg, "panic") {
+		e.l.Error("smtp: " + msg)
+		return
+	}
+	e.l.Debug("smtp: " + msg)
+}

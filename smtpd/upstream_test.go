@@ -1,0 +1,133 @@
+package smtpd
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/tempalias/tempalias/store"
+)
+
+var _ Store = (*store.Store)(nil)
+
+// testCert is a self-signed certificate for 127.0.0.1 and the pool that
+// trusts it.
+func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "smarthost.test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"smarthost.test"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// The smarthost over STARTTLS and implicit TLS, with AUTH PLAIN, and what
+// happens when its certificate or the credentials are wrong.
+func TestUpstreamTLSAndAuth(t *testing.T) {
+	cert, pool := testCert(t)
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert}}
+	for _, tc := range []struct {
+		name     string
+		mode     string
+		implicit bool
+		roots    *x509.CertPool
+		user     string
+		pass     string
+		wantRcpt int
+		wantMsgs int
+	}{
+		{name: "starttls", mode: "starttls", roots: pool, wantRcpt: 250, wantMsgs: 1},
+		{name: "tls", mode: "tls", implicit: true, roots: pool, wantRcpt: 250, wantMsgs: 1},
+		{name: "starttls auth", mode: "starttls", roots: pool, user: "relay", pass: "s3cret", wantRcpt: 250, wantMsgs: 1},
+		{name: "tls auth", mode: "tls", implicit: true, roots: pool, user: "relay", pass: "s3cret", wantRcpt: 250, wantMsgs: 1},
+		{name: "untrusted certificate", mode: "starttls", roots: x509.NewCertPool(), wantRcpt: 451},
+		{name: "untrusted certificate, tls", mode: "tls", implicit: true, roots: x509.NewCertPool(), wantRcpt: 451},
+		{name: "wrong password", mode: "starttls", roots: pool, user: "relay", pass: "wrong", wantRcpt: 451},
+		{name: "unknown mode", mode: "ssl", roots: pool, wantRcpt: 451},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := fakeOptions{tls: serverTLS, implicit: tc.implicit}
+			if tc.user != "" {
+				opts.user, opts.pass = "relay", "s3cret"
+			}
+			fake := newFakeSmarthostWith(t, opts)
+			e := newEnv(t, func(c *Config) {
+				c.Smarthost.Address = fake.addr
+				c.Smarthost.TLS = tc.mode
+				c.Smarthost.TLSConfig = &tls.Config{RootCAs: tc.roots}
+				c.Smarthost.Username = tc.user
+				c.Smarthost.Password = tc.pass
+			})
+			_, addr := e.newAlias("t@example.com", 3, 1)
+			c := e.dial()
+			c.must(250, "EHLO client.example")
+			c.must(250, "MAIL FROM:<s@example.org>")
+			c.must(tc.wantRcpt, "RCPT TO:<%s>", addr)
+			if tc.wantRcpt == 250 {
+				c.must(354, "DATA")
+				c.must(250, "Subject: x\r\n\r\nbody\r\n.")
+			}
+			c.must(221, "QUIT")
+			if n := len(fake.messages()); n != tc.wantMsgs {
+				t.Errorf("smarthost got %d messages, want %d", n, tc.wantMsgs)
+			}
+			e.settled()
+		})
+	}
+}
+
+// Credentials never travel in clear to a remote smarthost.
+func TestNoCleartextCredentials(t *testing.T) {
+	s := New(Config{Smarthost: Upstream{Address: "192.0.2.1:25", Username: "u", Password: "p"}}, nil)
+	client, server := net.Pipe()
+	defer client.Close()
+	go func() {
+		defer server.Close()
+		server.Write([]byte("220 hi\r\n"))
+		buf := make([]byte, 512)
+		server.Read(buf) // EHLO
+		server.Write([]byte("250-hi\r\n250 AUTH PLAIN\r\n"))
+		for {
+			n, err := server.Read(buf)
+			if err != nil {
+				return
+			}
+			if n > 0 && string(buf[:4]) == "AUTH" {
+				t.Error("credentials sent without TLS")
+				return
+			}
+		}
+	}()
+	if _, err := s.handshake(&deadlineConn{Conn: client}); err == nil {
+		t.Fatal("handshake sent credentials over a cleartext connection")
+	}
+}
