@@ -27,15 +27,18 @@ var ErrExhausted = errors.New("alias has no use left to reserve")
 // Used+Pending < MaxUsage, so concurrent sessions can never together deliver
 // more than MaxUsage messages.
 type Alias struct {
-	ID        string    `json:"id"`
-	Target    string    `json:"target"`
-	Created   time.Time `json:"created"`
-	Expires   time.Time `json:"expires"`
-	MaxUsage  int       `json:"max_usage,omitempty"` // 0: no limit by count
-	Used      int       `json:"used,omitempty"`
-	Pending   int       `json:"pending,omitempty"`
-	Revoked   bool      `json:"revoked,omitempty"`
-	TokenHash []byte    `json:"token_hash"`
+	ID       string    `json:"id"`
+	Target   string    `json:"target"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+	MaxUsage int       `json:"max_usage,omitempty"` // 0: no limit by count
+	Used     int       `json:"used,omitempty"`
+	Pending  int       `json:"pending,omitempty"`
+	Revoked  bool      `json:"revoked,omitempty"`
+	// Unverified marks an alias whose target has not confirmed that it
+	// wants mail from us; it refuses mail like an unknown alias.
+	Unverified bool   `json:"unverified,omitempty"`
+	TokenHash  []byte `json:"token_hash"`
 }
 
 // Expired reports whether the alias has run out of time at now.

@@ -27,6 +27,10 @@ type Spec struct {
 	MaxUsage int // 0: no limit by count
 }
 
+// TargetKey is the form of a target address that identifies its owner for
+// verification and per-target limits: the whole address in lower case.
+func TargetKey(target string) string { return strings.ToLower(target) }
+
 // InvalidError is a request that breaks a rule; its text is meant for the
 // person who sent it.
 type InvalidError struct {

@@ -23,6 +23,8 @@ type aliasJSON struct {
 	Expires   string `json:"expires"`
 	MaxUsage  *int   `json:"max-usage"`
 	Remaining *int   `json:"remaining"`
+	Relayed   int    `json:"relayed"`
+	Status    string `json:"status"` // active, or pending until the target confirms
 	Token     string `json:"token,omitempty"`
 }
 
@@ -33,7 +35,12 @@ func (a *API) view(al alias.Alias, token string) aliasJSON {
 		Target:  al.Target,
 		Created: al.Created.UTC().Format(time.RFC3339),
 		Expires: al.Expires.UTC().Format(time.RFC3339),
+		Relayed: al.Used,
+		Status:  "active",
 		Token:   token,
+	}
+	if al.Unverified {
+		v.Status = "pending"
 	}
 	if rem, ok := al.Remaining(); ok {
 		max := al.MaxUsage
@@ -77,8 +84,9 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, a.view(created, token))
 }
 
-// createAlias checks req, applies the per-client limit and stores the
-// alias. The limit counts only valid requests, so a typo costs nothing.
+// createAlias checks req, applies the per-client and per-target limits
+// and stores the alias, pending if its target must confirm first. The
+// per-client limit counts only valid requests, so a typo costs nothing.
 func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Request) (alias.Alias, string, *apiError) {
 	now := a.cfg.Now()
 	spec, err := a.cfg.Limits.Check(req, a.cfg.Domains, now)
@@ -89,8 +97,28 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 		}
 		return alias.Alias{}, "", invalid("The request is not valid.")
 	}
-	if a.limiter != nil && a.limiter.OnLimit(w, r, a.clientAddr(r).String()) {
+	client := a.clientAddr(r)
+	if a.cfg.Blocklist != nil {
+		if zone, listed := a.cfg.Blocklist.Listed(r.Context(), client); listed {
+			a.cfg.Logger.Info("creation refused: client listed", "remote", client.String(), "zone", zone)
+			return alias.Alias{}, "", errBlocked
+		}
+	}
+	if a.limiter != nil && a.limiter.OnLimit(w, r, client.String()) {
 		return alias.Alias{}, "", errRateLimited
+	}
+	if apiErr := a.checkTarget(w, spec.Target, now); apiErr != nil {
+		return alias.Alias{}, "", apiErr
+	}
+	if a.cfg.Verify != nil {
+		verified, err := a.store.TargetVerified(spec.Target, now)
+		if err != nil {
+			a.cfg.Logger.Error("create alias", "err", err)
+			return alias.Alias{}, "", errServer
+		}
+		if !verified {
+			return a.createPending(w, r, spec, now)
+		}
 	}
 	created, token, err := a.store.Create(spec, now)
 	if err != nil {
@@ -99,6 +127,27 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 	}
 	metrics.AliasesCreated.Inc()
 	return created, token, nil
+}
+
+// checkTarget applies the per-target limits.
+func (a *API) checkTarget(w http.ResponseWriter, target string, now time.Time) *apiError {
+	if n := a.cfg.AliasesPerTarget; n > 0 {
+		live, err := a.store.LiveForTarget(target, now)
+		if err != nil {
+			a.cfg.Logger.Error("count aliases for target", "err", err)
+			return errServer
+		}
+		if live >= n {
+			w.Header().Set("Retry-After", "3600")
+			return &apiError{http.StatusTooManyRequests, "rate-limited",
+				fmt.Sprintf("This address already has %d live aliases, the most allowed; revoke one or wait for one to expire.", live)}
+		}
+	}
+	if !a.perTarget.take(alias.TargetKey(target), now) {
+		w.Header().Set("Retry-After", "86400")
+		return &apiError{http.StatusTooManyRequests, "rate-limited", "Too many aliases were created for this address today; try again tomorrow."}
+	}
+	return nil
 }
 
 // get is GET /aliases/{id}.

@@ -19,6 +19,7 @@ var (
 	errTooLarge         = &apiError{http.StatusRequestEntityTooLarge, "too-large", "The request body is larger than " + strconv.Itoa(MaxBodyBytes) + " bytes."}
 	errContentType      = &apiError{http.StatusUnsupportedMediaType, "invalid-request-type", "Send the request as Content-Type: application/json."}
 	errRateLimited      = &apiError{http.StatusTooManyRequests, "rate-limited", "Too many aliases created from your address; try again in a minute."}
+	errBlocked          = &apiError{http.StatusForbidden, "blocked", "Your address is on a blocklist this service uses; aliases cannot be created from it."}
 	errServer           = &apiError{http.StatusInternalServerError, "server-error", "Something went wrong on our side; nothing was created. Please try again."}
 )
 

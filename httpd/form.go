@@ -57,6 +57,7 @@ func (a *API) createForm(w http.ResponseWriter, r *http.Request) {
 		ID:       v.ID,
 		Token:    token,
 		Lifetime: lifetimeSentence(created),
+		Pending:  created.Unverified,
 	})
 }
 
@@ -116,6 +117,7 @@ func countOf(n int, one, many string) string {
 
 type formResult struct {
 	Alias, ID, Token, Lifetime string
+	Pending                    bool
 }
 
 // formError is the one place form errors become responses: the same
@@ -157,6 +159,7 @@ var formPages = template.Must(template.New("").Parse(`
   <h2>Your new alias</h2>
   <p class="alias-line"><output id="alias" class="alias">{{.Alias}}</output></p>
   <p id="lifetime" class="lifetime">{{.Lifetime}}</p>
+  {{if .Pending}}<p id="pending" class="message">Check your inbox: we sent a confirmation link to your address. The alias refuses mail until you confirm.</p>{{end}}
   <div class="token-box">
     <p><strong>Management token</strong> — shown only this once. Keep it if you may want to end the alias early.</p>
     <p><code id="token" class="token">{{.Token}}</code></p>

@@ -5,6 +5,7 @@
 package httpd
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -18,8 +19,18 @@ import (
 // Store is what the API needs from the alias store.
 type Store interface {
 	Create(spec alias.Spec, now time.Time) (alias.Alias, string, error)
+	CreateUnverified(spec alias.Spec, now time.Time) (a alias.Alias, token, confirm string, err error)
 	Authorized(id, token string, now time.Time) (alias.Alias, error)
 	Revoke(id, token string, now time.Time) error
+	RevokeID(id string, now time.Time) error
+	TargetVerified(target string, now time.Time) (bool, error)
+	Confirm(token string, now time.Time, remember time.Duration) (alias.Alias, error)
+	LiveForTarget(target string, now time.Time) (int, error)
+}
+
+// Blocklist tells whether a client address is listed (a DNSBL).
+type Blocklist interface {
+	Listed(ctx context.Context, ip netip.Addr) (zone string, listed bool)
 }
 
 // Config configures the API.
@@ -31,6 +42,18 @@ type Config struct {
 	Static          http.Handler   // serves everything outside /aliases; nil: 404
 	Now             func() time.Time
 	Logger          *slog.Logger
+
+	// AliasesPerTarget bounds the live aliases forwarding to one address;
+	// CreationsPerTargetPerDay bounds how many are made for it a day.
+	// 0: no limit.
+	AliasesPerTarget         int
+	CreationsPerTargetPerDay int
+	// Blocklist refuses creations from listed clients (403 blocked); nil:
+	// no check.
+	Blocklist Blocklist
+	// Verify, when set, makes aliases for targets that have not confirmed
+	// yet start pending: see verify.go.
+	Verify *Verify
 }
 
 // MaxBodyBytes caps a creation request; a valid one is under 400 bytes.
@@ -42,6 +65,9 @@ type API struct {
 	store   Store
 	limiter *httprate.RateLimiter // nil: no limit
 	router  chi.Router
+
+	perTarget     *quota // creations per target per day
+	confirmations *quota // confirmation mails per target per day
 }
 
 // New returns the HTTP front end for st.
@@ -52,7 +78,10 @@ func New(cfg Config, st Store) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &API{cfg: cfg, store: st}
+	a := &API{cfg: cfg, store: st, perTarget: newQuota(cfg.CreationsPerTargetPerDay, 24*time.Hour)}
+	if cfg.Verify != nil {
+		a.confirmations = newQuota(cfg.Verify.MailsPerTargetPerDay, 24*time.Hour)
+	}
 	if cfg.CreatePerMinute > 0 {
 		a.limiter = httprate.NewRateLimiter(cfg.CreatePerMinute, time.Minute,
 			httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
@@ -70,6 +99,8 @@ func New(cfg Config, st Store) *API {
 		r.Delete("/{id}", a.revoke)
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeError(w, errNotFound) })
 	})
+	r.Get("/confirm/{token}", a.confirmPage)
+	r.Post("/confirm/{token}", a.confirm)
 	if cfg.Static != nil {
 		r.Handle("/*", cfg.Static)
 	} else {

@@ -103,6 +103,7 @@
     current = { id: a.id, token: a.token };
     $('alias').textContent = a.alias;
     $('lifetime').textContent = lifetime(a);
+    $('pending').hidden = a.status !== 'pending';
     $('token').textContent = a.token;
     $('copied').textContent = '';
     $('revoked').textContent = '';

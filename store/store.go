@@ -8,6 +8,10 @@
 package store
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -32,8 +36,12 @@ var (
 	bucketIDs     = []byte("ids")     // every id ever issued -> nothing
 	bucketSweep   = []byte("sweep")   // 8-byte unix seconds + id -> nothing
 	bucketMeta    = []byte("meta")
-	keyIssued     = []byte("issued") // count of ids ever issued, uint64
-	present       = []byte{1}        // the value of set-like buckets
+	bucketConfirm = []byte("confirm")    // hash of a confirmation token -> id
+	bucketTargets = []byte("targets")    // target hash + id -> nothing, per live alias
+	bucketVerify  = []byte("verified")   // target hash -> 8-byte unix seconds it stays verified
+	keyIssued     = []byte("issued")     // count of ids ever issued, uint64
+	keyTargetKey  = []byte("target_key") // HMAC key for target hashes
+	present       = []byte{1}            // the value of set-like buckets
 )
 
 // Options tune a store; zero values get defaults.
@@ -52,16 +60,18 @@ type Options struct {
 
 // Store is an open alias database. Its methods are safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
-	opts Options
-	w    *committer
+	db        *bolt.DB
+	opts      Options
+	w         *committer
+	targetKey []byte // keys the target hashes, so the file lists no addresses in those buckets
 }
 
 // record is what is stored per alias: the alias and the key of its entry
 // in the sweep index.
 type record struct {
 	alias.Alias
-	SweepAt int64 `json:"sweep_at"`
+	SweepAt     int64  `json:"sweep_at"`
+	ConfirmHash []byte `json:"confirm_hash,omitempty"`
 }
 
 // Open opens or creates the store at path.
@@ -85,19 +95,27 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	var targetKey []byte
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketAliases, bucketIDs, bucketSweep, bucketMeta} {
+		for _, b := range [][]byte{bucketAliases, bucketIDs, bucketSweep, bucketMeta, bucketConfirm, bucketTargets, bucketVerify} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		meta := tx.Bucket(bucketMeta)
+		if k := meta.Get(keyTargetKey); len(k) == 32 {
+			targetKey = append([]byte(nil), k...)
+			return nil
+		}
+		targetKey = make([]byte, 32)
+		rand.Read(targetKey)
+		return meta.Put(keyTargetKey, targetKey)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	s := &Store{db: db, opts: opts}
+	s := &Store{db: db, opts: opts, targetKey: targetKey}
 	s.w = newCommitter(db, opts.MaxBatch)
 	return s, nil
 }
@@ -112,7 +130,22 @@ func (s *Store) Close() error {
 // its management token; only the token's hash is kept. The alias is on
 // disk when Create returns.
 func (s *Store) Create(spec alias.Spec, now time.Time) (alias.Alias, string, error) {
+	a, token, _, err := s.create(spec, now, false)
+	return a, token, err
+}
+
+// CreateUnverified stores a new alias that refuses mail until its target
+// confirms with the returned confirmation token (see Confirm).
+func (s *Store) CreateUnverified(spec alias.Spec, now time.Time) (a alias.Alias, token, confirm string, err error) {
+	return s.create(spec, now, true)
+}
+
+func (s *Store) create(spec alias.Spec, now time.Time, unverified bool) (alias.Alias, string, string, error) {
 	token := alias.NewToken()
+	var confirm string
+	if unverified {
+		confirm = alias.NewToken()
+	}
 	var created alias.Alias
 	err := s.w.do(func(tx *bolt.Tx) error {
 		id, err := s.newID(tx)
@@ -120,20 +153,127 @@ func (s *Store) Create(spec alias.Spec, now time.Time) (alias.Alias, string, err
 			return err
 		}
 		created = alias.Alias{
-			ID:        id,
-			Target:    spec.Target,
-			Created:   now.UTC().Truncate(time.Second),
-			Expires:   spec.Expires.UTC().Truncate(time.Second), // the sweep index counts seconds
-			MaxUsage:  spec.MaxUsage,
-			TokenHash: alias.HashToken(token),
+			ID:         id,
+			Target:     spec.Target,
+			Created:    now.UTC().Truncate(time.Second),
+			Expires:    spec.Expires.UTC().Truncate(time.Second), // the sweep index counts seconds
+			MaxUsage:   spec.MaxUsage,
+			TokenHash:  alias.HashToken(token),
+			Unverified: unverified,
 		}
 		r := &record{Alias: created}
+		if unverified {
+			r.ConfirmHash = alias.HashToken(confirm)
+			if err := tx.Bucket(bucketConfirm).Put(r.ConfirmHash, []byte(id)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketTargets).Put(s.targetIndexKey(r.Target, id), present); err != nil {
+			return err
+		}
 		return put(tx, r, r.Expires)
 	})
 	if err != nil {
-		return alias.Alias{}, "", fmt.Errorf("store: create: %w", err)
+		return alias.Alias{}, "", "", fmt.Errorf("store: create: %w", err)
 	}
-	return created, token, nil
+	return created, token, confirm, nil
+}
+
+// targetHash is a keyed hash of a target, so that the per-target buckets
+// do not list addresses.
+func (s *Store) targetHash(target string) []byte {
+	m := hmac.New(sha256.New, s.targetKey)
+	m.Write([]byte(alias.TargetKey(target)))
+	return m.Sum(nil)[:16]
+}
+
+func (s *Store) targetIndexKey(target, id string) []byte {
+	return append(s.targetHash(target), id...)
+}
+
+// TargetVerified reports whether target confirmed it wants our mail and
+// that confirmation has not run out at now.
+func (s *Store) TargetVerified(target string, now time.Time) (bool, error) {
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketVerify).Get(s.targetHash(target))
+		ok = len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > now.Unix()
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: verified: %w", err)
+	}
+	return ok, nil
+}
+
+// Confirm takes a confirmation token: the alias it belongs to starts
+// relaying, and its target counts as verified until now+remember. A token
+// works once; an unknown, used or dead one gives ErrNotFound.
+func (s *Store) Confirm(token string, now time.Time, remember time.Duration) (alias.Alias, error) {
+	var got alias.Alias
+	var refused error
+	err := s.w.do(func(tx *bolt.Tx) error {
+		refused = nil
+		confirm := tx.Bucket(bucketConfirm)
+		h := alias.HashToken(token)
+		id := confirm.Get(h)
+		if id == nil {
+			refused = ErrNotFound
+			return nil
+		}
+		r, err := get(tx, string(id))
+		if errors.Is(err, ErrNotFound) {
+			refused = err
+			return confirm.Delete(h)
+		}
+		if err != nil {
+			return err
+		}
+		if r.Dead(now) || !r.Unverified {
+			refused = ErrNotFound
+			return nil
+		}
+		if err := confirm.Delete(h); err != nil {
+			return err
+		}
+		r.Unverified, r.ConfirmHash = false, nil
+		until := binary.BigEndian.AppendUint64(nil, uint64(now.Add(remember).Unix()))
+		if err := tx.Bucket(bucketVerify).Put(s.targetHash(r.Target), until); err != nil {
+			return err
+		}
+		got = r.Alias
+		return put(tx, r, time.Unix(r.SweepAt, 0))
+	})
+	if err != nil {
+		return alias.Alias{}, fmt.Errorf("store: confirm: %w", err)
+	}
+	return got, refused
+}
+
+// LiveForTarget counts the aliases alive at now that forward to target.
+func (s *Store) LiveForTarget(target string, now time.Time) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		prefix := s.targetHash(target)
+		c := tx.Bucket(bucketTargets).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			r, err := get(tx, string(k[len(prefix):]))
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !r.Dead(now) {
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: count for target: %w", err)
+	}
+	return n, nil
 }
 
 // newID picks an id that was never issued and records it. The length grows
@@ -193,6 +333,8 @@ func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
 	// those from a read transaction without queueing for the writer.
 	if a, err := s.Get(id, now); err != nil {
 		return alias.Alias{}, err
+	} else if a.Unverified {
+		return alias.Alias{}, ErrNotFound
 	} else if !a.CanReserve(now) {
 		return alias.Alias{}, ErrExhausted
 	}
@@ -208,7 +350,7 @@ func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
 			return err
 		}
 		switch {
-		case r.Dead(now):
+		case r.Dead(now), r.Unverified:
 			refused = ErrNotFound
 			return nil
 		case !r.CanReserve(now):
@@ -424,6 +566,14 @@ func (s *Store) sweepOnce(now time.Time, batch int) (deleted int, more bool, err
 			}
 			if err := aliases.Delete(id); err != nil {
 				return err
+			}
+			if err := tx.Bucket(bucketTargets).Delete(s.targetIndexKey(r.Target, r.ID)); err != nil {
+				return err
+			}
+			if r.ConfirmHash != nil {
+				if err := tx.Bucket(bucketConfirm).Delete(r.ConfirmHash); err != nil {
+					return err
+				}
 			}
 			deleted++
 		}
