@@ -5,6 +5,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -81,6 +83,11 @@ type Config struct {
 		Socket string `toml:"socket"`
 	} `toml:"admin"`
 
+	Log struct {
+		Format string `toml:"format"`
+		Level  string `toml:"level"`
+	} `toml:"log"`
+
 	Shutdown struct {
 		Timeout Duration `toml:"timeout"`
 	} `toml:"shutdown"`
@@ -104,6 +111,17 @@ func changedSections(a, b *Config) []string {
 		}
 	}
 	return changed
+}
+
+// logger makes the logger the configuration asks for, writing to w.
+func (c *Config) logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(c.Log.Level)) // checked by check
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // limits are the bounds on creation requests.
@@ -293,6 +311,15 @@ func (c *Config) check() error {
 	}
 	if p := c.Limits.IDGuessProbability; !(p > 0 && p <= 1) {
 		return bad("limits.id_guess_probability", "must be above 0 and at most 1, got %g", p)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		return bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
 	switch c.Smarthost.TLS {
 	case "none", "starttls", "tls":

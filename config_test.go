@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -62,6 +63,8 @@ func TestConfigErrors(t *testing.T) {
 		{"[smarthost]\ntls = \"yes\"", "smarthost.tls"},
 		{"[smarthost]\nusername = \"u\"", "smarthost.username"},
 		{`domains = []`, "domains"},
+		{"[log]\nformat = \"xml\"", "log.format"},
+		{"[log]\nlevel = \"loud\"", "log.level"},
 		{`domains = ["bad domain"]`, "domains"},
 		{`domains = "x.test"`, "domains"},
 		{"data_file = \"x\"\n[[", "line"},
@@ -90,5 +93,21 @@ func TestConfigOverrides(t *testing.T) {
 	}
 	if c.Limits.MaxUsage != 7 || c.Limits.MaxDays != 60 || c.Domains[0] != "a.example" || len(c.trusted) != 2 {
 		t.Errorf("got %+v", c)
+	}
+}
+
+func TestLoggerFormat(t *testing.T) {
+	c, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Log.Format, c.Log.Level = "json", "warn"
+	var buf strings.Builder
+	log := c.logger(&buf)
+	log.Info("hidden")
+	log.Warn("shown", "alias", "abc")
+	var m map[string]any
+	if err := json.Unmarshal([]byte(buf.String()), &m); err != nil || m["msg"] != "shown" || m["alias"] != "abc" {
+		t.Fatalf("json log %q: %v", buf.String(), err)
 	}
 }

@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if fs.NArg() > 0 {
 			return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 		}
-		return serve(ctx, cfg, *configPath, slog.New(slog.NewTextHandler(stderr, nil)))
+		return serve(ctx, cfg, *configPath, cfg.logger(stderr))
 	case "check-config":
 		fmt.Fprintf(stdout, "configuration %s is valid\n", orDefault(*configPath))
 		return nil
