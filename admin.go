@@ -25,21 +25,12 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/store"
 )
 
-// adminAlias is an alias as admin commands show it.
-type adminAlias struct {
-	ID        string `json:"id"`
-	Alias     string `json:"alias"`
-	Target    string `json:"target"`
-	Created   string `json:"created"`
-	Expires   string `json:"expires"`
-	MaxUsage  *int   `json:"max-usage"`
-	Remaining *int   `json:"remaining"`
-	Used      int    `json:"used"`
-	Token     string `json:"token,omitempty"`
-}
+// adminAlias is an alias as admin commands show it: as the API does.
+type adminAlias = httpd.View
 
 // adminOps is what admin commands do, either on an open store (local) or
 // through a running server's admin socket (remote).
@@ -59,16 +50,7 @@ type localOps struct {
 }
 
 func (o localOps) view(a alias.Alias, token string) adminAlias {
-	v := adminAlias{
-		ID: a.ID, Alias: a.ID + "@" + o.cfg.Domains[0], Target: a.Target,
-		Created: a.Created.UTC().Format(time.RFC3339), Expires: a.Expires.UTC().Format(time.RFC3339),
-		Used: a.Used, Token: token,
-	}
-	if rem, ok := a.Remaining(); ok {
-		m := a.MaxUsage
-		v.MaxUsage, v.Remaining = &m, &rem
-	}
-	return v
+	return httpd.NewView(a, o.cfg.Domains[0], token)
 }
 
 func (o localOps) Create(req alias.Request) (adminAlias, error) {
@@ -290,13 +272,13 @@ func runAdmin(cfg *Config, name string, args []string, req alias.Request, stdout
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTARGET\tEXPIRES\tREMAINING")
+		fmt.Fprintln(tw, "ID\tSTATUS\tTARGET\tEXPIRES\tREMAINING")
 		for _, a := range list {
 			rem := "-"
 			if a.Remaining != nil {
 				rem = fmt.Sprintf("%d/%d", *a.Remaining, *a.MaxUsage)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.ID, a.Target, a.Expires, rem)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Status, a.Target, a.Expires, rem)
 		}
 		return tw.Flush()
 	case "show", "revoke":

@@ -14,8 +14,8 @@ import (
 	"github.com/tempalias/tempalias/metrics"
 )
 
-// aliasJSON is an alias as the API shows it.
-type aliasJSON struct {
+// View is an alias as the API (and the admin commands) show it.
+type View struct {
 	ID        string `json:"id"`
 	Alias     string `json:"alias"`
 	Target    string `json:"target"`
@@ -28,10 +28,15 @@ type aliasJSON struct {
 	Token     string `json:"token,omitempty"`
 }
 
-func (a *API) view(al alias.Alias, token string) aliasJSON {
-	v := aliasJSON{
+func (a *API) view(al alias.Alias, token string) View {
+	return NewView(al, a.cfg.Domains[0], token)
+}
+
+// NewView shows al, an alias in domain; token is shown only when given.
+func NewView(al alias.Alias, domain, token string) View {
+	v := View{
 		ID:      al.ID,
-		Alias:   al.ID + "@" + a.cfg.Domains[0],
+		Alias:   al.ID + "@" + domain,
 		Target:  al.Target,
 		Created: al.Created.UTC().Format(time.RFC3339),
 		Expires: al.Expires.UTC().Format(time.RFC3339),
