@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/srs"
 )
 
 // exampleConfig is tempalias.toml, the documented example. Its values are
@@ -33,6 +35,8 @@ type Config struct {
 		Listen         string   `toml:"listen"`
 		TLSListen      string   `toml:"tls_listen"`
 		TrustedProxies []string `toml:"trusted_proxies"`
+		PublicURL      string   `toml:"public_url"`
+		DNSBL          []string `toml:"dnsbl"`
 	} `toml:"http"`
 
 	SMTP struct {
@@ -44,6 +48,11 @@ type Config struct {
 		ReadTimeout      Duration `toml:"read_timeout"`
 		WriteTimeout     Duration `toml:"write_timeout"`
 		DataTimeout      Duration `toml:"data_timeout"`
+		MaxConns         int      `toml:"max_connections"`
+		MaxConnsPerIP    int      `toml:"max_connections_per_client"`
+		DNSBL            []string `toml:"dnsbl"`
+		SRSSecrets       []string `toml:"srs_secrets"`
+		SRSDomain        string   `toml:"srs_domain"`
 	} `toml:"smtp"`
 
 	Smarthost struct {
@@ -53,6 +62,7 @@ type Config struct {
 		Password       string   `toml:"password"`
 		DialTimeout    Duration `toml:"dial_timeout"`
 		CommandTimeout Duration `toml:"command_timeout"`
+		RewriteFrom    bool     `toml:"rewrite_from"`
 	} `toml:"smarthost"`
 
 	Limits struct {
@@ -62,6 +72,15 @@ type Config struct {
 		CreatePerMinute    int     `toml:"create_per_minute"`
 		IDMinLength        int     `toml:"id_min_length"`
 		IDGuessProbability float64 `toml:"id_guess_probability"`
+
+		VerifyTargets                bool     `toml:"verify_targets"`
+		VerifyRemember               Duration `toml:"verify_remember"`
+		ConfirmationsPerTargetPerDay int      `toml:"confirmations_per_target_per_day"`
+		AliasesPerTarget             int      `toml:"aliases_per_target"`
+		CreationsPerTargetPerDay     int      `toml:"creations_per_target_per_day"`
+		MessagesPerAliasHour         int      `toml:"messages_per_alias_hour"`
+		BadRecipientsPerClient       int      `toml:"bad_recipients_per_client"`
+		BadRecipientWindow           Duration `toml:"bad_recipient_window"`
 	} `toml:"limits"`
 
 	Store struct {
@@ -122,6 +141,18 @@ func (c *Config) logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// srs is the sender rewriter, or nil when smtp.srs_secrets is empty.
+func (c *Config) srs() (*srs.Rewriter, error) {
+	if len(c.SMTP.SRSSecrets) == 0 {
+		return nil, nil
+	}
+	domain := c.SMTP.SRSDomain
+	if domain == "" {
+		domain = c.Domains[0]
+	}
+	return srs.New(domain, c.SMTP.SRSSecrets, srs.Options{LocalDomains: c.Domains})
 }
 
 // limits are the bounds on creation requests.
@@ -293,6 +324,8 @@ func (c *Config) check() error {
 		{"smarthost.command_timeout", c.Smarthost.CommandTimeout},
 		{"store.sweep_interval", c.Store.SweepInterval},
 		{"store.open_timeout", c.Store.OpenTimeout},
+		{"limits.verify_remember", c.Limits.VerifyRemember},
+		{"limits.bad_recipient_window", c.Limits.BadRecipientWindow},
 		{"shutdown.timeout", c.Shutdown.Timeout},
 	}
 	for _, d := range durations {
@@ -302,6 +335,47 @@ func (c *Config) check() error {
 	}
 	if c.Limits.DefaultDays > c.Limits.MaxDays {
 		return bad("limits.default_days", "%d is above limits.max_days (%d)", c.Limits.DefaultDays, c.Limits.MaxDays)
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{
+		{"limits.create_per_minute", c.Limits.CreatePerMinute},
+		{"limits.confirmations_per_target_per_day", c.Limits.ConfirmationsPerTargetPerDay},
+		{"limits.aliases_per_target", c.Limits.AliasesPerTarget},
+		{"limits.creations_per_target_per_day", c.Limits.CreationsPerTargetPerDay},
+		{"limits.messages_per_alias_hour", c.Limits.MessagesPerAliasHour},
+		{"limits.bad_recipients_per_client", c.Limits.BadRecipientsPerClient},
+		{"smtp.max_connections", c.SMTP.MaxConns},
+		{"smtp.max_connections_per_client", c.SMTP.MaxConnsPerIP},
+	} {
+		if n.v < 0 {
+			return bad(n.key, "must be 0 (no limit) or more, got %d", n.v)
+		}
+	}
+	if c.Limits.VerifyTargets {
+		u, err := url.Parse(c.HTTP.PublicURL)
+		if c.HTTP.PublicURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("http.public_url", "limits.verify_targets needs the page's public address, like \"https://tempalias.example.org\"")
+		}
+	}
+	for _, zones := range []struct {
+		key   string
+		zones []string
+	}{{"http.dnsbl", c.HTTP.DNSBL}, {"smtp.dnsbl", c.SMTP.DNSBL}} {
+		for _, z := range zones.zones {
+			if _, err := alias.ParseAddress("x@" + strings.TrimSuffix(z, ".")); err != nil {
+				return bad(zones.key, "%q is not a DNS zone", z)
+			}
+		}
+	}
+	if c.SMTP.SRSDomain != "" {
+		if _, err := alias.ParseAddress("x@" + c.SMTP.SRSDomain); err != nil {
+			return bad("smtp.srs_domain", "%q is not a domain name", c.SMTP.SRSDomain)
+		}
+	}
+	if _, err := c.srs(); err != nil {
+		return bad("smtp.srs_secrets", "%v", err)
 	}
 	if c.Limits.CreatePerMinute < 0 {
 		return bad("limits.create_per_minute", "must be 0 (no limit) or more, got %d", c.Limits.CreatePerMinute)

@@ -33,6 +33,7 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/dnsbl"
 	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/smtpd"
@@ -178,13 +179,68 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	rewriter, err := cfg.srs()
+	if err != nil {
+		return err
+	}
+	var smtpTLS *tls.Config
+	if tlsCerts != nil {
+		smtpTLS = tlsCerts.config()
+	}
+	smtpLn, err := listen(handed, "smtp", "smtp.listen", cfg.SMTP.Listen)
+	if err != nil {
+		return err
+	}
+	servers = append(servers, server{name: "smtp", ln: smtpLn})
+	mta := smtpd.New(smtpd.Config{
+		Hostname:                  cfg.SMTP.Hostname,
+		Domains:                   cfg.Domains,
+		MaxMessageBytes:           cfg.SMTP.MaxMessageBytes,
+		MaxRecipients:             cfg.SMTP.MaxRecipients,
+		MaxBadRecipients:          cfg.SMTP.MaxBadRecipients,
+		ReadTimeout:               cfg.SMTP.ReadTimeout.Duration,
+		WriteTimeout:              cfg.SMTP.WriteTimeout.Duration,
+		DataTimeout:               cfg.SMTP.DataTimeout.Duration,
+		TLS:                       smtpTLS,
+		DNSBL:                     blocklist(cfg.SMTP.DNSBL, log),
+		SRS:                       rewriter,
+		RewriteFrom:               cfg.Smarthost.RewriteFrom,
+		MaxMessagesPerAliasHour:   cfg.Limits.MessagesPerAliasHour,
+		MaxBadRecipientsPerClient: cfg.Limits.BadRecipientsPerClient,
+		BadRecipientWindow:        cfg.Limits.BadRecipientWindow.Duration,
+		MaxConnsPerClient:         cfg.SMTP.MaxConnsPerIP,
+		MaxConns:                  cfg.SMTP.MaxConns,
+		Smarthost: smtpd.Upstream{
+			Address:        cfg.Smarthost.Address,
+			TLS:            cfg.Smarthost.TLS,
+			Username:       cfg.Smarthost.Username,
+			Password:       cfg.Smarthost.Password,
+			DialTimeout:    cfg.Smarthost.DialTimeout.Duration,
+			CommandTimeout: cfg.Smarthost.CommandTimeout.Duration,
+		},
+		Logger: log,
+	}, st)
+
+	var verify *httpd.Verify
+	if cfg.Limits.VerifyTargets {
+		verify = &httpd.Verify{
+			Mailer:               confirmMailer{smtp: mta, from: "noreply@" + cfg.Domains[0], hostname: cfg.SMTP.Hostname, now: time.Now},
+			Remember:             cfg.Limits.VerifyRemember.Duration,
+			PublicURL:            cfg.HTTP.PublicURL,
+			MailsPerTargetPerDay: cfg.Limits.ConfirmationsPerTargetPerDay,
+		}
+	}
 	api := httpd.New(httpd.Config{
-		Domains:         cfg.Domains,
-		Limits:          cfg.limits(),
-		CreatePerMinute: cfg.Limits.CreatePerMinute,
-		TrustedProxies:  cfg.trusted,
-		Static:          httpd.Static(static.FS),
-		Logger:          log,
+		Domains:                  cfg.Domains,
+		Limits:                   cfg.limits(),
+		CreatePerMinute:          cfg.Limits.CreatePerMinute,
+		TrustedProxies:           cfg.trusted,
+		Static:                   httpd.Static(static.FS),
+		Logger:                   log,
+		AliasesPerTarget:         cfg.Limits.AliasesPerTarget,
+		CreationsPerTargetPerDay: cfg.Limits.CreationsPerTargetPerDay,
+		Blocklist:                blocklist(cfg.HTTP.DNSBL, log),
+		Verify:                   verify,
 	}, st)
 	public := http.NewServeMux()
 	public.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -234,38 +290,17 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		servers = append(servers, server{"metrics", &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln})
 	}
 
-	smtpLn, err := listen(handed, "smtp", "smtp.listen", cfg.SMTP.Listen)
-	if err != nil {
-		return err
-	}
-	mta := smtpd.New(smtpd.Config{
-		Hostname:         cfg.SMTP.Hostname,
-		Domains:          cfg.Domains,
-		MaxMessageBytes:  cfg.SMTP.MaxMessageBytes,
-		MaxRecipients:    cfg.SMTP.MaxRecipients,
-		MaxBadRecipients: cfg.SMTP.MaxBadRecipients,
-		ReadTimeout:      cfg.SMTP.ReadTimeout.Duration,
-		WriteTimeout:     cfg.SMTP.WriteTimeout.Duration,
-		DataTimeout:      cfg.SMTP.DataTimeout.Duration,
-		Smarthost: smtpd.Upstream{
-			Address:        cfg.Smarthost.Address,
-			TLS:            cfg.Smarthost.TLS,
-			Username:       cfg.Smarthost.Username,
-			Password:       cfg.Smarthost.Password,
-			DialTimeout:    cfg.Smarthost.DialTimeout.Duration,
-			CommandTimeout: cfg.Smarthost.CommandTimeout.Duration,
-		},
-		Logger: log,
-	}, st)
-
 	var wg sync.WaitGroup
-	errc := make(chan error, len(servers)+1)
+	errc := make(chan error, len(servers))
 	wg.Go(func() {
 		if err := mta.Serve(smtpLn); err != nil {
 			errc <- fmt.Errorf("smtp: %w", err)
 		}
 	})
 	for _, s := range servers {
+		if s.srv == nil {
+			continue // the SMTP server, started above
+		}
 		wg.Go(func() {
 			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", s.name, err)
@@ -278,7 +313,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	addrs := []any{"smtp", smtpLn.Addr().String()}
+	addrs := []any{}
 	for _, s := range servers {
 		addrs = append(addrs, s.name, s.ln.Addr().String())
 	}
@@ -311,6 +346,9 @@ wait:
 		}
 	})
 	for _, s := range servers {
+		if s.srv == nil {
+			continue
+		}
 		sd.Go(func() {
 			if err := s.srv.Shutdown(shutdownCtx); err != nil {
 				log.Warn("shutdown: closing connections still open", "server", s.name, "err", err)
@@ -326,6 +364,14 @@ wait:
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// blocklist checks clients against zones; nil when there are none.
+func blocklist(zones []string, log *slog.Logger) httpd.Blocklist {
+	if len(zones) == 0 {
+		return nil
+	}
+	return dnsbl.New(zones, dnsbl.Options{Logger: log})
 }
 
 // reload is SIGHUP: the certificate files are read again; any other change

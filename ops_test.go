@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/smtp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,18 @@ listen = "127.0.0.1:0"
 	}
 	if res, _ := get(http.DefaultClient, "http://"+p.addrs["http"]+"/healthz"); res.StatusCode != 200 {
 		t.Fatalf("http healthz: %d", res.StatusCode)
+	}
+
+	// SMTP offers STARTTLS with the same certificate.
+	c, err := smtp.Dial(p.addrs["smtp"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
+		t.Fatalf("STARTTLS: %v", err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatalf("QUIT after STARTTLS: %v", err)
 	}
 
 	// Swap the certificate and SIGHUP: the open connection keeps working,

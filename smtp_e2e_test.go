@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/smtp"
 	"os"
 	"os/exec"
@@ -176,6 +177,46 @@ func TestSwaksThroughTempaliasIntoSmtpSink(t *testing.T) {
 		"--from", "sender@example.org", "--to", "nosuchalias@tempalias.test").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "550 5.1.1") {
 		t.Errorf("unknown alias: %v\n%s", err, out)
+	}
+	p.stop(t)
+}
+
+func TestBinaryVerifiesTargets(t *testing.T) {
+	sk := startSink(t)
+	dir := t.TempDir()
+	cfg := strings.Replace(smarthostConfig(dir, sk.addr), "[http]\n", "[http]\npublic_url = \"https://tempalias.test\"\n", 1) +
+		"[limits]\nverify_targets = true\n"
+	p := start(t, cfg)
+	status, created := httpDo(t, "POST", "http://"+p.addrs["http"]+"/aliases", `{"target":"new@example.com"}`)
+	if status != 201 || created["status"] != "pending" {
+		t.Fatalf("create: %d %v", status, created)
+	}
+	mail := sk.next(t)
+	if len(mail.to) != 1 || mail.to[0] != "new@example.com" || !bytes.Contains(mail.data, []byte(created["alias"].(string))) {
+		t.Fatalf("confirmation mail to %v:\n%s", mail.to, mail.data)
+	}
+	i := bytes.Index(mail.data, []byte("https://tempalias.test/confirm/"))
+	if i < 0 {
+		t.Fatalf("no link in:\n%s", mail.data)
+	}
+	link := string(bytes.Fields(mail.data[i:])[0])
+	path := strings.TrimPrefix(link, "https://tempalias.test")
+
+	// Pending: refused like an unknown alias.
+	err := smtp.SendMail(p.addrs["smtp"], nil, "sender@example.org", []string{created["alias"].(string)}, []byte(testMessage))
+	if err == nil || !strings.Contains(err.Error(), "5.1.1") {
+		t.Fatalf("mail to a pending alias: %v", err)
+	}
+	res, err := http.Post("http://"+p.addrs["http"]+path, "application/x-www-form-urlencoded", nil)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("confirm: %v %v", res.StatusCode, err)
+	}
+	res.Body.Close()
+	if err := smtp.SendMail(p.addrs["smtp"], nil, "sender@example.org", []string{created["alias"].(string)}, []byte(testMessage)); err != nil {
+		t.Fatalf("mail after confirming: %v", err)
+	}
+	if got := sk.next(t); got.to[0] != "new@example.com" {
+		t.Fatalf("relayed to %v", got.to)
 	}
 	p.stop(t)
 }

@@ -1,7 +1,12 @@
 package smtpd
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,9 +23,21 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc := &clientConn{Conn: c, srv: l.srv, idleLimit: l.srv.cfg.ReadTimeout, scan: scanLineStart}
-	if !l.srv.track(cc) {
+	cc := &clientConn{
+		Conn:      c,
+		srv:       l.srv,
+		idleLimit: l.srv.cfg.ReadTimeout,
+		scan:      scanLineStart,
+		client:    clientKey(remoteIP(c.RemoteAddr())),
+	}
+	switch v := l.srv.track(cc); v {
+	case nil:
+	case errShuttingDown:
 		cc.goodbye()
+	default:
+		// Said in place of the banner, from the connection's own
+		// goroutine: this loop must not wait on any client.
+		cc.verdict = v
 	}
 	return cc, nil
 }
@@ -40,10 +57,19 @@ func (l *listener) Accept() (net.Conn, error) {
 //     here notices it (rfc 5321:2.3.8; the 2023 SMTP smuggling attacks).
 //   - Closing after a reply: go-smtp writes the reply a Session method
 //     returns but has no way to then hang up, as 421 requires.
+//   - Admission: go-smtp greets every connection and asks the backend
+//     for a session only at EHLO, too late to refuse a client at connect.
+//     The banner is the first thing written, so the first Write decides
+//     whether the client is welcome (connection limits, blocked client,
+//     DNSBL) and says 421 or 554 instead.
 type clientConn struct {
 	net.Conn
 	srv       *Server
 	idleLimit time.Duration
+	client    netip.Prefix // the unit of per-client limits
+	counted   bool         // in srv.open and srv.perClient; guarded by srv.mu
+	verdict   *refusal     // decided at accept: said instead of the banner
+	admitOnce sync.Once
 
 	mu         sync.Mutex
 	inData     bool
@@ -54,9 +80,18 @@ type clientConn struct {
 
 	scan     byte        // scanner state; only the reading goroutine touches it
 	smuggled atomic.Bool // saw <CRLF>.<CR> followed by something other than <LF>
+	// encrypted: STARTTLS is done and what passes here is ciphertext, which
+	// rawScan cannot read. go-smtp reads the plaintext from its *tls.Conn
+	// with no hook, so under TLS the one sequence its dataReader alters
+	// (<CRLF>.<CR>x loses the CR) goes unnoticed. That is not smuggling:
+	// go-smtp does not end the data there, and the upstream writer
+	// re-encodes every line. Every other bare CR or LF is still refused.
+	encrypted atomic.Bool
+	tlsConn   atomic.Pointer[tls.Conn] // for goodbye once TLS is up
 
 	sess      atomic.Pointer[session]
 	closeOnce sync.Once
+	closed    atomic.Bool
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
@@ -71,8 +106,21 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		c.Conn.SetReadDeadline(d)
 	}
 	n, err := c.Conn.Read(p)
-	c.rawScan(p[:n])
+	if !c.encrypted.Load() {
+		c.rawScan(p[:n])
+	}
 	return n, err
+}
+
+// startedTLS is called from the first session after STARTTLS, before any
+// transaction: the scanner saw the handshake's ciphertext, which means
+// nothing, and is of no use from now on.
+func (c *clientConn) startedTLS(tc *tls.Conn) {
+	if c.encrypted.Swap(true) {
+		return
+	}
+	c.tlsConn.Store(tc)
+	c.smuggled.Store(false)
 }
 
 // SetReadDeadline is only called by go-smtp before it reads a command line,
@@ -94,6 +142,11 @@ func (c *clientConn) beginData(until time.Time) {
 }
 
 func (c *clientConn) Write(p []byte) (int, error) {
+	admitted := true
+	c.admitOnce.Do(func() { admitted = c.admit() })
+	if !admitted {
+		return 0, net.ErrClosed
+	}
 	c.wmu.Lock()
 	n, err := c.Conn.Write(p)
 	c.wmu.Unlock()
@@ -121,6 +174,7 @@ func (c *clientConn) closeAfterReply() {
 func (c *clientConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		c.closed.Store(true)
 		err = c.Conn.Close()
 		c.srv.untrack(c)
 	})
@@ -136,11 +190,88 @@ func (c *clientConn) idle() bool {
 // goodbye tells an idle client the service is going away and hangs up
 // (rfc 5321:3.8).
 func (c *clientConn) goodbye() {
+	line := errShuttingDown.line(c.srv.cfg.Hostname)
+	if tc := c.tlsConn.Load(); tc != nil {
+		// Through TLS, whose own lock orders it with go-smtp's replies;
+		// its writes come back through Write, which takes wmu.
+		tc.SetWriteDeadline(time.Now().Add(time.Second))
+		tc.Write([]byte(line))
+	} else {
+		c.rawWrite(line)
+	}
+	c.Close()
+}
+
+// rawWrite writes a reply go-smtp knows nothing about.
+func (c *clientConn) rawWrite(line string) {
 	c.wmu.Lock()
 	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Conn.Write([]byte("421 4.3.2 " + c.srv.cfg.Hostname + " Service shutting down\r\n"))
+	c.Conn.Write([]byte(line))
 	c.wmu.Unlock()
-	c.Close()
+}
+
+// dnsblTimeout bounds a blocklist check, should the Blocklist not bound
+// it itself.
+const dnsblTimeout = 10 * time.Second
+
+// admit runs when go-smtp writes the banner and reports whether the
+// client may have it. A refused client gets its reply instead and the
+// connection is closed; go-smtp then finds it closed at its first read
+// and ends quietly.
+func (c *clientConn) admit() bool {
+	s := c.srv
+	remote := remoteIP(c.RemoteAddr())
+	if c.closed.Load() { // turned away at accept: shutting down
+		return false
+	}
+	if c.verdict != nil {
+		s.log.Info("smtp: connection refused", "remote", remote.String(), "code", c.verdict.code, "reason", c.verdict.msg)
+		c.rawWrite(c.verdict.line(s.cfg.Hostname))
+		c.Close()
+		return false
+	}
+	if s.cfg.DNSBL == nil {
+		return true
+	}
+	ip, ok := netip.AddrFromSlice(remote)
+	if !ok {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(s.dialCtx, dnsblTimeout)
+	zone, listed := s.cfg.DNSBL.Listed(ctx, ip.Unmap())
+	cancel()
+	if !listed {
+		return true
+	}
+	s.log.Info("smtp: connection refused", "remote", remote.String(), "code", 554, "dnsbl", zone)
+	c.refuseUntilQuit(blockedBy(ip.Unmap(), zone).line(s.cfg.Hostname))
+	return false
+}
+
+// quitWait bounds how long a client refused with 554 at connect may take
+// to say QUIT.
+const quitWait = 30 * time.Second
+
+// refuseUntilQuit says line instead of the banner and then, as rfc
+// 5321:3.1 asks after a 554 greeting, answers 503 to everything until
+// QUIT, within quitWait and a few commands, before closing.
+func (c *clientConn) refuseUntilQuit(line string) {
+	defer c.Close()
+	c.rawWrite(line)
+	wait := min(c.idleLimit, quitWait)
+	c.Conn.SetReadDeadline(time.Now().Add(wait))
+	r := bufio.NewReaderSize(c.Conn, 512)
+	for range 10 {
+		cmd, err := r.ReadSlice('\n')
+		if err != nil {
+			return
+		}
+		if bytes.EqualFold(bytes.TrimSpace(cmd), []byte("QUIT")) {
+			c.rawWrite("221 2.0.0 Bye\r\n")
+			return
+		}
+		c.rawWrite("503 5.5.1 Bad sequence of commands\r\n")
+	}
 }
 
 // forceClose ends the connection and any upstream connection of its

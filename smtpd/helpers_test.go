@@ -489,6 +489,22 @@ func stripReceived(t testing.TB, body []byte) (hdr string, rest []byte) {
 	return h.String(), body[h.Len():]
 }
 
+// stripTrace splits a relayed message into what tempalias put on top (the
+// Received header and one Delivered-To per alias in addrs, which must be
+// there) and the rest.
+func stripTrace(t testing.TB, body []byte, addrs ...string) (received string, rest []byte) {
+	t.Helper()
+	received, rest = stripReceived(t, body)
+	for _, a := range addrs {
+		line := "Delivered-To: " + a + "\r\n"
+		if !bytes.HasPrefix(rest, []byte(line)) {
+			t.Fatalf("no %q after Received in %q", line, body)
+		}
+		rest = rest[len(line):]
+	}
+	return received, rest
+}
+
 func parseIP(s string) net.IP { return net.ParseIP(s) }
 
 func contextWithTimeout(t testing.TB, d time.Duration) (context.Context, context.CancelFunc) {

@@ -94,7 +94,7 @@ func (b *bodyCheck) end() error {
 // it is a syntactically valid domain or address literal; otherwise the
 // client's IP address literal takes its place. Only a single recipient is
 // named (rfc 5321:7.2 warns against more).
-func receivedHeader(helo string, ip net.IP, host, id, rcpt string, t time.Time) string {
+func receivedHeader(helo string, ip net.IP, host, id, rcpt string, tls bool, t time.Time) string {
 	var b strings.Builder
 	lit := ""
 	if ip != nil {
@@ -113,8 +113,12 @@ func receivedHeader(helo string, ip net.IP, host, id, rcpt string, t time.Time) 
 		b.WriteString(" (" + lit + ")")
 	}
 	// go-smtp does not say whether the client used EHLO or HELO; nearly
-	// every client uses EHLO.
-	b.WriteString("\r\n\tby " + host + " (tempalias) with ESMTP id " + id)
+	// every client uses EHLO. ESMTPS is rfc 3848.
+	proto := "ESMTP"
+	if tls {
+		proto = "ESMTPS"
+	}
+	b.WriteString("\r\n\tby " + host + " (tempalias) with " + proto + " id " + id)
 	if rcpt != "" {
 		b.WriteString("\r\n\tfor <" + rcpt + ">")
 	}

@@ -201,7 +201,7 @@ func TestAcceptFiftyReceived(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("smarthost got %d messages", len(msgs))
 	}
-	if _, rest := stripReceived(t, msgs[0].body); string(rest) != strings.Replace(msg, "..dot", ".dot", 1) {
+	if _, rest := stripTrace(t, msgs[0].body, addr); string(rest) != strings.Replace(msg, "..dot", ".dot", 1) {
 		t.Errorf("body %q", rest)
 	}
 }

@@ -80,7 +80,7 @@ func TestSeedScenario(t *testing.T) {
 		if m.from != "sender@example.org" || len(m.rcpts) != 1 || m.rcpts[0] != "t@example.com" {
 			t.Errorf("message %d: envelope %q -> %q", i, m.from, m.rcpts)
 		}
-		hdr, rest := stripReceived(t, m.body)
+		hdr, rest := stripTrace(t, m.body, addr)
 		if !receivedRE.MatchString(hdr) {
 			t.Errorf("message %d: Received header %q", i, hdr)
 		}
@@ -207,7 +207,7 @@ func TestReceivedHeader(t *testing.T) {
 		{"evil\r\nX-Injected: 1", "2001:db8::1", "Received: from [IPv6:2001:db8::1] ([IPv6:2001:db8::1])\r\n\tby mx (tempalias) with ESMTP id 1; Sat, 01 Mar 2025 11:00:00 +0000\r\n"},
 		{"a(b)", "192.0.2.1", "Received: from [192.0.2.1] ([192.0.2.1])\r\n\tby mx (tempalias) with ESMTP id 1; Sat, 01 Mar 2025 11:00:00 +0000\r\n"},
 	} {
-		got := receivedHeader(tc.helo, parseIP(tc.ip), "mx", "1", "", at)
+		got := receivedHeader(tc.helo, parseIP(tc.ip), "mx", "1", "", false, at)
 		if got != tc.want {
 			t.Errorf("helo %q: got %q, want %q", tc.helo, got, tc.want)
 		}
@@ -356,7 +356,7 @@ func TestBDAT(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("smarthost got %d messages, want 1", len(msgs))
 	}
-	if _, rest := stripReceived(t, msgs[0].body); string(rest) != "Subject: x\r\n\r\n.dot\r\nbody\r\n" {
+	if _, rest := stripTrace(t, msgs[0].body, addr); string(rest) != "Subject: x\r\n\r\n.dot\r\nbody\r\n" {
 		t.Errorf("body %q", rest)
 	}
 	if c, f := e.settled(); c != 1 || f != 1 {

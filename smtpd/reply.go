@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"strings"
 
 	"github.com/emersion/go-smtp"
 )
@@ -25,6 +27,12 @@ func (r *refusal) Error() string {
 	return fmt.Sprintf("%d %d.%d.%d %s", r.code, r.enh[0], r.enh[1], r.enh[2], r.msg)
 }
 
+// line is r as a reply go-smtp does not send (at connect, at shutdown),
+// naming this host as a greeting does (rfc 5321:4.2).
+func (r *refusal) line(host string) string {
+	return fmt.Sprintf("%d %d.%d.%d %s %s\r\n", r.code, r.enh[0], r.enh[1], r.enh[2], host, r.msg)
+}
+
 var (
 	errBadSender = &refusal{code: 553, enh: smtp.EnhancedCode{5, 1, 7}, msg: "Sender address not accepted"}
 	// rfc 5321:3.6.2: never an open relay.
@@ -40,6 +48,25 @@ var (
 	// deliver, the retry gets the 550 5.1.1 of a used-up alias.
 	errAliasBusy  = &refusal{code: 450, enh: smtp.EnhancedCode{4, 2, 1}, msg: "Recipient busy, try again later"}
 	errTooManyBad = &refusal{code: 421, enh: smtp.EnhancedCode{4, 7, 0}, msg: "Too many refused recipients, closing connection", close: true}
+	// The alias relayed MaxMessagesPerAliasHour within the hour; rfc
+	// 3463:3.8 X.7.1 "delivery not authorized" is as close as it gets.
+	errAliasRate = &refusal{code: 450, enh: smtp.EnhancedCode{4, 7, 1}, msg: "Recipient receives too much mail, try again later"}
+	// With RewriteFrom every upstream transaction has one target, so that
+	// no target sees another one's alias; rfc 5321:4.5.3.1.10 has the
+	// client send the remaining recipients in a new transaction.
+	errOneTarget = &refusal{code: 452, enh: smtp.EnhancedCode{4, 5, 3}, msg: "Too many recipients, send the rest in a new transaction"}
+	// Refused instead of the banner (rfc 5321:3.1, 421 and close).
+	errTooManyConns       = &refusal{code: 421, enh: smtp.EnhancedCode{4, 7, 0}, msg: "Too many connections, try again later", close: true}
+	errTooManyConnsClient = &refusal{code: 421, enh: smtp.EnhancedCode{4, 7, 0}, msg: "Too many connections from your address, try again later", close: true}
+	errClientBlocked      = &refusal{code: 421, enh: smtp.EnhancedCode{4, 7, 0}, msg: "Too many refused recipients from your address, try again later", close: true}
+	// rfc 9228:4: a Delivered-To for one of our aliases means the message
+	// went round to us again.
+	errDeliveredTo = &refusal{code: 554, enh: smtp.EnhancedCode{5, 4, 6}, msg: "Message already delivered to this recipient, mail loop"}
+	// With RewriteFrom the From field must be seen whole; a header line
+	// (rfc 5322:2.1.1 allows 998 octets) or From field past our bounds
+	// cannot be.
+	errHeaderTooLong = &refusal{code: 554, enh: smtp.EnhancedCode{5, 6, 0}, msg: "Header field too long"}
+
 	errNestedMail = &refusal{code: 503, enh: smtp.EnhancedCode{5, 5, 1}, msg: "Nested MAIL command"}
 	errNoMail     = &refusal{code: 503, enh: smtp.EnhancedCode{5, 5, 1}, msg: "MAIL first"}
 	// rfc 5321:3.8
@@ -63,6 +90,49 @@ var (
 	errUpstreamTimeout = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Next hop timed out, try again later"}
 	errUpstreamBroken  = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Next hop connection failed, try again later"}
 )
+
+// blockedBy is the greeting for a client a blocklist lists, naming the
+// zone so that a legitimate sender knows whom to ask.
+func blockedBy(ip netip.Addr, zone string) *refusal {
+	zone = strings.Map(func(r rune) rune {
+		if r == '.' || r == '-' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' {
+			return r
+		}
+		return -1
+	}, zone)
+	return &refusal{code: 554, enh: smtp.EnhancedCode{5, 7, 1}, msg: "Service unavailable; client [" + ip.String() + "] blocked using " + zone, close: true}
+}
+
+// rcptResult is the result label of metrics.Rcpt for what Rcpt decided.
+func rcptResult(err error) string {
+	var ue *upstreamError
+	switch {
+	case err == nil:
+		return "accepted"
+	case errors.Is(err, errNoSuchUser):
+		return "unknown"
+	case errors.Is(err, errAliasBusy), errors.Is(err, errAliasRate), errors.Is(err, errOneTarget):
+		return "busy"
+	case errors.Is(err, errRelayDenied):
+		return "foreign"
+	case errors.Is(err, errBadRcpt):
+		return "invalid"
+	case errors.As(err, &ue):
+		return "upstream"
+	}
+	return "error"
+}
+
+// messageResult is the result label of metrics.Messages for a reply code.
+func messageResult(code int) string {
+	switch code / 100 {
+	case 2:
+		return "relayed"
+	case 4:
+		return "temporary"
+	}
+	return "permanent"
+}
 
 // upstreamError is a failure talking to the smarthost at stage.
 type upstreamError struct {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/metrics"
+	"github.com/tempalias/tempalias/srs"
 )
 
 // session is one client connection. go-smtp calls its methods from the
@@ -26,7 +28,8 @@ type session struct {
 	conn   *clientConn
 	smtp   *smtp.Conn
 	remote net.IP
-	bad    int // refused recipients on this connection
+	tls    bool // the client said STARTTLS before this session
+	bad    int  // refused recipients on this connection
 
 	mu     sync.Mutex
 	tx     *transaction // nil between transactions
@@ -42,15 +45,20 @@ type transaction struct {
 	start   time.Time
 	helo    string
 	from    string
+	upFrom  string // from as replayed upstream: SRS-rewritten if configured
 	size    int64
 	aliases []string        // reserved: one use each
+	addrs   []string        // the alias addresses, as named, for Delivered-To
 	rcpt    string          // the last accepted alias address; named in Received if it is the only one
+	ident   string          // the first accepted recipient address: the From of RewriteFrom
+	bounces int             // recipients that were SRS addresses
 	targets map[string]bool // already given to the smarthost
 	up      *upstream       // with MAIL FROM replayed
 	upErr   error           // the smarthost could not be reached; later RCPTs fail the same way
 	refused int
-	code    int // the last reply code we chose
-	bytes   int64
+	code    int   // the last reply code we chose
+	bytes   int64 // from the client
+	upBytes int64 // to the smarthost, added headers included
 }
 
 // result is how a transaction ends for usage accounting.
@@ -117,6 +125,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		start:   time.Now(),
 		helo:    s.smtp.Hostname(),
 		from:    from,
+		upFrom:  s.srsForward(from),
 		targets: make(map[string]bool),
 	}
 	if opts != nil {
@@ -136,11 +145,13 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.reply(nil, errNoMail)
 	}
 	err := s.rcpt(tx, to)
+	metrics.Rcpt.WithLabelValues(rcptResult(err)).Inc()
 	var r *refusal
 	if errors.As(err, &r) && r.bad {
 		tx.refused++
 		s.bad++
-		if s.bad > s.srv.cfg.MaxBadRecipients {
+		over := s.srv.badRcpt.hit(s.conn.client, s.srv.cfg.Now())
+		if s.bad > s.srv.cfg.MaxBadRecipients || over {
 			err = errTooManyBad
 		}
 	}
@@ -148,21 +159,38 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) rcpt(tx *transaction, to string) error {
-	addr, err := alias.ParseAddress(to)
+	cfg := &s.srv.cfg
+	addr, err := parseAddress(to)
 	if err != nil {
 		return errBadRcpt
 	}
-	if !alias.InDomains(addr.Domain, s.srv.cfg.Domains) {
+	ours := s.srv.ours(addr.Domain)
+	if !ours && !s.srv.srsDomain(addr.Domain) {
 		return errRelayDenied
 	}
+	if cfg.SRS != nil {
+		orig, err := cfg.SRS.Reverse(addr.String(), cfg.Now())
+		if !errors.Is(err, srs.ErrNotSRS) {
+			return s.bounce(tx, addr, orig, err)
+		}
+	}
 	id := strings.ToLower(addr.Local)
-	if !alias.ValidID(id) {
+	if !ours || !alias.ValidID(id) {
 		return errNoSuchUser
 	}
 	if slices.Contains(tx.aliases, id) {
 		return nil // named twice, one use (rfc 5321 allows duplicates)
 	}
-	a, err := s.srv.st.Reserve(id, s.srv.cfg.Now())
+	// The hourly limit is checked before a use is reserved, so going
+	// over it costs the alias nothing.
+	now := cfg.Now()
+	if !s.srv.aliasRate.take(id, now) {
+		return errAliasRate
+	}
+	a, err := s.srv.st.Reserve(id, now)
+	if err != nil {
+		s.srv.aliasRate.settle(id, false)
+	}
 	switch {
 	case errors.Is(err, alias.ErrNotFound):
 		return errNoSuchUser
@@ -173,22 +201,71 @@ func (s *session) rcpt(tx *transaction, to string) error {
 	}
 	if err := s.forward(tx, a.Target); err != nil {
 		s.refund(id)
+		s.srv.aliasRate.settle(id, false)
 		return err
 	}
 	tx.aliases = append(tx.aliases, id)
 	tx.rcpt = id + "@" + addr.Domain
+	tx.addrs = append(tx.addrs, tx.rcpt)
+	if tx.ident == "" {
+		tx.ident = tx.rcpt
+	}
 	return nil
+}
+
+// bounce handles a recipient that is an SRS address in our domain: a
+// bounce (or a reply) to a sender we rewrote. orig and err are what
+// srs.Reverse made of it. A genuine one is relayed to the original sender
+// and costs no alias anything; anything else gets the reply of an unknown
+// alias, so that the server is no oracle for forging SRS addresses.
+func (s *session) bounce(tx *transaction, addr alias.Address, orig string, err error) error {
+	if err != nil {
+		s.srv.log.Debug("smtp: SRS recipient refused", "remote", s.remote.String(), "err", err)
+		return errNoSuchUser
+	}
+	t, err := parseAddress(orig)
+	if err != nil || s.srv.ours(t.Domain) || s.srv.srsDomain(t.Domain) {
+		// Never relay to ourselves: that is a loop.
+		return errNoSuchUser
+	}
+	if err := s.forward(tx, t.String()); err != nil {
+		return err
+	}
+	tx.bounces++
+	if tx.ident == "" {
+		tx.ident = addr.String()
+	}
+	return nil
+}
+
+// srsForward is the envelope sender to replay upstream.
+func (s *session) srsForward(from string) string {
+	r := s.srv.cfg.SRS
+	if r == nil || from == "" {
+		return from
+	}
+	f, err := r.Forward(from, s.srv.cfg.Now())
+	if err != nil {
+		// ParseAddress let it through, but it cannot be rewritten (a
+		// quoted local part, say); relaying it as it is beats refusing.
+		s.srv.log.Debug("smtp: sender not rewritten", "remote", s.remote.String(), "err", err)
+		return from
+	}
+	return f
 }
 
 // forward gives target to the smarthost, once per transaction.
 func (s *session) forward(tx *transaction, target string) error {
 	// The store only holds checked targets; checking again costs nothing
 	// and guarantees no odd string reaches an upstream command line.
-	t, err := alias.ParseAddress(target)
+	t, err := parseAddress(target)
 	if err != nil {
 		return fmt.Errorf("stored target: %w", err)
 	}
 	target = t.String()
+	if s.srv.cfg.RewriteFrom && len(tx.targets) > 0 && !tx.targets[target] {
+		return errOneTarget
+	}
 	if err := s.openUpstream(tx); err != nil {
 		return err
 	}
@@ -224,9 +301,10 @@ func (s *session) openUpstream(tx *transaction) error {
 		s.idleUp = nil
 		s.mu.Unlock()
 		reused := up != nil
+		start := time.Now()
 		if !reused {
 			var err error
-			up, err = s.srv.dial()
+			up, err = s.srv.dial(s.srv.dialCtx)
 			if err != nil {
 				tx.upErr = &upstreamError{"connect", err}
 				return tx.upErr
@@ -237,8 +315,11 @@ func (s *session) openUpstream(tx *transaction) error {
 				return tx.upErr
 			}
 		}
-		err := up.c.Mail(tx.from, &smtp.MailOptions{Size: tx.size})
+		err := up.c.Mail(tx.upFrom, &smtp.MailOptions{Size: tx.size})
 		if err == nil {
+			if !reused {
+				metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
+			}
 			tx.up = up
 			return nil
 		}
@@ -264,6 +345,10 @@ func (s *session) Data(r io.Reader) error {
 	}
 	res, err := s.relay(tx, r)
 	rep := s.reply(tx, err)
+	metrics.Messages.WithLabelValues(messageResult(tx.code)).Inc()
+	if res == delivered {
+		metrics.RelayedBytes.Add(float64(tx.upBytes))
+	}
 	outcome := "delivered"
 	switch res {
 	case failed:
@@ -292,13 +377,14 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 	if err != nil {
 		return failed, &upstreamError{"DATA", err}
 	}
-	rcpt := ""
-	if len(tx.aliases) == 1 {
-		rcpt = tx.rcpt
+	uw := &upstreamWriter{w: w}
+	defer func() { tx.upBytes = uw.n }()
+	if _, err := io.WriteString(uw, s.traceHeaders(tx)); err != nil {
+		return failed, err
 	}
-	hdr := receivedHeader(tx.helo, s.remote, s.srv.cfg.Hostname, tx.id, rcpt, s.srv.cfg.Now())
-	if _, err := io.WriteString(w, hdr); err != nil {
-		return failed, &upstreamError{"DATA", err}
+	filter := &headerFilter{w: uw, loop: s.loopCheck(tx)}
+	if s.srv.cfg.RewriteFrom {
+		filter.fromAddr = tx.ident
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -311,8 +397,8 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 				return failed, err
 			}
 			tx.bytes += int64(n)
-			if _, err := w.Write(buf[:n]); err != nil {
-				return failed, &upstreamError{"DATA", err}
+			if _, err := filter.Write(buf[:n]); err != nil {
+				return failed, err
 			}
 		}
 		if rerr == io.EOF {
@@ -325,13 +411,21 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 	if err := check.end(); err != nil {
 		return failed, err
 	}
+	if err := filter.Close(); err != nil {
+		return failed, err
+	}
 	if s.conn.smuggled.Load() {
 		return failed, errBareCR
 	}
 	// Close sends the final dot and waits for the smarthost's verdict.
-	if err := w.Close(); err != nil {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
+	start := time.Now()
+	err = w.Close()
+	var se *smtp.SMTPError
+	if err == nil || errors.As(err, &se) {
+		metrics.SmarthostSeconds.WithLabelValues("data").Observe(time.Since(start).Seconds())
+	}
+	if err != nil {
+		if se != nil {
 			return failed, &upstreamError{"end of DATA", err}
 		}
 		// The dot went out but no verdict came back: the smarthost may
@@ -341,6 +435,40 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 		return maybeDelivered, &upstreamError{"end of DATA", err}
 	}
 	return delivered, nil
+}
+
+// traceHeaders are what relay puts on top of the message: the Received
+// header, then one Delivered-To per alias (rfc 9228), which a looping
+// message brings back. Delivered-To is left out when the transaction goes
+// to more than one target: each would learn the others' aliases, which
+// may have been Bcc (the reason rfc 5321:7.2 gives for naming a single
+// recipient in Received). A loop comes back in a transaction of its own,
+// with one target, and is caught there.
+func (s *session) traceHeaders(tx *transaction) string {
+	rcpt := ""
+	if len(tx.aliases) == 1 && tx.bounces == 0 {
+		rcpt = tx.rcpt
+	}
+	hdr := receivedHeader(tx.helo, s.remote, s.srv.cfg.Hostname, tx.id, rcpt, s.tls, s.srv.cfg.Now())
+	if len(tx.targets) == 1 {
+		for _, a := range tx.addrs {
+			hdr += "Delivered-To: " + a + "\r\n"
+		}
+	}
+	return hdr
+}
+
+// loopCheck reports whether a Delivered-To value names one of the
+// transaction's aliases, in any of our domains and in any case.
+func (s *session) loopCheck(tx *transaction) func(string) bool {
+	if len(tx.aliases) == 0 {
+		return nil
+	}
+	return func(v string) bool {
+		v = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">"))
+		at := strings.LastIndexByte(v, '@')
+		return at > 0 && s.srv.ours(v[at+1:]) && slices.Contains(tx.aliases, strings.ToLower(v[:at]))
+	}
 }
 
 // Reset ends the transaction without delivery: RSET, a new EHLO, or the
@@ -384,6 +512,7 @@ func (s *session) Logout() error {
 func (s *session) settle(tx *transaction, res result, outcome string) {
 	now := s.srv.cfg.Now()
 	for _, id := range tx.aliases {
+		s.srv.aliasRate.settle(id, res != failed)
 		if res == failed {
 			s.refund(id)
 			continue
@@ -406,7 +535,9 @@ func (s *session) settle(tx *transaction, res result, outcome string) {
 		"tx", tx.id,
 		"remote", s.remote.String(),
 		"aliases", tx.aliases,
+		"bounces", tx.bounces,
 		"refused", tx.refused,
+		"tls", s.tls,
 		"outcome", outcome,
 		"code", tx.code,
 		"bytes", tx.bytes,
@@ -465,6 +596,75 @@ func (s *session) closeUpstreams() {
 	for u := range s.ups {
 		u.abort()
 	}
+}
+
+// maxSRSLocal bounds the local part of an SRS address. SRS carries a
+// whole address in the local part, so it often exceeds rfc 5321's 64
+// octets, which rfc 5321:4.5.3.1 itself says to be liberal about; the
+// path as a whole stays within 256 octets.
+const maxSRSLocal = 200
+
+// parseAddress is alias.ParseAddress, except that a local part starting
+// with an SRS tag may be longer than 64 octets, as long as it is a plain
+// dot-atom.
+func parseAddress(s string) (alias.Address, error) {
+	a, err := alias.ParseAddress(s)
+	if err == nil {
+		return a, nil
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 || !hasSRSTag(s[:at]) || at > maxSRSLocal {
+		return a, err
+	}
+	local := s[:at]
+	if !dotAtom(local) {
+		return a, err
+	}
+	d, derr := alias.ParseAddress("x@" + s[at+1:])
+	if derr != nil || len(s) > 254 {
+		return a, err
+	}
+	return alias.Address{Local: local, Domain: d.Domain}, nil
+}
+
+// hasSRSTag reports whether local starts like an SRS address: SRS0 or
+// SRS1, in any case, and a separator.
+func hasSRSTag(local string) bool {
+	return len(local) > 5 && strings.EqualFold(local[:3], "SRS") &&
+		(local[3] == '0' || local[3] == '1') && strings.IndexByte("=+-", local[4]) >= 0
+}
+
+// dotAtom is rfc 5321:4.1.2 Dot-string over the characters
+// alias.ParseAddress accepts (atext without '%' and '!').
+func dotAtom(l string) bool {
+	if l == "" || l[0] == '.' || l[len(l)-1] == '.' || strings.Contains(l, "..") {
+		return false
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		ok := c == '.' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("#$&'*+-/=?^_`{|}~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// upstreamWriter counts what goes to the smarthost and marks its errors
+// as the smarthost's.
+type upstreamWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (u *upstreamWriter) Write(p []byte) (int, error) {
+	n, err := u.w.Write(p)
+	u.n += int64(n)
+	if err != nil {
+		return n, &upstreamError{"DATA", err}
+	}
+	return n, nil
 }
 
 func newTxID() string {

@@ -7,8 +7,9 @@
 //
 // go-smtp does the protocol; this package adds what go-smtp leaves open:
 // address policy, usage accounting, the upstream client, bare CR/LF
-// refusal, per-read deadlines during DATA and the mapping of every error to
-// an explicit reply (reply.go).
+// refusal, per-read deadlines during DATA, admission at connect (limits,
+// DNSBL), trace and loop headers, sender rewriting (SRS, From) and the
+// mapping of every error to an explicit reply (reply.go).
 package smtpd
 
 import (
@@ -18,12 +19,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/srs"
 )
 
 // Store is what the SMTP front end needs from the alias store; *store.Store
@@ -71,11 +74,60 @@ type Config struct {
 	MaxBadRecipients int
 	// Smarthost is where accepted mail goes.
 	Smarthost Upstream
+
+	// TLS, when set, offers STARTTLS (rfc 3207) to clients. It is used as
+	// given, so a GetCertificate callback can swap certificates without a
+	// restart. Nil means STARTTLS is not offered.
+	TLS *tls.Config
+	// DNSBL, when set, is asked about every client before the banner; a
+	// listed client gets 554 5.7.1 instead of it (rfc 5321:3.1) and is
+	// hung up on. *dnsbl.Checker satisfies it. Nil means no check.
+	DNSBL Blocklist
+	// SRS, when set, rewrites the envelope sender of relayed mail into
+	// our domain (so SPF passes at the receiver) and accepts bounces to
+	// such addresses, relaying them to the original sender. Nil means
+	// senders are replayed unchanged and SRS addresses are unknown.
+	SRS *srs.Rewriter
+	// RewriteFrom replaces the From: header of relayed mail with the
+	// alias address (keeping the original display name) and adds a
+	// Reply-To: with the original From, for smarthosts that only send
+	// verified identities. It breaks the original DKIM signature. With it
+	// a transaction carries one target only: a recipient for another
+	// target gets 452 4.5.3 and the client sends it in a new transaction.
+	RewriteFrom bool
+
+	// MaxMessagesPerAliasHour bounds the messages one alias relays in an
+	// hour (fixed windows, each opened by the alias's first message after
+	// the last one closed; transactions under way count). A recipient
+	// over it gets 450 4.7.1 before any use is reserved, and the sender
+	// retries later (0 means no limit).
+	MaxMessagesPerAliasHour int
+	// MaxBadRecipientsPerClient bounds refused recipients (as counted by
+	// MaxBadRecipients) per client address across connections within
+	// BadRecipientWindow. Past it the connection gets 421 and the client
+	// gets 421 4.7.0 at connect for BadRecipientWindow (0 means no limit).
+	// A client address is an IPv4 address or an IPv6 /64.
+	MaxBadRecipientsPerClient int
+	// BadRecipientWindow is the window of MaxBadRecipientsPerClient
+	// (default 1h).
+	BadRecipientWindow time.Duration
+	// MaxConnsPerClient bounds simultaneous connections per client
+	// address; more get 421 4.7.0 at connect (0 means no limit).
+	MaxConnsPerClient int
+	// MaxConns bounds simultaneous connections in total; more get 421
+	// 4.7.0 at connect (0 means no limit).
+	MaxConns int
 	// Now is the clock for alias expiry; network deadlines always use the
 	// wall clock (default time.Now).
 	Now func() time.Time
 	// Logger gets one line per transaction (default slog.Default()).
 	Logger *slog.Logger
+}
+
+// Blocklist says whether a client address is listed, and by which zone.
+// It must fail open: an address it cannot check is not listed.
+type Blocklist interface {
+	Listed(ctx context.Context, ip netip.Addr) (zone string, listed bool)
 }
 
 // Upstream is the smarthost and how to talk to it.
@@ -122,6 +174,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBadRecipients <= 0 {
 		c.MaxBadRecipients = 5
 	}
+	if c.BadRecipientWindow <= 0 {
+		c.BadRecipientWindow = time.Hour
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -156,10 +211,15 @@ type Server struct {
 	dialCtx    context.Context
 	cancelDial context.CancelFunc
 
-	mu       sync.Mutex
-	draining bool
-	conns    map[*clientConn]struct{}
-	txs      sync.WaitGroup // transactions not yet settled
+	aliasRate *windowCounts[string]       // messages per alias per hour
+	badRcpt   *windowCounts[netip.Prefix] // refused recipients per client
+
+	mu        sync.Mutex
+	draining  bool
+	conns     map[*clientConn]struct{}
+	open      int                  // admitted connections
+	perClient map[netip.Prefix]int // admitted connections per client
+	txs       sync.WaitGroup       // transactions not yet settled
 }
 
 // New returns a server that reserves uses in st and relays to
@@ -167,14 +227,18 @@ type Server struct {
 func New(cfg Config, st Store) *Server {
 	cfg.setDefaults()
 	s := &Server{
-		cfg:   cfg,
-		st:    st,
-		log:   cfg.Logger,
-		conns: make(map[*clientConn]struct{}),
+		cfg:       cfg,
+		st:        st,
+		log:       cfg.Logger,
+		conns:     make(map[*clientConn]struct{}),
+		perClient: make(map[netip.Prefix]int),
+		aliasRate: newWindowCounts[string](time.Hour, cfg.MaxMessagesPerAliasHour),
+		badRcpt:   newWindowCounts[netip.Prefix](cfg.BadRecipientWindow, cfg.MaxBadRecipientsPerClient),
 	}
 	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = cfg.Hostname
+	srv.TLSConfig = cfg.TLS
 	srv.MaxMessageBytes = cfg.MaxMessageBytes
 	srv.MaxRecipients = cfg.MaxRecipients
 	// Must be non-zero: go-smtp's SetReadDeadline before each command is
@@ -259,20 +323,41 @@ func (s *Server) isDraining() bool {
 	return s.draining
 }
 
-// track registers a new connection; false means the server is draining.
-func (s *Server) track(c *clientConn) bool {
+// track registers a new connection and decides whether it may go on:
+// nil, or the reply it gets instead of the banner. Shutting down is the
+// only verdict that leaves the connection untracked.
+func (s *Server) track(c *clientConn) *refusal {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
-		return false
+		return errShuttingDown
 	}
 	s.conns[c] = struct{}{}
-	return true
+	if s.cfg.MaxConns > 0 && s.open >= s.cfg.MaxConns {
+		return errTooManyConns
+	}
+	if s.cfg.MaxConnsPerClient > 0 && s.perClient[c.client] >= s.cfg.MaxConnsPerClient {
+		return errTooManyConnsClient
+	}
+	if s.badRcpt.blocked(c.client, s.cfg.Now()) {
+		return errClientBlocked
+	}
+	s.open++
+	s.perClient[c.client]++
+	c.counted = true
+	return nil
 }
 
 func (s *Server) untrack(c *clientConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if c.counted {
+		c.counted = false
+		s.open--
+		if s.perClient[c.client]--; s.perClient[c.client] <= 0 {
+			delete(s.perClient, c.client)
+		}
+	}
 	s.mu.Unlock()
 }
 
@@ -289,12 +374,20 @@ func (s *Server) beginTx() bool {
 	return true
 }
 
+// newSession is called at the first EHLO or HELO, and again at the first
+// one after STARTTLS, when go-smtp has put a *tls.Conn over ours.
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	cc, ok := c.Conn().(*clientConn)
+	var tc *tls.Conn
+	nc := c.Conn()
+	if t, ok := nc.(*tls.Conn); ok {
+		tc, nc = t, t.NetConn()
+	}
+	cc, ok := nc.(*clientConn)
 	if !ok {
-		// Only possible if go-smtp swapped the connection (STARTTLS),
-		// which this server does not offer.
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error"}
+	}
+	if tc != nil {
+		cc.startedTLS(tc)
 	}
 	if s.isDraining() {
 		cc.closeAfterReply()
@@ -305,6 +398,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 		conn:   cc,
 		smtp:   c,
 		remote: remoteIP(cc.RemoteAddr()),
+		tls:    tc != nil,
 		ups:    make(map[*upstream]struct{}),
 	}
 	cc.sess.Store(sess)
@@ -316,6 +410,23 @@ func remoteIP(a net.Addr) net.IP {
 		return ta.IP
 	}
 	return nil
+}
+
+// clientKey is the unit per-client limits count in: an IPv4 address, or
+// the /64 an IPv6 client can pick addresses from at will (rfc 4291:2.5.4
+// gives every subnet a 64-bit interface identifier).
+func clientKey(ip net.IP) netip.Prefix {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.Prefix{}
+	}
+	a = a.Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
 }
 
 // errorLog routes go-smtp's own messages (mostly dropped connections) to
