@@ -321,6 +321,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 
 	var runErr error
+	applied := cfg
 wait:
 	for {
 		select {
@@ -332,7 +333,7 @@ wait:
 			break wait
 		case <-hup:
 			daemon.SdNotify(false, daemon.SdNotifyReloading)
-			reload(cfg, configPath, tlsCerts, log)
+			applied = reload(applied, configPath, tlsCerts, api, log)
 			daemon.SdNotify(false, daemon.SdNotifyReady)
 		}
 	}
@@ -374,24 +375,36 @@ func blocklist(zones []string, log *slog.Logger) httpd.Blocklist {
 	return dnsbl.New(zones, dnsbl.Options{Logger: log})
 }
 
-// reload is SIGHUP: the certificate files are read again; any other change
-// in the configuration file is reported as needing a restart.
-func reload(cfg *Config, configPath string, tlsCerts *certs, log *slog.Logger) {
+// reload is SIGHUP: the certificate files are read again, and the
+// creation limits (limits.default_days, max_days, max_usage,
+// create_per_minute) are applied from the configuration file. Any other
+// change is reported as needing a restart. It returns the configuration
+// now in force.
+func reload(cur *Config, configPath string, tlsCerts *certs, api *httpd.API, log *slog.Logger) *Config {
 	if tlsCerts != nil {
 		if err := tlsCerts.reload(); err != nil {
 			log.Error("reload: keeping the old certificate", "err", err)
 		} else {
-			log.Info("reload: certificate reloaded", "cert_file", cfg.TLS.CertFile)
+			log.Info("reload: certificate reloaded", "cert_file", cur.TLS.CertFile)
 		}
 	}
 	next, err := loadConfig(configPath)
 	if err != nil {
 		log.Error("reload: configuration not valid, nothing else changed", "err", err)
-		return
+		return cur
 	}
-	if changed := changedSections(cfg, next); len(changed) > 0 {
+	applied := *cur
+	l, nl := &applied.Limits, next.Limits
+	if l.DefaultDays != nl.DefaultDays || l.MaxDays != nl.MaxDays || l.MaxUsage != nl.MaxUsage || l.CreatePerMinute != nl.CreatePerMinute {
+		l.DefaultDays, l.MaxDays, l.MaxUsage, l.CreatePerMinute = nl.DefaultDays, nl.MaxDays, nl.MaxUsage, nl.CreatePerMinute
+		api.SetLimits(applied.limits(), l.CreatePerMinute)
+		log.Info("reload: creation limits applied", "default_days", l.DefaultDays, "max_days", l.MaxDays,
+			"max_usage", l.MaxUsage, "create_per_minute", l.CreatePerMinute)
+	}
+	if changed := changedSections(&applied, next); len(changed) > 0 {
 		log.Warn("reload: configuration changed; restart tempalias to apply", "sections", strings.Join(changed, ","))
 	}
+	return &applied
 }
 
 // sweep deletes dead aliases every sweep_interval until ctx ends.

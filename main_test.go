@@ -43,6 +43,7 @@ type proc struct {
 	lines chan string // stderr, line by line
 	addrs map[string]string
 	done  chan error
+	cfg   string // the configuration file's path
 
 	mu  sync.Mutex
 	log strings.Builder
@@ -76,7 +77,7 @@ func start(t *testing.T, configText string) *proc {
 	if err := os.WriteFile(cfgPath, []byte(configText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: exec.Command(binary, "-config", cfgPath), lines: make(chan string, 100), done: make(chan error, 1)}
+	p := &proc{cmd: exec.Command(binary, "-config", cfgPath), lines: make(chan string, 100), done: make(chan error, 1), cfg: cfgPath}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

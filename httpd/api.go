@@ -94,7 +94,8 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 // per-client limit counts only valid requests, so a typo costs nothing.
 func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Request) (alias.Alias, string, *apiError) {
 	now := a.cfg.Now()
-	spec, err := a.cfg.Limits.Check(req, a.cfg.Domains, now)
+	lim := a.limits.Load()
+	spec, err := lim.request.Check(req, a.cfg.Domains, now)
 	if err != nil {
 		var inv *alias.InvalidError
 		if errors.As(err, &inv) {
@@ -109,7 +110,7 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 			return alias.Alias{}, "", errBlocked
 		}
 	}
-	if a.limiter != nil && a.limiter.OnLimit(w, r, client.String()) {
+	if lim.perClient != nil && lim.perClient.OnLimit(w, r, client.String()) {
 		return alias.Alias{}, "", errRateLimited
 	}
 	if apiErr := a.checkTarget(w, spec.Target, now); apiErr != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -61,10 +62,10 @@ const MaxBodyBytes = 4 << 10
 
 // API serves the HTTP front end.
 type API struct {
-	cfg     Config
-	store   Store
-	limiter *httprate.RateLimiter // nil: no limit
-	router  chi.Router
+	cfg    Config
+	store  Store
+	limits atomic.Pointer[limits] // swapped whole by SetLimits
+	router chi.Router
 
 	perTarget     *quota // creations per target per day
 	confirmations *quota // confirmation mails per target per day
@@ -82,12 +83,7 @@ func New(cfg Config, st Store) *API {
 	if cfg.Verify != nil {
 		a.confirmations = newQuota(cfg.Verify.MailsPerTargetPerDay, 24*time.Hour)
 	}
-	if cfg.CreatePerMinute > 0 {
-		a.limiter = httprate.NewRateLimiter(cfg.CreatePerMinute, time.Minute,
-			httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
-				writeError(w, errRateLimited)
-			}))
-	}
+	a.SetLimits(cfg.Limits, cfg.CreatePerMinute)
 	r := chi.NewRouter()
 	r.Use(a.logRequests, recoverJSON)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
@@ -108,6 +104,26 @@ func New(cfg Config, st Store) *API {
 	}
 	a.router = r
 	return a
+}
+
+// limits are the bounds that SetLimits can change while serving.
+type limits struct {
+	request   alias.Limits
+	perClient *httprate.RateLimiter // nil: no limit
+}
+
+// SetLimits replaces the request bounds and the per-client creation limit
+// (a new limit starts with fresh counts). Requests in flight keep the
+// limits they started with.
+func (a *API) SetLimits(l alias.Limits, createPerMinute int) {
+	next := &limits{request: l}
+	if createPerMinute > 0 {
+		next.perClient = httprate.NewRateLimiter(createPerMinute, time.Minute,
+			httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
+				writeError(w, errRateLimited)
+			}))
+	}
+	a.limits.Store(next)
 }
 
 // ServeHTTP implements http.Handler.
