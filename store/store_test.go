@@ -338,6 +338,15 @@ func TestClosed(t *testing.T) {
 	}
 }
 
+// typo changes the last character of token, whatever it is.
+func typo(token string) string {
+	last := "A"
+	if token[len(token)-1] == 'A' {
+		last = "B"
+	}
+	return token[:len(token)-1] + last
+}
+
 func TestRevoke(t *testing.T) {
 	s, _ := openStore(t, Options{})
 	a, token := mustCreate(t, s, spec(3*day, 5))
@@ -348,7 +357,7 @@ func TestRevoke(t *testing.T) {
 	}{
 		{"empty token", a.ID, ""},
 		{"other alias's token", a.ID, otherToken},
-		{"token with a typo", a.ID, token[:len(token)-1] + "A"},
+		{"token with a typo", a.ID, typo(token)},
 		{"unknown id", "zzzzzz", token},
 		{"invalid id", "ZZ", token},
 		{"empty id", "", token},
