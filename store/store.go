@@ -71,7 +71,18 @@ type Store struct {
 type record struct {
 	alias.Alias
 	SweepAt     int64  `json:"sweep_at"`
+	TargetHash  []byte `json:"target_hash,omitempty"`
 	ConfirmHash []byte `json:"confirm_hash,omitempty"`
+}
+
+// sweepValue is what the sweep index holds for r: the keys of r's entries
+// in the per-target and confirmation buckets, so that the sweeper deletes
+// an alias without decoding it.
+func (r *record) sweepValue() []byte {
+	v := make([]byte, 0, 1+len(r.TargetHash)+len(r.ConfirmHash))
+	v = append(v, byte(len(r.TargetHash)))
+	v = append(v, r.TargetHash...)
+	return append(v, r.ConfirmHash...)
 }
 
 // Open opens or creates the store at path.
@@ -88,7 +99,14 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1000
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: opts.OpenTimeout,
+		// Sweeping many aliases makes the freelist large: keep it in a
+		// hash map and rebuild it at open instead of writing it at every
+		// commit (as etcd does), which keeps commits and their lock short.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("store: %s is locked by another process (is tempalias already running?)", path)
 	}
@@ -161,14 +179,14 @@ func (s *Store) create(spec alias.Spec, now time.Time, unverified bool) (alias.A
 			TokenHash:  alias.HashToken(token),
 			Unverified: unverified,
 		}
-		r := &record{Alias: created}
+		r := &record{Alias: created, TargetHash: s.targetHash(spec.Target)}
 		if unverified {
 			r.ConfirmHash = alias.HashToken(confirm)
 			if err := tx.Bucket(bucketConfirm).Put(r.ConfirmHash, []byte(id)); err != nil {
 				return err
 			}
 		}
-		if err := tx.Bucket(bucketTargets).Put(s.targetIndexKey(r.Target, id), present); err != nil {
+		if err := tx.Bucket(bucketTargets).Put(append(r.TargetHash[:len(r.TargetHash):len(r.TargetHash)], id...), present); err != nil {
 			return err
 		}
 		return put(tx, r, r.Expires)
@@ -185,10 +203,6 @@ func (s *Store) targetHash(target string) []byte {
 	m := hmac.New(sha256.New, s.targetKey)
 	m.Write([]byte(alias.TargetKey(target)))
 	return m.Sum(nil)[:16]
-}
-
-func (s *Store) targetIndexKey(target, id string) []byte {
-	return append(s.targetHash(target), id...)
 }
 
 // TargetVerified reports whether target confirmed it wants our mail and
@@ -527,51 +541,45 @@ func (s *Store) sweepDue(now time.Time) (bool, error) {
 	return due, nil
 }
 
+// sweepOnce deletes up to batch aliases whose sweep entry is due at now.
+// An entry's time is the alias's expiry, or the moment it was revoked or
+// used up, whichever came first (see put's callers), so a due entry is a
+// dead alias: nothing needs decoding. It runs through the group commit,
+// so reservations queued meanwhile share its transaction instead of
+// waiting for it.
 func (s *Store) sweepOnce(now time.Time, batch int) (deleted int, more bool, err error) {
 	limit := now.Unix()
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.w.do(func(tx *bolt.Tx) error {
 		deleted, more = 0, false
-		aliases := tx.Bucket(bucketAliases)
+		aliases, targets, confirm := tx.Bucket(bucketAliases), tx.Bucket(bucketTargets), tx.Bucket(bucketConfirm)
 		c := tx.Bucket(bucketSweep).Cursor()
-		seen := 0
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		for k, v := c.First(); k != nil; k, v = c.First() {
 			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > limit {
 				return nil
 			}
-			if seen == batch {
+			if deleted == batch {
 				more = true
 				return nil
 			}
-			seen++
-			id := k[8:]
+			id := append([]byte(nil), k[8:]...)
+			var targetKey, confirmHash []byte
+			if len(v) > 0 && int(v[0]) <= len(v)-1 {
+				n := int(v[0])
+				targetKey, confirmHash = append(append([]byte(nil), v[1:1+n]...), id...), append([]byte(nil), v[1+n:]...)
+			}
 			if err := c.Delete(); err != nil {
 				return err
-			}
-			v := aliases.Get(id)
-			if v == nil {
-				continue
-			}
-			var r record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decode %s: %w", id, err)
-			}
-			if !r.Dead(now) {
-				// Its index entry was early (a clock step, or an expiry
-				// within this second): file it again, after limit, or
-				// this loop would meet it again and never end.
-				if err := put(tx, &r, time.Unix(max(r.Expires.Unix(), limit+1), 0)); err != nil {
-					return err
-				}
-				continue
 			}
 			if err := aliases.Delete(id); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketTargets).Delete(s.targetIndexKey(r.Target, r.ID)); err != nil {
-				return err
+			if targetKey != nil {
+				if err := targets.Delete(targetKey); err != nil {
+					return err
+				}
 			}
-			if r.ConfirmHash != nil {
-				if err := tx.Bucket(bucketConfirm).Delete(r.ConfirmHash); err != nil {
+			if len(confirmHash) > 0 {
+				if err := confirm.Delete(confirmHash); err != nil {
 					return err
 				}
 			}
@@ -651,8 +659,9 @@ func put(tx *bolt.Tx, r *record, sweepAt time.Time) error {
 			return err
 		}
 	}
-	if r.SweepAt != at || sweep.Get(sweepKey(at, r.ID)) == nil {
-		if err := sweep.Put(sweepKey(at, r.ID), present); err != nil {
+	key, val := sweepKey(at, r.ID), r.sweepValue()
+	if r.SweepAt != at || !bytes.Equal(sweep.Get(key), val) {
+		if err := sweep.Put(key, val); err != nil {
 			return err
 		}
 	}

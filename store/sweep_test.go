@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -352,4 +353,73 @@ func TestIDsNeverReissued(t *testing.T) {
 		checkGone(t, s, id)
 	}
 	t.Logf("id lengths: %v", lengths)
+}
+
+// The sweeper trusts the index: an entry due at now is a dead alias. This
+// drives random lives and deaths and checks that no live alias is ever
+// swept and no dead one is left behind once due.
+func TestSweepNeverTakesTheLiving(t *testing.T) {
+	s, _ := openStore(t, Options{})
+	rng := rand.New(rand.NewPCG(1, 2))
+	type entry struct {
+		id    string
+		token string
+	}
+	var all []entry
+	now := t0
+	for round := range 40 {
+		for range 10 {
+			sp := alias.Spec{Target: "t@example.com", Expires: now.Add(time.Duration(rng.IntN(7200)) * time.Second), MaxUsage: rng.IntN(3)}
+			a, token, err := s.Create(sp, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, entry{a.ID, token})
+		}
+		for _, e := range all {
+			switch rng.IntN(6) {
+			case 0:
+				s.Revoke(e.id, e.token, now)
+			case 1, 2:
+				if _, err := s.Reserve(e.id, now); err == nil {
+					if rng.IntN(2) == 0 {
+						s.Commit(e.id, now)
+					} else {
+						s.Refund(e.id)
+					}
+				}
+			}
+		}
+		now = now.Add(time.Duration(rng.IntN(900)) * time.Second)
+		// What is alive before the sweep must be alive after it.
+		alive := map[string]bool{}
+		for _, e := range all {
+			if _, err := s.Get(e.id, now); err == nil {
+				alive[e.id] = true
+			}
+		}
+		if _, err := s.Sweep(now, 7); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range all {
+			_, err := s.Get(e.id, now)
+			if alive[e.id] && err != nil {
+				t.Fatalf("round %d: live alias %s swept", round, e.id)
+			}
+		}
+		// Nothing dead and due stays in the aliases bucket.
+		s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketAliases).ForEach(func(k, v []byte) error {
+				if !alive[string(k)] {
+					var r record
+					json.Unmarshal(v, &r)
+					if r.SweepAt <= now.Unix() {
+						t.Errorf("round %d: dead alias %s left after a sweep", round, k)
+					}
+				}
+				return nil
+			})
+		})
+		checkSweepIndex(t, s)
+	}
 }
