@@ -692,7 +692,7 @@ row() {
 			"RCPT p50 $(med scale/refuse .rcpt_p50_ms) ms, p99 $(med scale/refuse .rcpt_p99_ms) ms;" \
 			"relays $(med scale/relay .throughput)/s, RCPT (a reservation: a durable write) p50 $(med scale/relay .rcpt_p50_ms) ms, p99 $(med scale/relay .rcpt_p99_ms) ms"
 		echo
-		echo "Sweep of ${SWEPT} expired aliases (of $SCALE_N, in batches of 500) took about ${SWEEP_SECS} s;" \
+		echo "Sweep of ${SWEPT} expired aliases (of $SCALE_N, in batches of store.sweep_batch) took about ${SWEEP_SECS} s;" \
 			"tempalias VmHWM $((SWEEP_HWM / 1024)) MiB. RCPT latency meanwhile ($SWEEP_C sessions each, from before the sweep to its end):"
 		for k in refuse relay; do
 			jq -r -s --arg l "sweep/$k" --argjson a "$SWEEP_FROM" --argjson b "$SWEEP_TO" '.[] | select(.label == $l) | . as $r |
