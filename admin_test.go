@@ -109,6 +109,11 @@ func TestCheckConfig(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "smtp.max_recipients") {
 		t.Errorf("check-config on a bad file: %v %s", err, out)
 	}
+	os.WriteFile(bad, []byte("[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n"), 0o600)
+	out, err = exec.Command(binary, "check-config", "-config", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "tls.cert_file") {
+		t.Errorf("check-config with a missing certificate: %v %s", err, out)
+	}
 	out, err = exec.Command(binary, "frobnicate").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "unknown command") {
 		t.Errorf("unknown command: %v %s", err, out)

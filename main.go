@@ -100,6 +100,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return serve(ctx, cfg, *configPath, cfg.logger(stderr))
 	case "check-config":
+		if cfg.TLS.CertFile != "" {
+			if _, err := loadCerts(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(stdout, "configuration %s is valid\n", orDefault(*configPath))
 		return nil
 	case "create":

@@ -209,6 +209,21 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("API: %d %v", status, body)
 		}
 
+		// Status: one message relayed shows up for the token holder.
+		if _, err := ws.store.Reserve(m[1], time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := ws.store.Commit(m[1], time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		run(t, ctx,
+			chromedp.Click(chromedp.ID("status-check")),
+			chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent !== ''`),
+		)
+		if got := value(t, ctx, chromedp.Text(chromedp.ID("status"))); !strings.HasPrefix(got, "Active. Relayed 1 message, 4 left; it expires ") {
+			t.Errorf("status: %q", got)
+		}
+
 		// The choices are remembered.
 		run(t, ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("bookmarklet")))
 		for id, want := range map[string]string{"target": "me@example.com", "days": "2", "max-usage": "5"} {
@@ -236,6 +251,13 @@ func TestBrowser(t *testing.T) {
 		)
 		if got := value(t, ctx, chromedp.Text(chromedp.ID("revoked"))); !strings.HasPrefix(got, "Revoked.") {
 			t.Errorf("after revoke: %q", got)
+		}
+		run(t, ctx,
+			chromedp.Click(chromedp.ID("status-check")),
+			chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent !== ''`),
+		)
+		if got := value(t, ctx, chromedp.Text(chromedp.ID("status"))); !strings.Contains(got, "no longer active") {
+			t.Errorf("status after revoke: %q", got)
 		}
 		if _, err := ws.store.Get(m2[1], time.Now()); !errors.Is(err, alias.ErrNotFound) {
 			t.Errorf("revoked alias still there: %v", err)

@@ -106,6 +106,7 @@
     $('pending').hidden = a.status !== 'pending';
     $('token').textContent = a.token;
     $('copied').textContent = '';
+    $('status').textContent = '';
     $('revoked').textContent = '';
     $('revoke').disabled = false;
     const r = $('result');
@@ -125,6 +126,33 @@
       sel.removeAllRanges();
       sel.addRange(range);
       $('copied').textContent = 'Selected; press Ctrl+C (or ⌘C) to copy.';
+    }
+  });
+
+  // Status: what the token holder may see of the alias while it lives.
+  $('status-check').addEventListener('click', async () => {
+    if (!current) return;
+    try {
+      const resp = await fetch('/aliases/' + encodeURIComponent(current.id), {
+        headers: { 'Authorization': 'Bearer ' + current.token },
+        credentials: 'omit',
+      });
+      if (resp.status === 404) {
+        $('status').textContent = 'This alias is no longer active: it expired, was used up or was revoked.';
+        return;
+      }
+      if (!resp.ok) {
+        $('status').textContent = 'Could not check: ' + await describe(resp);
+        return;
+      }
+      const a = await resp.json();
+      let text = (a.status === 'pending' ? 'Waiting for your confirmation. ' : 'Active. ') +
+        'Relayed ' + plural(a.relayed, 'message', 'messages');
+      if (a.remaining != null) text += ', ' + a.remaining + ' left';
+      text += '; it expires ' + new Date(a.expires).toLocaleString() + '.';
+      $('status').textContent = text;
+    } catch (e) {
+      $('status').textContent = 'Could not reach the server.';
     }
   });
 
