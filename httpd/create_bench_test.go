@@ -1,0 +1,45 @@
+package httpd
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/store"
+)
+
+// BenchmarkCreateHTTP is durable alias creation through the real router and
+// store over loopback, 50 clients at a time (the client shares the CPU).
+func BenchmarkCreateHTTP(b *testing.B) {
+	st, err := store.Open(filepath.Join(b.TempDir(), "b.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	api := New(Config{Domains: []string{"t.test"}, Limits: alias.Limits{DefaultDays: 3, MaxDays: 60, MaxUsage: 100},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st)
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	tr := &http.Transport{MaxIdleConnsPerHost: 200}
+	c := &http.Client{Transport: tr}
+	b.SetParallelism(50)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			res, err := c.Post(srv.URL+"/aliases", "application/json", strings.NewReader(`{"target":"t@example.com","days":3,"max-usage":5}`))
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != 201 {
+				b.Fatal(res.StatusCode)
+			}
+		}
+	})
+}
