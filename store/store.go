@@ -351,6 +351,11 @@ func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
 		return alias.Alias{}, ErrNotFound
 	} else if !a.CanReserve(now) {
 		return alias.Alias{}, ErrExhausted
+	} else if a.MaxUsage == 0 {
+		// Nothing to count against: no reservation is written, and
+		// Refund has nothing to give back. Commit still counts the
+		// delivery for the relayed statistic.
+		return a, nil
 	}
 	var got alias.Alias
 	var refused error // a refusal is an answer, not a failed transaction
@@ -410,6 +415,15 @@ func (s *Store) Commit(id string, now time.Time) error {
 
 // Refund gives back a reservation that did not end in a delivery.
 func (s *Store) Refund(id string) error {
+	var limited bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		r, err := get(tx, id)
+		limited = err == nil && r.MaxUsage > 0
+		return nil
+	})
+	if err != nil || !limited {
+		return wrap("refund", id, err) // unlimited aliases reserve nothing
+	}
 	return wrap("refund", id, s.w.do(func(tx *bolt.Tx) error {
 		r, err := get(tx, id)
 		if errors.Is(err, ErrNotFound) {

@@ -520,6 +520,27 @@ func TestReserveUnlimited(t *testing.T) {
 	if _, err := s.Reserve(a.ID, t0.Add(day)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Reserve at expiry = %v", err)
 	}
+
+	// Without a count to protect, a reservation and its refund write
+	// nothing; only the delivery is counted.
+	b, _ := mustCreate(t, s, spec(day, 0))
+	before := lastTx(t, s)
+	if _, err := s.Reserve(b.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refund(b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if lastTx(t, s) != before {
+		t.Fatal("Reserve and Refund of an unlimited alias wrote to the store")
+	}
+	s.Reserve(b.ID, t0)
+	if err := s.Commit(b.ID, t0); err != nil || lastTx(t, s) == before {
+		t.Fatalf("Commit of an unlimited alias: %v, wrote %v", err, lastTx(t, s) != before)
+	}
+	if got := mustGet(t, s, b.ID, t0); got.Used != 1 || got.Pending != 0 {
+		t.Fatalf("after one delivery: used %d pending %d", got.Used, got.Pending)
+	}
 }
 
 func TestReserveDeadWritesNothing(t *testing.T) {
