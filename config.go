@@ -48,6 +48,7 @@ type Config struct {
 		ReadTimeout      Duration `toml:"read_timeout"`
 		WriteTimeout     Duration `toml:"write_timeout"`
 		DataTimeout      Duration `toml:"data_timeout"`
+		TxTimeout        Duration `toml:"transaction_timeout"`
 		MaxConns         int      `toml:"max_connections"`
 		MaxConnsPerIP    int      `toml:"max_connections_per_client"`
 		DNSBL            []string `toml:"dnsbl"`
@@ -320,6 +321,7 @@ func (c *Config) check() error {
 		{"smtp.read_timeout", c.SMTP.ReadTimeout},
 		{"smtp.write_timeout", c.SMTP.WriteTimeout},
 		{"smtp.data_timeout", c.SMTP.DataTimeout},
+		{"smtp.transaction_timeout", c.SMTP.TxTimeout},
 		{"smarthost.dial_timeout", c.Smarthost.DialTimeout},
 		{"smarthost.command_timeout", c.Smarthost.CommandTimeout},
 		{"store.sweep_interval", c.Store.SweepInterval},

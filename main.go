@@ -206,6 +206,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		ReadTimeout:               cfg.SMTP.ReadTimeout.Duration,
 		WriteTimeout:              cfg.SMTP.WriteTimeout.Duration,
 		DataTimeout:               cfg.SMTP.DataTimeout.Duration,
+		TransactionTimeout:        cfg.SMTP.TxTimeout.Duration,
 		TLS:                       smtpTLS,
 		DNSBL:                     blocklist(cfg.SMTP.DNSBL, log),
 		SRS:                       rewriter,

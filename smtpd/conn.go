@@ -80,6 +80,10 @@ type clientConn struct {
 
 	scan     byte        // scanner state; only the reading goroutine touches it
 	smuggled atomic.Bool // saw <CRLF>.<CR> followed by something other than <LF>
+	// readFailed: a read from the client failed (disconnect, reset,
+	// timeout); whatever go-smtp makes of it, no message in progress is
+	// complete.
+	readFailed atomic.Bool
 	// encrypted: STARTTLS is done and what passes here is ciphertext, which
 	// rawScan cannot read. go-smtp reads the plaintext from its *tls.Conn
 	// with no hook, so under TLS the one sequence its dataReader alters
@@ -108,6 +112,9 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if !c.encrypted.Load() {
 		c.rawScan(p[:n])
+	}
+	if err != nil {
+		c.readFailed.Store(true)
 	}
 	return n, err
 }

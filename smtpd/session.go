@@ -53,6 +53,7 @@ type transaction struct {
 	ident   string          // the first accepted recipient address: the From of RewriteFrom
 	bounces int             // recipients that were SRS addresses
 	targets map[string]bool // already given to the smarthost
+	timer   *time.Timer     // ends a transaction that never reaches DATA
 	up      *upstream       // with MAIL FROM replayed
 	upErr   error           // the smarthost could not be reached; later RCPTs fail the same way
 	refused int
@@ -131,6 +132,14 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		tx.size = opts.Size
 	}
+	// A transaction that idles between commands (NOOP, RSET-free RCPT
+	// dribbles) would hold its reservations and its smarthost connection
+	// forever: go-smtp's timeouts are per command. Past the limit the
+	// connection is closed, which refunds through Logout.
+	tx.timer = time.AfterFunc(s.srv.cfg.TransactionTimeout, func() {
+		s.srv.log.Info("smtp: transaction timed out before DATA", "tx", tx.id, "remote", s.remote.String())
+		s.conn.Close()
+	})
 	s.tx = tx
 	return nil
 }
@@ -181,16 +190,8 @@ func (s *session) rcpt(tx *transaction, to string) error {
 	if slices.Contains(tx.aliases, id) {
 		return nil // named twice, one use (rfc 5321 allows duplicates)
 	}
-	// The hourly limit is checked before a use is reserved, so going
-	// over it costs the alias nothing.
 	now := cfg.Now()
-	if !s.srv.aliasRate.take(id, now) {
-		return errAliasRate
-	}
 	a, err := s.srv.st.Reserve(id, now)
-	if err != nil {
-		s.srv.aliasRate.settle(id, false)
-	}
 	switch {
 	case errors.Is(err, alias.ErrNotFound):
 		return errNoSuchUser
@@ -198,6 +199,13 @@ func (s *session) rcpt(tx *transaction, to string) error {
 		return errAliasBusy
 	case err != nil:
 		return err
+	}
+	// The hourly limit is checked only for a live alias, after its use is
+	// reserved (and refunded if over), so that a dead alias answers
+	// exactly like an unknown one.
+	if !s.srv.aliasRate.take(id, now) {
+		s.refund(id)
+		return errAliasRate
 	}
 	if err := s.forward(tx, a.Target); err != nil {
 		s.refund(id)
@@ -223,6 +231,19 @@ func (s *session) bounce(tx *transaction, addr alias.Address, orig string, err e
 		s.srv.log.Debug("smtp: SRS recipient refused", "remote", s.remote.String(), "err", err)
 		return errNoSuchUser
 	}
+	// A bounce comes from the null sender (rfc 5321:4.5.5). Anything else
+	// addressed to an SRS address would turn every address we ever
+	// rewrote into an open relay to its original sender.
+	if tx.from != "" {
+		return errNoSuchUser
+	}
+	// Each SRS address is held to the per-alias hourly limit (or 10 an
+	// hour when that is off): a leaked one cannot be used to flood its
+	// original sender.
+	if !s.srv.srsRate.take(strings.ToLower(addr.String()), s.srv.cfg.Now()) {
+		return errAliasRate
+	}
+	s.srv.srsRate.settle(strings.ToLower(addr.String()), true)
 	t, err := parseAddress(orig)
 	if err != nil || s.srv.ours(t.Domain) || s.srv.srsDomain(t.Domain) {
 		// Never relay to ourselves: that is a loop.
@@ -343,6 +364,7 @@ func (s *session) Data(r io.Reader) error {
 	if tx == nil {
 		return s.reply(nil, errNoMail)
 	}
+	tx.timer.Stop() // from here DataTimeout and the smarthost's timeouts apply
 	res, err := s.relay(tx, r)
 	rep := s.reply(tx, err)
 	metrics.Messages.WithLabelValues(messageResult(tx.code)).Inc()
@@ -416,6 +438,12 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 	}
 	if s.conn.smuggled.Load() {
 		return failed, errBareCR
+	}
+	// go-smtp ends a BDAT chunk cut short by the client's disconnect as if
+	// it were complete; the connection saw the read fail, so the message
+	// is not finished upstream.
+	if s.conn.readFailed.Load() {
+		return failed, &clientError{io.ErrUnexpectedEOF}
 	}
 	// Close sends the final dot and waits for the smarthost's verdict.
 	start := time.Now()
@@ -510,6 +538,7 @@ func (s *session) Logout() error {
 // settle commits or refunds every reservation of tx, disposes of its
 // upstream connection and logs the transaction.
 func (s *session) settle(tx *transaction, res result, outcome string) {
+	tx.timer.Stop()
 	now := s.srv.cfg.Now()
 	for _, id := range tx.aliases {
 		s.srv.aliasRate.settle(id, res != failed)

@@ -13,6 +13,7 @@
 package smtpd
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -67,6 +68,11 @@ type Config struct {
 	// average (default 10m, rfc 5321:4.5.3.2.6 allows 10 minutes for the
 	// data termination reply).
 	DataTimeout time.Duration
+	// TransactionTimeout bounds one transaction from MAIL to DATA, however
+	// the client paces its commands (NOOP keeps go-smtp's per-command
+	// timeout from firing); past it the connection is closed and every
+	// reservation refunded (default 10m).
+	TransactionTimeout time.Duration
 	// MaxBadRecipients is how many refused recipients (unknown alias,
 	// foreign domain, bad address) one connection may name; the next one
 	// gets 421 and the connection is closed, which slows down guessing
@@ -174,6 +180,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBadRecipients <= 0 {
 		c.MaxBadRecipients = 5
 	}
+	if c.TransactionTimeout <= 0 {
+		c.TransactionTimeout = 10 * time.Minute
+	}
 	if c.BadRecipientWindow <= 0 {
 		c.BadRecipientWindow = time.Hour
 	}
@@ -212,6 +221,7 @@ type Server struct {
 	cancelDial context.CancelFunc
 
 	aliasRate *windowCounts[string]       // messages per alias per hour
+	srsRate   *windowCounts[string]       // bounces per SRS address per hour
 	badRcpt   *windowCounts[netip.Prefix] // refused recipients per client
 
 	mu        sync.Mutex
@@ -233,6 +243,7 @@ func New(cfg Config, st Store) *Server {
 		conns:     make(map[*clientConn]struct{}),
 		perClient: make(map[netip.Prefix]int),
 		aliasRate: newWindowCounts[string](time.Hour, cfg.MaxMessagesPerAliasHour),
+		srsRate:   newWindowCounts[string](time.Hour, cmp.Or(cfg.MaxMessagesPerAliasHour, 10)),
 		badRcpt:   newWindowCounts[netip.Prefix](cfg.BadRecipientWindow, cfg.MaxBadRecipientsPerClient),
 	}
 	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())

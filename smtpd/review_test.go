@@ -1,0 +1,118 @@
+package smtpd
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Mail to an SRS address from anyone but the null sender is refused like
+// an unknown alias: otherwise every address we ever rewrote would relay
+// to its original sender for three weeks. Genuine bounces are held to an
+// hourly limit per SRS address.
+func TestSRSOnlyFromNullSender(t *testing.T) {
+	e, r := srsEnv(t)
+	addr, err := r.Forward("victim@foreign.example", e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.up.messages())
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<spammer@spam.example>")
+	c.must(550, "RCPT TO:<%s>", addr)
+	c.must(221, "QUIT")
+	for i := range 10 {
+		c := e.dial()
+		c.must(250, "EHLO mta.example")
+		c.must(250, "MAIL FROM:<>")
+		c.must(250, "RCPT TO:<%s>", addr)
+		c.must(354, "DATA")
+		c.must(250, "Subject: bounce %d\r\n\r\nbody\r\n.", i)
+		c.must(221, "QUIT")
+	}
+	c = e.dial()
+	c.must(250, "EHLO mta.example")
+	c.must(250, "MAIL FROM:<>")
+	if code, _ := c.cmd("RCPT TO:<%s>", addr); code != 450 {
+		t.Fatalf("eleventh bounce in an hour: %d, want 450", code)
+	}
+	c.must(221, "QUIT")
+	if n := len(e.up.messages()) - before; n != 10 {
+		t.Fatalf("smarthost got %d messages, want the 10 bounces", n)
+	}
+}
+
+// A BDAT LAST chunk cut short by a disconnect is never completed upstream
+// and costs no use.
+func TestBDATTruncatedByDisconnect(t *testing.T) {
+	e := newEnv(t, nil)
+	id, addr := e.newAlias("t@example.com", 3, 5)
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<s@example.org>")
+	c.must(250, "RCPT TO:<%s>", addr)
+	c.send("BDAT 100000 LAST\r\nSubject: wire transfer\r\n\r\nPlease pay to account 1234\r\n")
+	c.conn.Close()
+	_, refunded := e.settled()
+	if refunded != 1 {
+		t.Fatalf("refunded %d, want 1", refunded)
+	}
+	if n := len(e.up.messages()); n != 0 {
+		t.Fatalf("the smarthost completed %d truncated messages", n)
+	}
+	if used, pending, _ := e.uses(id); used != 0 || pending != 0 {
+		t.Fatalf("used %d pending %d after a truncated BDAT", used, pending)
+	}
+}
+
+// A transaction that idles between commands is ended after
+// TransactionTimeout: its reservation comes back.
+func TestTransactionTimeout(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.TransactionTimeout = 300 * time.Millisecond })
+	id, addr := e.newAlias("t@example.com", 3, 1)
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<s@example.org>")
+	c.must(250, "RCPT TO:<%s>", addr)
+	// NOOPs keep every per-command timeout happy; the transaction's own
+	// limit still ends it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.send("NOOP\r\n")
+		if _, _, err := c.tp.ReadResponse(250); err != nil {
+			break // closed by the server
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the transaction outlived its timeout by far")
+		}
+		time.Sleep(50 * time.Millisecond) // a slow client's pace, not synchronisation
+	}
+	if _, refunded := e.settled(); refunded != 1 {
+		t.Fatalf("refunded %d, want 1", refunded)
+	}
+	if used, pending, _ := e.uses(id); used != 0 || pending != 0 {
+		t.Fatalf("used %d pending %d", used, pending)
+	}
+}
+
+// With the hourly limit on, a used-up alias answers exactly like an
+// unknown one, not with the limit's 450.
+func TestHourlyLimitIsNoOracle(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxMessagesPerAliasHour = 2 })
+	_, addr := e.newAlias("t@example.com", 3, 2)
+	for range 2 {
+		if err := sendMail(e.addr, "s@example.org", []string{addr}, "Subject: x\r\n\r\nbody\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.settled()
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<s@example.org>")
+	_, dead := c.cmd("RCPT TO:<%s>", addr)
+	_, unknown := c.cmd("RCPT TO:<%s>", "zzzzzz@"+testDomain)
+	if dead != unknown || !strings.HasPrefix(dead, "5.1.1") {
+		t.Fatalf("used-up alias %q, unknown alias %q: want the same 550 5.1.1", dead, unknown)
+	}
+}
