@@ -19,6 +19,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"github.com/tempalias/tempalias/alias"
 )
@@ -397,8 +398,35 @@ func TestBrowser(t *testing.T) {
 			return v
 		}
 
+		// The popup creates nothing until its visitor says yes there: any
+		// site could open it. confirmInPopup clicks that button.
+		confirmInPopup := func(trigger ...chromedp.Action[chromedp.Void]) {
+			t.Helper()
+			ch := chromedp.WaitNewTarget(ctx, func(info *target.Info) bool { return strings.Contains(info.URL, "/bookmarklet.html") })
+			run(t, ctx, trigger...)
+			var id target.ID
+			select {
+			case id = <-ch:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no popup opened")
+			}
+			popup, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(id))
+			defer cancel()
+			run(t, popup, chromedp.WaitVisible(chromedp.ID("confirm")))
+			if ask := value(t, popup, chromedp.Text(chromedp.ID("ask"))); !strings.Contains(ask, "bm@example.com") || !strings.Contains(ask, site.URL) {
+				t.Errorf("the popup asks %q", ask)
+			}
+			run(t, popup, chromedp.Click(chromedp.ID("confirm")))
+			run(t, popup, chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent.startsWith('Filled in') || !document.getElementById('error').hidden`,
+				chromedp.WithPollingTimeout(30*time.Second)))
+			if e := value(t, popup, chromedp.Evaluate[string](`document.getElementById('error').hidden ? '' : document.getElementById('error').textContent`)); e != "" {
+				t.Fatalf("the popup says: %s", e)
+			}
+		}
+
 		// The focused field gets the alias.
-		run(t, ctx, chromedp.Focus(chromedp.ID("email")), bookmarklet)
+		run(t, ctx, chromedp.Focus(chromedp.ID("email")))
+		confirmInPopup(bookmarklet)
 		first := filled("#email")
 		note := value(t, ctx, chromedp.Text(chromedp.ID("tempalias-note")))
 		if note != "tempalias: "+first+" filled in." {
@@ -410,9 +438,10 @@ func TestBrowser(t *testing.T) {
 		screenshot(t, ctx, "desktop-bookmarklet-filled", desktop)
 
 		// Nothing focused: the next field clicked gets it.
-		run(t, ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("email")), bookmarklet,
-			chromedp.Poll[chromedp.Void](`(document.getElementById('tempalias-note') || {}).textContent?.includes('click the email field')`,
-				chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(30*time.Second)))
+		run(t, ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("email")))
+		confirmInPopup(bookmarklet)
+		run(t, ctx, chromedp.Poll[chromedp.Void](`(document.getElementById('tempalias-note') || {}).textContent?.includes('click the email field')`,
+			chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(30*time.Second)))
 		if v := value(t, ctx, chromedp.Value(chromedp.ID("email"))); v != "" {
 			t.Errorf("filled before a click: %q", v)
 		}

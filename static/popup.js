@@ -92,9 +92,32 @@
     return;
   }
 
+  // The handshake proves which site opened us, not that its visitor asked
+  // for an alias: any site can open this page. So nothing is created until
+  // the person clicks here, having read where the alias goes and for whom.
+  function confirmed() {
+    return new Promise((resolve) => {
+      status('');
+      $('ask').textContent = 'Create an alias forwarding to ' + (req.target || '(no address set)') +
+        ' and fill it in on ' + origin + '?';
+      $('ask').hidden = false;
+      const b = $('confirm');
+      b.hidden = false;
+      b.focus();
+      b.addEventListener('click', () => {
+        b.disabled = true;
+        $('ask').hidden = true;
+        b.hidden = true;
+        resolve();
+      }, { once: true });
+    });
+  }
+
   window.addEventListener('message', async (e) => {
     const m = e.data;
     if (e.source !== opener || e.origin !== origin || !m || m.type !== 'tempalias-go' || m.nonce !== nonce) return;
+    if (started) return;
+    await confirmed();
     const r = await create();
     if (r.error) {
       opener.postMessage({ type: 'tempalias-error', nonce: nonce, error: r.error }, origin);
