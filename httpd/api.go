@@ -110,7 +110,7 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 			return alias.Alias{}, "", errBlocked
 		}
 	}
-	if lim.perClient != nil && lim.perClient.OnLimit(w, r, client.String()) {
+	if lim.perClient != nil && lim.perClient.OnLimit(w, r, clientKey(client)) {
 		return alias.Alias{}, "", errRateLimited
 	}
 	if apiErr := a.checkTarget(w, spec.Target, now); apiErr != nil {

@@ -76,6 +76,17 @@ func (a *API) clientAddr(r *http.Request) netip.Addr {
 	return peer
 }
 
+// clientKey is what a client's creations are counted under: its IPv4
+// address, or its IPv6 /64, since one subscriber usually holds a whole /64
+// and could otherwise take a fresh address per request.
+func clientKey(addr netip.Addr) string {
+	if addr.Is4() {
+		return addr.String()
+	}
+	p, _ := addr.Prefix(64)
+	return p.String()
+}
+
 func (a *API) trusted(addr netip.Addr) bool {
 	for _, p := range a.cfg.TrustedProxies {
 		if p.Contains(addr) {

@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -50,15 +51,24 @@ func (q *quota) take(key string, now time.Time) bool {
 	return true
 }
 
-// purge drops expired windows; if every window is live, the map is
-// cleared rather than allowed to grow without bound.
+// purge drops expired windows; if every window is still live, it drops
+// the oldest tenth. Clearing them all would let a flood of new keys reset
+// everyone's count.
 func (q *quota) purge(now time.Time) {
 	for k, w := range q.seen {
 		if now.Sub(w.start) >= q.window {
 			delete(q.seen, k)
 		}
 	}
-	if len(q.seen) >= q.max {
-		clear(q.seen)
+	if len(q.seen) < q.max {
+		return
+	}
+	keys := make([]string, 0, len(q.seen))
+	for k := range q.seen {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return q.seen[a].start.Compare(q.seen[b].start) })
+	for _, k := range keys[:max(len(keys)/10, 1)] {
+		delete(q.seen, k)
 	}
 }

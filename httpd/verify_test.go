@@ -3,6 +3,7 @@ package httpd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -172,5 +173,38 @@ func TestBlocklistedClient(t *testing.T) {
 	r := ta.do(t, "POST", "/aliases", jsonType, `{"target":"t@example.com"}`)
 	if r.status != 403 || r.body["error"] != "blocked" {
 		t.Fatalf("listed client: %d %s", r.status, r.raw)
+	}
+}
+
+func TestQuotaKeepsCountsWhenFull(t *testing.T) {
+	q := newQuota(1, time.Hour)
+	q.max = 10
+	now := testNow
+	if !q.take("victim", now) {
+		t.Fatal("first take refused")
+	}
+	// A flood of fresh keys, all within the window, fills the map.
+	for i := range 50 {
+		q.take(fmt.Sprintf("flood%d", i), now.Add(time.Duration(i+1)*time.Second))
+	}
+	if len(q.seen) > 10 {
+		t.Fatalf("quota holds %d keys, max 10", len(q.seen))
+	}
+	// The oldest went first, so the victim may take again, but the newest
+	// flood keys keep their counts.
+	if q.take("flood49", now.Add(time.Minute)) {
+		t.Error("a recent key's count was forgotten")
+	}
+}
+
+func TestClientKeyGroupsIPv6(t *testing.T) {
+	for _, c := range []struct{ addr, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"},
+	} {
+		if got := clientKey(netip.MustParseAddr(c.addr)); got != c.want {
+			t.Errorf("clientKey(%s) = %s, want %s", c.addr, got, c.want)
+		}
 	}
 }
