@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +43,13 @@ import (
 )
 
 func main() {
+	// The live heap is small (aliases live in bbolt's mmap, messages are
+	// streamed through fixed buffers), so collecting less often costs
+	// little memory; it made durable creations ~25% cheaper in
+	// BenchmarkCreateHTTP. GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
