@@ -2,7 +2,6 @@ package httpd
 
 import (
 	"errors"
-	"fmt"
 	"html/template"
 	"io"
 	"net/http"
@@ -66,7 +65,7 @@ func (a *API) createForm(w http.ResponseWriter, r *http.Request) {
 func decodeForm(body string) (alias.Request, error) {
 	vals, err := url.ParseQuery(body)
 	if err != nil {
-		return alias.Request{}, errors.New("The form data is garbled.")
+		return alias.Request{}, sentence("The form data is garbled.")
 	}
 	var req alias.Request
 	for key, vs := range vals {
@@ -74,7 +73,7 @@ func decodeForm(body string) (alias.Request, error) {
 			continue
 		}
 		if len(vs) > 1 {
-			return alias.Request{}, fmt.Errorf("The field %q is given twice.", key)
+			return alias.Request{}, problem("The field %q is given twice.", key)
 		}
 		v := strings.TrimSpace(vs[0])
 		switch key {
@@ -86,7 +85,7 @@ func decodeForm(body string) (alias.Request, error) {
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				return alias.Request{}, fmt.Errorf("%s must be a whole number, like 3.", key)
+				return alias.Request{}, problem("%s must be a whole number, like 3.", key)
 			}
 			if key == "days" {
 				req.Days = &n

@@ -129,12 +129,6 @@ func (f *fakeSmarthost) messages() []upMsg {
 	return append([]upMsg(nil), f.msgs...)
 }
 
-func (f *fakeSmarthost) rcptLog() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.rcpts...)
-}
-
 type fakeSession struct {
 	f      *fakeSmarthost
 	opts   fakeOptions

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tempalias/tempalias/alias"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrNotFound is returned for an id that has no live alias: unknown,
@@ -107,7 +108,7 @@ func Open(path string, opts Options) (*Store, error) {
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: %s is locked by another process (is tempalias already running?)", path)
 	}
 	if err != nil {
