@@ -97,6 +97,7 @@ type Config struct {
 
 	Metrics struct {
 		Listen string `toml:"listen"`
+		Pprof  bool   `toml:"pprof"`
 	} `toml:"metrics"`
 
 	Admin struct {
@@ -271,6 +272,9 @@ func (c *Config) check() error {
 		if _, _, err := net.SplitHostPort(l.addr); l.addr != "" && err != nil {
 			return bad(l.key, "want host:port or empty, got %q", l.addr)
 		}
+	}
+	if c.Metrics.Pprof && c.Metrics.Listen == "" {
+		return bad("metrics.pprof", "needs metrics.listen")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return bad("tls.cert_file", "cert_file and key_file go together")

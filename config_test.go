@@ -64,6 +64,7 @@ func TestConfigErrors(t *testing.T) {
 		{"[smarthost]\nusername = \"u\"", "smarthost.username"},
 		{`domains = []`, "domains"},
 		{"[log]\nformat = \"xml\"", "log.format"},
+		{"[metrics]\npprof = true", "metrics.pprof"},
 		{"[limits]\nverify_targets = true", "http.public_url"},
 		{"[limits]\naliases_per_target = -1", "limits.aliases_per_target"},
 		{"[smtp]\nsrs_secrets = [\"\"]", "smtp.srs_secrets"},

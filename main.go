@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -301,6 +302,14 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		})
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics.Handler())
+		if cfg.Metrics.Pprof {
+			// Profiles for whoever can reach the metrics listener, which
+			// is the operator's own address: see tempalias.toml.
+			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+			mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		}
 		servers = append(servers, server{"metrics", &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln})
 	}
 

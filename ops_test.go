@@ -69,6 +69,7 @@ cert_file = %q
 key_file = %q
 [metrics]
 listen = "127.0.0.1:0"
+pprof = true
 `, certFile, keyFile)
 	cfg = strings.Replace(cfg, "[http]\n", "[http]\ntls_listen = \"127.0.0.1:0\"\n", 1)
 	p := start(t, cfg)
@@ -150,6 +151,12 @@ listen = "127.0.0.1:0"
 	}
 	if res, _ := get(http.DefaultClient, "http://"+p.addrs["http"]+"/metrics"); res.StatusCode != 404 {
 		t.Errorf("/metrics on the public listener: %d", res.StatusCode)
+	}
+	if res, body := get(http.DefaultClient, "http://"+p.addrs["metrics"]+"/debug/pprof/"); res.StatusCode != 200 || !strings.Contains(body, "goroutine") {
+		t.Errorf("pprof on the metrics listener: %d", res.StatusCode)
+	}
+	if res, _ := get(http.DefaultClient, "http://"+p.addrs["http"]+"/debug/pprof/"); res.StatusCode != 404 {
+		t.Errorf("pprof on the public listener: %d", res.StatusCode)
 	}
 	p.stop(t)
 }
