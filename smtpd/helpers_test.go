@@ -372,6 +372,25 @@ func (e *env) settledT(t testing.TB) (committed, refunded int64) {
 	}
 }
 
+// nothingDelivered checks how a failed transaction ends: no commit, one
+// refund, no message completed at the smarthost and, when id is given,
+// the alias with no use spent or held.
+func (e *env) nothingDelivered(t testing.TB, id string) {
+	t.Helper()
+	if cm, f := e.settledT(t); cm != 0 || f != 1 {
+		t.Errorf("%d committed, %d refunded; want 0, 1", cm, f)
+	}
+	if n := len(e.up.messages()); n != 0 {
+		t.Errorf("smarthost completed %d messages", n)
+	}
+	if id == "" {
+		return
+	}
+	if used, pending, _ := e.uses(id); used != 0 || pending != 0 {
+		t.Errorf("used %d pending %d", used, pending)
+	}
+}
+
 // uses returns the alias's delivered and pending uses, or ok=false once it
 // is dead.
 func (e *env) uses(id string) (used, pending int, ok bool) {

@@ -171,15 +171,7 @@ func TestRefuseBodies(t *testing.T) {
 			} else {
 				c.must(221, "QUIT")
 			}
-			if cm, f := e.settled(); cm != 0 || f != 1 {
-				t.Errorf("%d committed, %d refunded; want 0, 1", cm, f)
-			}
-			if n := len(e.up.messages()); n != 0 {
-				t.Errorf("smarthost completed %d messages", n)
-			}
-			if used, pending, _ := e.uses(id); used != 0 || pending != 0 {
-				t.Errorf("used %d pending %d", used, pending)
-			}
+			e.nothingDelivered(t, id)
 		})
 	}
 }

@@ -298,15 +298,7 @@ func TestShutdown(t *testing.T) {
 		if !busy.closed() {
 			t.Error("busy connection still open")
 		}
-		if c, f := e.settled(); c != 0 || f != 1 {
-			t.Errorf("%d committed, %d refunded; want 0, 1", c, f)
-		}
-		if used, pending, _ := e.uses(id); used != 0 || pending != 0 {
-			t.Errorf("used %d pending %d after forced shutdown", used, pending)
-		}
-		if n := len(e.up.messages()); n != 0 {
-			t.Errorf("smarthost completed %d messages", n)
-		}
+		e.nothingDelivered(t, id)
 	})
 }
 

@@ -54,16 +54,7 @@ func TestBDATTruncatedByDisconnect(t *testing.T) {
 	c.must(250, "RCPT TO:<%s>", addr)
 	c.send("BDAT 100000 LAST\r\nSubject: wire transfer\r\n\r\nPlease pay to account 1234\r\n")
 	c.conn.Close()
-	_, refunded := e.settled()
-	if refunded != 1 {
-		t.Fatalf("refunded %d, want 1", refunded)
-	}
-	if n := len(e.up.messages()); n != 0 {
-		t.Fatalf("the smarthost completed %d truncated messages", n)
-	}
-	if used, pending, _ := e.uses(id); used != 0 || pending != 0 {
-		t.Fatalf("used %d pending %d after a truncated BDAT", used, pending)
-	}
+	e.nothingDelivered(t, id)
 }
 
 // A transaction that idles between commands is ended after
