@@ -26,6 +26,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/httpd"
+	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/store"
 )
 
@@ -44,9 +45,10 @@ type adminOps interface {
 
 // localOps runs admin operations on a store this process holds.
 type localOps struct {
-	st  *store.Store
-	cfg *Config
-	now func() time.Time
+	st     *store.Store
+	cfg    *Config
+	limits func() alias.Limits // the creation limits in force (SIGHUP may change them)
+	now    func() time.Time
 }
 
 func (o localOps) view(a alias.Alias, token string) adminAlias {
@@ -55,7 +57,7 @@ func (o localOps) view(a alias.Alias, token string) adminAlias {
 
 func (o localOps) Create(req alias.Request) (adminAlias, error) {
 	now := o.now()
-	spec, err := o.cfg.limits().Check(req, o.cfg.Domains, now)
+	spec, err := o.limits().Check(req, o.cfg.Domains, now)
 	if err != nil {
 		return adminAlias{}, err
 	}
@@ -63,6 +65,7 @@ func (o localOps) Create(req alias.Request) (adminAlias, error) {
 	if err != nil {
 		return adminAlias{}, err
 	}
+	metrics.AliasesCreated.Inc()
 	return o.view(a, token), nil
 }
 
@@ -241,7 +244,7 @@ func openAdmin(cfg *Config) (ops adminOps, close func(), err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (and no server answers on %s)", err, socket)
 	}
-	return localOps{st: st, cfg: cfg, now: time.Now}, func() { st.Close() }, nil
+	return localOps{st: st, cfg: cfg, limits: cfg.limits, now: time.Now}, func() { st.Close() }, nil
 }
 
 func openStore(cfg *Config) (*store.Store, error) {

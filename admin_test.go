@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -32,7 +31,7 @@ func TestAdminCommands(t *testing.T) {
 			dir := t.TempDir()
 			cfgText := testConfig(dir)
 			cfgPath := filepath.Join(dir, "tempalias.toml")
-			os.WriteFile(cfgPath, []byte(cfgText), 0o600)
+			writeFile(t, cfgPath, []byte(cfgText), 0o600)
 			if running {
 				p := start(t, cfgText)
 				t.Cleanup(func() { p.stop(t) })
@@ -53,9 +52,14 @@ func TestAdminCommands(t *testing.T) {
 			if out, err := admin(t, cfgPath, "create", "-target", "nobody"); err == nil || !strings.Contains(out, "target") {
 				t.Errorf("bad create: %v %q", err, out)
 			}
-			out2, _ := admin(t, cfgPath, "create", "-target", "other@example.com")
+			out2, err := admin(t, cfgPath, "create", "-target", "other@example.com")
+			if err != nil {
+				t.Fatalf("create: %v: %s", err, out2)
+			}
 			var other adminAlias
-			json.Unmarshal([]byte(out2), &other)
+			if err := json.Unmarshal([]byte(out2), &other); err != nil || other.ID == "" {
+				t.Fatalf("create output %q: %v", out2, err)
+			}
 
 			out, err = admin(t, cfgPath, "list")
 			if err != nil || !strings.Contains(out, created.ID) || !strings.Contains(out, "4/4") || !strings.Contains(out, other.ID) {
@@ -104,12 +108,12 @@ func TestCheckConfig(t *testing.T) {
 		t.Errorf("check-config on the example: %v %s", err, out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.toml")
-	os.WriteFile(bad, []byte("[smtp]\nmax_recipients = 0\n"), 0o600)
+	writeFile(t, bad, []byte("[smtp]\nmax_recipients = 0\n"), 0o600)
 	out, err = exec.Command(binary, "check-config", "-config", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "smtp.max_recipients") {
 		t.Errorf("check-config on a bad file: %v %s", err, out)
 	}
-	os.WriteFile(bad, []byte("[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n"), 0o600)
+	writeFile(t, bad, []byte("[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n"), 0o600)
 	out, err = exec.Command(binary, "check-config", "-config", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "tls.cert_file") {
 		t.Errorf("check-config with a missing certificate: %v %s", err, out)

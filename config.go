@@ -175,9 +175,6 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
-
 // defaultConfig is the configuration with no file: the example file.
 func defaultConfig() (*Config, error) {
 	c := new(Config)
@@ -382,9 +379,6 @@ func (c *Config) check() error {
 	}
 	if _, err := c.srs(); err != nil {
 		return bad("smtp.srs_secrets", "%v", err)
-	}
-	if c.Limits.CreatePerMinute < 0 {
-		return bad("limits.create_per_minute", "must be 0 (no limit) or more, got %d", c.Limits.CreatePerMinute)
 	}
 	if c.Limits.IDMinLength > alias.MaxIDLength {
 		return bad("limits.id_min_length", "must be at most %d", alias.MaxIDLength)

@@ -92,7 +92,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestConfigOverrides(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.toml")
-	os.WriteFile(path, []byte("domains = [\"A.example\", \"b.example\"]\n[limits]\nmax_usage = 7\n[http]\ntrusted_proxies = [\"10.0.0.1\", \"192.168.0.0/16\"]\n"), 0o600)
+	writeFile(t, path, []byte("domains = [\"A.example\", \"b.example\"]\n[limits]\nmax_usage = 7\n[http]\ntrusted_proxies = [\"10.0.0.1\", \"192.168.0.0/16\"]\n"), 0o600)
 	c, err := loadConfig(path)
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,15 @@ func requireTool(t *testing.T, name, pkg string) string {
 	return ""
 }
 
+// writeFile writes a test's file or fails the test: a missing config
+// would otherwise show up later as a confusing timeout.
+func writeFile(t testing.TB, path string, data []byte, perm os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, data, perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // freePort returns a loopback address that was free a moment ago, for
 // tools that cannot be told to pick their own port.
 func freePort(t *testing.T) string {
@@ -49,7 +58,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 		}
 		// verify wants the ExecStart binary to exist.
 		text := strings.ReplaceAll(string(b), "/usr/local/bin/tempalias", binary)
-		os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644)
+		writeFile(t, filepath.Join(dir, name), []byte(text), 0o644)
 	}
 	cmd := exec.Command(analyze, "verify", "--man=no", "tempalias.service", "tempalias-http.socket", "tempalias-smtp.socket")
 	cmd.Dir = dir
@@ -69,7 +78,7 @@ func TestSocketActivation(t *testing.T) {
 	// sockets can work.
 	sk := startSink(t)
 	cfg := strings.ReplaceAll(smarthostConfig(dir, sk.addr), `"127.0.0.1:0"`, `"192.0.2.1:1"`)
-	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	writeFile(t, cfgPath, []byte(cfg), 0o600)
 	httpAddr, smtpAddr := freePort(t), freePort(t)
 	cmd := exec.Command(activate, "-l", httpAddr, "-l", smtpAddr, "--fdname=http:smtp", binary, "-config", cfgPath)
 	var log strings.Builder
@@ -78,9 +87,11 @@ func TestSocketActivation(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { done <- cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
+		<-exited // the log is written by the process's copier until Wait returns
 		if t.Failed() {
 			t.Logf("log:\n%s", log.String())
 		}

@@ -283,9 +283,11 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	defer os.Remove(cfg.adminSocketPath())
+	// No os.Remove of the socket on the way out: closing the listener
+	// unlinks it while we still hold the data file's lock; removing it
+	// later could remove the socket of a successor that took the lock.
 	servers = append(servers, server{"admin", &http.Server{
-		Handler:           adminHandler(localOps{st: st, cfg: cfg, now: time.Now}, log),
+		Handler:           adminHandler(localOps{st: st, cfg: cfg, limits: api.Limits, now: time.Now}, log),
 		ReadHeaderTimeout: 10 * time.Second,
 	}, adminLn})
 	if cfg.Metrics.Listen != "" {

@@ -184,7 +184,7 @@ func TestBinaryRestartKeepsAliases(t *testing.T) {
 
 	// A second instance on the same data file refuses to start, promptly.
 	second := exec.Command(binary, "-config", filepath.Join(dir, "second.toml"))
-	os.WriteFile(filepath.Join(dir, "second.toml"), []byte(cfg), 0o600)
+	writeFile(t, filepath.Join(dir, "second.toml"), []byte(cfg), 0o600)
 	startedAt := time.Now()
 	out, err := second.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "locked by another process") {
@@ -216,7 +216,7 @@ func TestBinaryRestartKeepsAliases(t *testing.T) {
 
 func TestBinaryBadConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.toml")
-	os.WriteFile(path, []byte("[limits]\nmax_dayz = 3\n"), 0o600)
+	writeFile(t, path, []byte("[limits]\nmax_dayz = 3\n"), 0o600)
 	out, err := exec.Command(binary, "-config", path).CombinedOutput()
 	if err == nil {
 		t.Fatal("started with a bad config")

@@ -97,13 +97,13 @@ pprof = true
 	}
 
 	// SIGHUP applies new creation limits and names what needs a restart.
-	os.WriteFile(p.cfg, []byte(cfg+"[limits]\nmax_days = 1\ndefault_days = 1\n"), 0o600)
+	writeFile(t, p.cfg, []byte(cfg+"[limits]\nmax_days = 1\ndefault_days = 1\n"), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLog(t, "creation limits applied")
 	if status, m := httpDo(t, "POST", "http://"+p.addrs["http"]+"/aliases", `{"target":"t@example.com","days":2}`); status != 400 {
 		t.Fatalf("days 2 after max_days = 1: %d %v", status, m)
 	}
-	os.WriteFile(p.cfg, []byte(strings.Replace(cfg, "[smtp]\n", "[smtp]\nhostname = \"mx.example\"\n", 1)+"[limits]\nmax_days = 1\ndefault_days = 1\n"), 0o600)
+	writeFile(t, p.cfg, []byte(strings.Replace(cfg, "[smtp]\n", "[smtp]\nhostname = \"mx.example\"\n", 1)+"[limits]\nmax_days = 1\ndefault_days = 1\n"), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLog(t, "sections=smtp")
 

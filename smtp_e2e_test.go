@@ -208,8 +208,11 @@ func TestBinaryVerifiesTargets(t *testing.T) {
 		t.Fatalf("mail to a pending alias: %v", err)
 	}
 	res, err := http.Post("http://"+p.addrs["http"]+path, "application/x-www-form-urlencoded", nil)
-	if err != nil || res.StatusCode != 200 {
-		t.Fatalf("confirm: %v %v", res.StatusCode, err)
+	if err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+	if res.StatusCode != 200 {
+		t.Fatalf("confirm: %d", res.StatusCode)
 	}
 	res.Body.Close()
 	if err := smtp.SendMail(p.addrs["smtp"], nil, "sender@example.org", []string{created["alias"].(string)}, []byte(testMessage)); err != nil {

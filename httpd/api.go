@@ -104,14 +104,15 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 		return alias.Alias{}, "", invalid("The request is not valid.")
 	}
 	client := a.clientAddr(r)
+	// The cheap local limit first, so a flood costs no DNS look-ups.
+	if lim.perClient != nil && lim.perClient.OnLimit(w, r, clientKey(client)) {
+		return alias.Alias{}, "", errRateLimited
+	}
 	if a.cfg.Blocklist != nil {
 		if zone, listed := a.cfg.Blocklist.Listed(r.Context(), client); listed {
 			a.cfg.Logger.Info("creation refused: client listed", "remote", client.String(), "zone", zone)
 			return alias.Alias{}, "", errBlocked
 		}
-	}
-	if lim.perClient != nil && lim.perClient.OnLimit(w, r, clientKey(client)) {
-		return alias.Alias{}, "", errRateLimited
 	}
 	if apiErr := a.checkTarget(w, spec.Target, now); apiErr != nil {
 		return alias.Alias{}, "", apiErr

@@ -287,18 +287,19 @@ func TestMethodAndRouteErrors(t *testing.T) {
 	for _, c := range []struct {
 		method, path string
 		status       int
-		code         string
+		code, allow  string
 	}{
-		{"PUT", "/aliases", 405, "method-not-allowed"},
-		{"GET", "/aliases", 405, "method-not-allowed"},
-		{"PATCH", "/aliases/abc", 405, "method-not-allowed"},
-		{"POST", "/aliases/abc", 405, "method-not-allowed"},
-		{"GET", "/aliases/abc/def", 404, "not-found"},
-		{"GET", "/nothing-here", 404, "not-found"},
+		{"PUT", "/aliases", 405, "method-not-allowed", "POST"},
+		{"GET", "/aliases", 405, "method-not-allowed", "POST"},
+		{"PATCH", "/aliases/abc", 405, "method-not-allowed", "GET, DELETE"},
+		{"POST", "/aliases/abc", 405, "method-not-allowed", "GET, DELETE"},
+		{"GET", "/aliases/abc/def", 404, "not-found", ""},
+		{"GET", "/nothing-here", 404, "not-found", ""},
+		{"POST", "/confirm/abc", 404, "not-found", ""}, // verification is off
 	} {
 		r := ta.do(t, c.method, c.path, jsonType, "{}")
-		if r.status != c.status || r.body["error"] != c.code {
-			t.Errorf("%s %s: %d %s", c.method, c.path, r.status, r.raw)
+		if r.status != c.status || r.body["error"] != c.code || r.header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d Allow %q %s", c.method, c.path, r.status, r.header.Get("Allow"), r.raw)
 		}
 	}
 }

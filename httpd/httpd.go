@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -87,6 +88,12 @@ func New(cfg Config, st Store) *API {
 	r := chi.NewRouter()
 	r.Use(a.logRequests, recoverJSON)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		// rfc 9110:15.5.6: a 405 names the methods that would work.
+		allow := "GET, DELETE"
+		if strings.TrimSuffix(r.URL.Path, "/") == "/aliases" {
+			allow = "POST"
+		}
+		w.Header().Set("Allow", allow)
 		writeError(w, errMethodNotAllowed)
 	})
 	r.Route("/aliases", func(r chi.Router) {
@@ -95,8 +102,10 @@ func New(cfg Config, st Store) *API {
 		r.Delete("/{id}", a.revoke)
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeError(w, errNotFound) })
 	})
-	r.Get("/confirm/{token}", a.confirmPage)
-	r.Post("/confirm/{token}", a.confirm)
+	if cfg.Verify != nil {
+		r.Get("/confirm/{token}", a.confirmPage)
+		r.Post("/confirm/{token}", a.confirm)
+	}
 	if cfg.Static != nil {
 		r.Handle("/*", cfg.Static)
 	} else {
@@ -125,6 +134,9 @@ func (a *API) SetLimits(l alias.Limits, createPerMinute int) {
 	}
 	a.limits.Store(next)
 }
+
+// Limits are the request bounds in force.
+func (a *API) Limits() alias.Limits { return a.limits.Load().request }
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {

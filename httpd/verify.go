@@ -89,11 +89,7 @@ func (a *API) confirm(w http.ResponseWriter, r *http.Request) {
 		a.formPage(w, http.StatusForbidden, "confirm-failed", "This confirmation can only be sent from its own page.")
 		return
 	}
-	remember := 90 * 24 * time.Hour
-	if a.cfg.Verify != nil {
-		remember = a.cfg.Verify.Remember
-	}
-	al, err := a.store.Confirm(chi.URLParam(r, "token"), a.cfg.Now(), remember)
+	al, err := a.store.Confirm(chi.URLParam(r, "token"), a.cfg.Now(), a.cfg.Verify.Remember)
 	if errors.Is(err, alias.ErrNotFound) {
 		a.formPage(w, http.StatusNotFound, "confirm-failed", "This link is not valid any more: it was used already, or its alias expired.")
 		return

@@ -110,7 +110,7 @@ func TestVerifyMailFailure(t *testing.T) {
 	if r.status != 500 || r.body["error"] != "server-error" || strings.Contains(r.raw, "smarthost") {
 		t.Fatalf("create with the mailer down: %d %s", r.status, r.raw)
 	}
-	if n, _ := ta.store.LiveForTarget("new@example.com", testNow); n != 0 {
+	if n, err := ta.store.LiveForTarget("new@example.com", testNow); n != 0 || err != nil {
 		t.Fatalf("%d unconfirmable aliases left alive", n)
 	}
 }

@@ -265,3 +265,9 @@ func TestWindowCountsBounded(t *testing.T) {
 		t.Errorf("%d entries two hours later, want only z", n)
 	}
 }
+
+func (w *windowCounts[K]) size() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.m)
+}

@@ -34,14 +34,13 @@ type headerFilter struct {
 	loop     func(addr string) bool // one of the transaction's aliases; nil: no check
 	fromAddr string                 // the From address, "" to leave From alone
 
-	body      bool   // past the header section: pass everything
-	line      []byte // the physical line so far
-	held      []byte // a field of interest, with its continuation lines
-	heldKind  int
-	replyTo   []byte // the first From's field body, for Reply-To
-	sawFrom   bool
-	sawReply  bool
-	unchecked bool // a line was too long to look at: the rest passes
+	body     bool   // past the header section: pass everything
+	line     []byte // the physical line so far
+	held     []byte // a field of interest, with its continuation lines
+	heldKind int
+	replyTo  []byte // the first From's field body, for Reply-To
+	sawFrom  bool
+	sawReply bool
 }
 
 const (
@@ -92,7 +91,7 @@ func (f *headerFilter) overlong(partial []byte) error {
 	if err := f.flushHeld(); err != nil {
 		return err
 	}
-	f.body, f.unchecked = true, true
+	f.body = true
 	_, err := f.w.Write(partial)
 	return err
 }
@@ -201,7 +200,7 @@ func (f *headerFilter) endHeader() error {
 	if err := f.flushHeld(); err != nil {
 		return err
 	}
-	if f.fromAddr == "" || f.unchecked {
+	if f.fromAddr == "" {
 		return nil
 	}
 	var add []byte

@@ -386,8 +386,8 @@ func (e *env) nothingDelivered(t testing.TB, id string) {
 	if id == "" {
 		return
 	}
-	if used, pending, _ := e.uses(id); used != 0 || pending != 0 {
-		t.Errorf("used %d pending %d", used, pending)
+	if used, pending, ok := e.uses(id); !ok || used != 0 || pending != 0 {
+		t.Errorf("used %d pending %d alive %v; want an untouched alias", used, pending, ok)
 	}
 }
 

@@ -145,9 +145,3 @@ func (w *windowCounts[K]) evict(keep int) {
 		}
 	}
 }
-
-func (w *windowCounts[K]) size() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.m)
-}

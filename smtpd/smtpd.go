@@ -104,9 +104,10 @@ type Config struct {
 
 	// MaxMessagesPerAliasHour bounds the messages one alias relays in an
 	// hour (fixed windows, each opened by the alias's first message after
-	// the last one closed; transactions under way count). A recipient
-	// over it gets 450 4.7.1 before any use is reserved, and the sender
-	// retries later (0 means no limit).
+	// the last one closed; transactions under way count). It is checked
+	// once the alias is known alive, so that a dead alias answers like an
+	// unknown one: a recipient over it has its use reserved and refunded,
+	// gets 450 4.7.1, and the sender retries later (0 means no limit).
 	MaxMessagesPerAliasHour int
 	// MaxBadRecipientsPerClient bounds refused recipients (as counted by
 	// MaxBadRecipients) per client address across connections within
@@ -263,10 +264,7 @@ func New(cfg Config, st Store) *Server {
 
 // Serve accepts connections on ln until Shutdown; it then returns nil.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	draining := s.draining
-	s.mu.Unlock()
-	if draining {
+	if s.isDraining() {
 		ln.Close()
 		return nil
 	}

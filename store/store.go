@@ -225,6 +225,17 @@ func (s *Store) TargetVerified(target string, now time.Time) (bool, error) {
 // relaying, and its target counts as verified until now+remember. A token
 // works once; an unknown, used or dead one gives ErrNotFound.
 func (s *Store) Confirm(token string, now time.Time, remember time.Duration) (alias.Alias, error) {
+	// Unknown tokens (anyone can post one) are answered from a read.
+	var known bool
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		known = tx.Bucket(bucketConfirm).Get(alias.HashToken(token)) != nil
+		return nil
+	}); err != nil {
+		return alias.Alias{}, fmt.Errorf("store: confirm: %w", err)
+	}
+	if !known {
+		return alias.Alias{}, ErrNotFound
+	}
 	var got alias.Alias
 	var refused error
 	err := s.w.do(func(tx *bolt.Tx) error {
@@ -457,8 +468,22 @@ func (s *Store) revoke(id string, now time.Time, allowed func(*record) bool) err
 	if !alias.ValidID(id) {
 		return ErrNotFound
 	}
+	// Anyone may send a DELETE with a guessed id or token: answer those
+	// from a read transaction, without a write and its fsync.
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		r, err := get(tx, id)
+		ok = err == nil && !r.Dead(now) && allowed(r)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: revoke %s: %w", id, err)
+	}
+	if !ok {
+		return ErrNotFound
+	}
 	var refused error
-	err := s.w.do(func(tx *bolt.Tx) error {
+	err = s.w.do(func(tx *bolt.Tx) error {
 		refused = nil
 		r, err := get(tx, id)
 		if errors.Is(err, ErrNotFound) {

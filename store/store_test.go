@@ -366,10 +366,9 @@ func TestRevoke(t *testing.T) {
 		if err := s.Revoke(tt.id, tt.token, t0); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s: Revoke = %v, want ErrNotFound", tt.name, err)
 		}
-		if tt.id == "ZZ" || tt.id == "" {
-			if lastTx(t, s) != before {
-				t.Errorf("%s: Revoke wrote to the store", tt.name)
-			}
+		// Guesses are answered without a write transaction.
+		if lastTx(t, s) != before {
+			t.Errorf("%s: Revoke wrote to the store", tt.name)
 		}
 	}
 	mustGet(t, s, a.ID, t0)
@@ -534,7 +533,9 @@ func TestReserveUnlimited(t *testing.T) {
 	if lastTx(t, s) != before {
 		t.Fatal("Reserve and Refund of an unlimited alias wrote to the store")
 	}
-	s.Reserve(b.ID, t0)
+	if _, err := s.Reserve(b.ID, t0); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Commit(b.ID, t0); err != nil || lastTx(t, s) == before {
 		t.Fatalf("Commit of an unlimited alias: %v, wrote %v", err, lastTx(t, s) != before)
 	}

@@ -383,9 +383,13 @@ func TestSweepNeverTakesTheLiving(t *testing.T) {
 			case 1, 2:
 				if _, err := s.Reserve(e.id, now); err == nil {
 					if rng.IntN(2) == 0 {
-						s.Commit(e.id, now)
+						if err := s.Commit(e.id, now); err != nil {
+							t.Error(err)
+						}
 					} else {
-						s.Refund(e.id)
+						if err := s.Refund(e.id); err != nil {
+							t.Error(err)
+						}
 					}
 				}
 			}

@@ -24,8 +24,12 @@ func TestUnverifiedAliasRefusesUntilConfirmed(t *testing.T) {
 	if _, err := s.Reserve(a.ID, t0); err != ErrNotFound {
 		t.Fatalf("Reserve on a pending alias: %v, want ErrNotFound like an unknown alias", err)
 	}
+	before := lastTx(t, s)
 	if _, err := s.Confirm("wrong"+confirm, t0, 90*day); err != ErrNotFound {
 		t.Fatalf("wrong token: %v", err)
+	}
+	if lastTx(t, s) != before {
+		t.Error("an unknown confirmation token caused a write")
 	}
 	got, err := s.Confirm(confirm, t0.Add(time.Hour), 90*day)
 	if err != nil || got.ID != a.ID || got.Unverified {
@@ -122,8 +126,17 @@ func TestLiveForTarget(t *testing.T) {
 	if n := count(t0.Add(day + time.Second)); n != 1 {
 		t.Fatalf("after one expired: %d, want 1", n)
 	}
-	s.Sweep(t0.Add(day+time.Second), 10)
+	if n, err := s.Sweep(t0.Add(day+time.Second), 10); n != 3 || err != nil {
+		t.Fatalf("Sweep: %d %v, want the revoked and the two expired aliases", n, err)
+	}
 	if n := count(t0.Add(day + time.Second)); n != 1 {
 		t.Fatalf("after the sweep: %d, want 1", n)
 	}
+	// The index entries of swept aliases go with them.
+	s.db.View(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bucketTargets).Stats().KeyN; n != 1 {
+			t.Errorf("%d per-target index entries after the sweep, want 1 (the one live alias)", n)
+		}
+		return nil
+	})
 }
