@@ -41,6 +41,7 @@ var (
 	bucketTargets = []byte("targets")    // target hash + id -> nothing, per live alias
 	bucketVerify  = []byte("verified")   // target hash -> 8-byte unix seconds it stays verified
 	keyIssued     = []byte("issued")     // count of ids ever issued, uint64
+	keyStored     = []byte("stored")     // count of records in the aliases bucket, uint64
 	keyTargetKey  = []byte("target_key") // HMAC key for target hashes
 	present       = []byte{1}            // the value of set-like buckets
 )
@@ -122,6 +123,13 @@ func Open(path string, opts Options) (*Store, error) {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keyStored) == nil {
+			// Written by a version that did not count: count once.
+			n := uint64(tx.Bucket(bucketAliases).Stats().KeyN)
+			if err := meta.Put(keyStored, binary.BigEndian.AppendUint64(nil, n)); err != nil {
+				return err
+			}
+		}
 		if k := meta.Get(keyTargetKey); len(k) == 32 {
 			targetKey = append([]byte(nil), k...)
 			return nil
@@ -188,6 +196,9 @@ func (s *Store) create(spec alias.Spec, now time.Time, unverified bool) (alias.A
 			}
 		}
 		if err := tx.Bucket(bucketTargets).Put(append(r.TargetHash[:len(r.TargetHash):len(r.TargetHash)], id...), present); err != nil {
+			return err
+		}
+		if err := addStored(tx, 1); err != nil {
 			return err
 		}
 		return put(tx, r, r.Expires)
@@ -623,6 +634,9 @@ func (s *Store) sweepOnce(now time.Time, batch int) (deleted int, more bool, err
 					return err
 				}
 			}
+			if err := addStored(tx, -1); err != nil {
+				return err
+			}
 			deleted++
 		}
 		return nil
@@ -654,12 +668,26 @@ type Stats struct {
 	Issued  uint64 // ids ever issued
 }
 
-// Stats counts the stored aliases and issued ids.
+// addStored keeps the count of stored aliases, so that Stats (read at
+// every metrics scrape) need not walk the bucket.
+func addStored(tx *bolt.Tx, delta int64) error {
+	meta := tx.Bucket(bucketMeta)
+	var n uint64
+	if v := meta.Get(keyStored); len(v) == 8 {
+		n = binary.BigEndian.Uint64(v)
+	}
+	return meta.Put(keyStored, binary.BigEndian.AppendUint64(nil, uint64(int64(n)+delta)))
+}
+
+// Stats reads the counts of stored aliases and issued ids.
 func (s *Store) Stats() (Stats, error) {
 	var st Stats
 	err := s.db.View(func(tx *bolt.Tx) error {
-		st.Aliases = tx.Bucket(bucketAliases).Stats().KeyN
-		if v := tx.Bucket(bucketMeta).Get(keyIssued); len(v) == 8 {
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyStored); len(v) == 8 {
+			st.Aliases = int(binary.BigEndian.Uint64(v))
+		}
+		if v := meta.Get(keyIssued); len(v) == 8 {
 			st.Issued = binary.BigEndian.Uint64(v)
 		}
 		return nil

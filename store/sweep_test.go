@@ -425,5 +425,12 @@ func TestSweepNeverTakesTheLiving(t *testing.T) {
 			})
 		})
 		checkSweepIndex(t, s)
+		// The kept count of stored aliases matches the bucket.
+		s.db.View(func(tx *bolt.Tx) error {
+			if n, st := tx.Bucket(bucketAliases).Stats().KeyN, mustStats(t, s); st.Aliases != n {
+				t.Errorf("round %d: Stats says %d aliases, the bucket holds %d", round, st.Aliases, n)
+			}
+			return nil
+		})
 	}
 }
