@@ -24,7 +24,8 @@ type View struct {
 	MaxUsage  *int   `json:"max-usage"`
 	Remaining *int   `json:"remaining"`
 	Relayed   int    `json:"relayed"`
-	Status    string `json:"status"` // active, or pending until the target confirms
+	Lifetime  string `json:"lifetime"` // when it dies, as one sentence for people
+	Status    string `json:"status"`   // active, or pending until the target confirms
 	Token     string `json:"token,omitempty"`
 }
 
@@ -35,14 +36,15 @@ func (a *API) view(al alias.Alias, token string) View {
 // NewView shows al, an alias in domain; token is shown only when given.
 func NewView(al alias.Alias, domain, token string) View {
 	v := View{
-		ID:      al.ID,
-		Alias:   al.ID + "@" + domain,
-		Target:  al.Target,
-		Created: al.Created.UTC().Format(time.RFC3339),
-		Expires: al.Expires.UTC().Format(time.RFC3339),
-		Relayed: al.Used,
-		Status:  "active",
-		Token:   token,
+		ID:       al.ID,
+		Alias:    al.ID + "@" + domain,
+		Target:   al.Target,
+		Created:  al.Created.UTC().Format(time.RFC3339),
+		Expires:  al.Expires.UTC().Format(time.RFC3339),
+		Relayed:  al.Used,
+		Lifetime: lifetimeSentence(al),
+		Status:   "active",
+		Token:    token,
 	}
 	if al.Unverified {
 		v.Status = "pending"

@@ -109,6 +109,7 @@ func TestCreate(t *testing.T) {
 		"expires":   "2026-11-25T08:00:00Z",
 		"max-usage": 5.0,
 		"remaining": 5.0,
+		"lifetime":  "It stops working after 3 days or 5 messages, whichever comes first.",
 	}
 	for k, v := range want {
 		if r.body[k] != v {

@@ -30,17 +30,6 @@
 
   function plural(n, one, many) { return n + ' ' + (n === 1 ? one : many); }
 
-  // lifetime is the one sentence saying when the alias dies.
-  function lifetime(a) {
-    const ms = Date.parse(a.expires) - Date.parse(a.created);
-    const days = Math.max(1, Math.round(ms / 86400000));
-    let s = 'It stops working after ' + plural(days, 'day', 'days');
-    if (a['max-usage'] != null) {
-      s += ' or ' + plural(a['max-usage'], 'message', 'messages') + ', whichever comes first';
-    }
-    return s + '.';
-  }
-
   function showError(text) {
     const e = $('error');
     e.textContent = text;
@@ -102,7 +91,7 @@
   function show(a) {
     current = { id: a.id, token: a.token };
     $('alias').textContent = a.alias;
-    $('lifetime').textContent = lifetime(a);
+    $('lifetime').textContent = a.lifetime;
     $('pending').hidden = a.status !== 'pending';
     $('token').textContent = a.token;
     $('copied').textContent = '';

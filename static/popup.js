@@ -20,7 +20,6 @@
     $('error').textContent = text;
     $('error').hidden = false;
   }
-  function plural(n, one, many) { return n + ' ' + (n === 1 ? one : many); }
 
   function validOrigin(o) {
     try {
@@ -64,9 +63,7 @@
   function showAlias(a) {
     status('');
     $('alias').textContent = a.alias;
-    let s = 'It stops working after ' + plural(Math.max(1, Math.round((Date.parse(a.expires) - Date.parse(a.created)) / 86400000)), 'day', 'days');
-    if (a['max-usage'] != null) s += ' or ' + plural(a['max-usage'], 'message', 'messages') + ', whichever comes first';
-    $('lifetime').textContent = s + '.';
+    $('lifetime').textContent = a.lifetime;
     $('result').hidden = false;
   }
 
