@@ -251,7 +251,7 @@ func (c *Config) check() error {
 		return bad("domains", "needs at least one domain")
 	}
 	for i, d := range c.Domains {
-		if _, err := alias.ParseAddress("x@" + d); err != nil {
+		if err := alias.CheckDomain(d); err != nil {
 			return bad("domains", "%q is not a domain name", d)
 		}
 		c.Domains[i] = strings.ToLower(d)
@@ -294,7 +294,7 @@ func (c *Config) check() error {
 	if c.SMTP.Hostname == "" {
 		return bad("smtp.hostname", "must not be empty")
 	}
-	if _, err := alias.ParseAddress("x@" + c.SMTP.Hostname); err != nil {
+	if err := alias.CheckDomain(c.SMTP.Hostname); err != nil {
 		return bad("smtp.hostname", "%q is not a host name", c.SMTP.Hostname)
 	}
 	positive := []struct {
@@ -367,13 +367,13 @@ func (c *Config) check() error {
 		zones []string
 	}{{"http.dnsbl", c.HTTP.DNSBL}, {"smtp.dnsbl", c.SMTP.DNSBL}} {
 		for _, z := range zones.zones {
-			if _, err := alias.ParseAddress("x@" + strings.TrimSuffix(z, ".")); err != nil {
+			if err := alias.CheckDomain(strings.TrimSuffix(z, ".")); err != nil {
 				return bad(zones.key, "%q is not a DNS zone", z)
 			}
 		}
 	}
 	if c.SMTP.SRSDomain != "" {
-		if _, err := alias.ParseAddress("x@" + c.SMTP.SRSDomain); err != nil {
+		if err := alias.CheckDomain(c.SMTP.SRSDomain); err != nil {
 			return bad("smtp.srs_domain", "%q is not a domain name", c.SMTP.SRSDomain)
 		}
 	}

@@ -84,7 +84,16 @@ func checkLocal(l string) error {
 		}
 		return nil
 	}
-	// rfc 5321:4.1.2 Dot-string.
+	return CheckDotString(l)
+}
+
+// CheckDotString checks l as rfc 5321:4.1.2 Dot-string over the characters
+// ParseAddress accepts, whatever its length (an SRS local part may be
+// longer than 64 octets).
+func CheckDotString(l string) error {
+	if l == "" {
+		return addrErr("empty local part")
+	}
 	if l[0] == '.' || l[len(l)-1] == '.' || strings.Contains(l, "..") {
 		return addrErr("misplaced dot in local part")
 	}
@@ -107,6 +116,11 @@ func isAtext(c byte) bool {
 	}
 	return strings.IndexByte("#$&'*+-/=?^_`{|}~", c) >= 0
 }
+
+// CheckDomain checks d as a domain name the way ParseAddress checks the
+// domain of an address: letters, digits and hyphens in labels of at most
+// 63 octets, 255 in all, no address literals.
+func CheckDomain(d string) error { return checkDomain(d) }
 
 func checkDomain(d string) error {
 	if d == "" {

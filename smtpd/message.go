@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/tempalias/tempalias/alias"
 )
 
 // maxReceived is how many Received headers a message may bring; more
@@ -152,16 +154,5 @@ func validHelo(s string) bool {
 		ip := net.ParseIP(inner)
 		return ip != nil && ip.To4() != nil && !strings.Contains(inner, ":")
 	}
-	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
+	return alias.CheckDomain(strings.TrimSuffix(s, ".")) == nil
 }

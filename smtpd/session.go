@@ -642,42 +642,14 @@ func parseAddress(s string) (alias.Address, error) {
 		return a, nil
 	}
 	at := strings.LastIndexByte(s, '@')
-	if at < 0 || !hasSRSTag(s[:at]) || at > maxSRSLocal {
+	if at < 0 || !srs.HasTag(s[:at]) || at > maxSRSLocal || len(s) > 254 {
 		return a, err
 	}
-	local := s[:at]
-	if !dotAtom(local) {
+	local, domain := s[:at], s[at+1:]
+	if alias.CheckDotString(local) != nil || alias.CheckDomain(domain) != nil {
 		return a, err
 	}
-	d, derr := alias.ParseAddress("x@" + s[at+1:])
-	if derr != nil || len(s) > 254 {
-		return a, err
-	}
-	return alias.Address{Local: local, Domain: d.Domain}, nil
-}
-
-// hasSRSTag reports whether local starts like an SRS address: SRS0 or
-// SRS1, in any case, and a separator.
-func hasSRSTag(local string) bool {
-	return len(local) > 5 && strings.EqualFold(local[:3], "SRS") &&
-		(local[3] == '0' || local[3] == '1') && strings.IndexByte("=+-", local[4]) >= 0
-}
-
-// dotAtom is rfc 5321:4.1.2 Dot-string over the characters
-// alias.ParseAddress accepts (atext without '%' and '!').
-func dotAtom(l string) bool {
-	if l == "" || l[0] == '.' || l[len(l)-1] == '.' || strings.Contains(l, "..") {
-		return false
-	}
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		ok := c == '.' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			strings.IndexByte("#$&'*+-/=?^_`{|}~", c) >= 0
-		if !ok {
-			return false
-		}
-	}
-	return true
+	return alias.Address{Local: local, Domain: strings.ToLower(domain)}, nil
 }
 
 // upstreamWriter counts what goes to the smarthost and marks its errors

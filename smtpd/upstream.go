@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -205,5 +206,5 @@ func (s *Server) ours(domain string) bool { return alias.InDomains(domain, s.cfg
 
 // srsDomain reports whether domain is the domain of SRS addresses.
 func (s *Server) srsDomain(domain string) bool {
-	return s.cfg.SRS != nil && alias.InDomains(domain, []string{s.cfg.SRS.Domain()})
+	return s.cfg.SRS != nil && strings.EqualFold(domain, s.cfg.SRS.Domain())
 }

@@ -141,6 +141,10 @@ func hasTag(local string, digit byte) bool {
 	return len(local) >= 5 && strings.EqualFold(local[:3], "SRS") && local[3] == digit && isSep(local[4])
 }
 
+// HasTag reports whether local starts like an SRS address: SRS0 or SRS1,
+// in any case, and a separator.
+func HasTag(local string) bool { return hasTag(local, '0') || hasTag(local, '1') }
+
 // carriable reports whether s can be carried inside the local part of an SRS
 // address and come back out unchanged: no spaces, controls, quotes or
 // backslashes, which would need quoting that libsrs2 does not do.
