@@ -84,6 +84,7 @@ var (
 	errLongLine = &refusal{code: 554, enh: smtp.EnhancedCode{5, 6, 0}, msg: "Line too long", close: true}
 	errTimeout  = &refusal{code: 421, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Timeout, closing connection", close: true}
 	errBroken   = &refusal{code: 421, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Connection error, closing connection", close: true}
+	errTooBig   = &refusal{code: 552, enh: smtp.EnhancedCode{5, 3, 4}, msg: "Message too big"} // rfc 1870
 	errLocal    = &refusal{code: 451, enh: smtp.EnhancedCode{4, 3, 0}, msg: "Local error, try again later"}
 
 	errUnreachable     = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 1}, msg: "Next hop unreachable, try again later"}
@@ -170,7 +171,7 @@ func classify(err error) (r *refusal, internal bool) {
 		var se *smtp.SMTPError
 		switch {
 		case errors.As(err, &se) && se.Code == smtp.ErrDataTooLarge.Code:
-			return &refusal{code: 552, enh: smtp.EnhancedCode{5, 3, 4}, msg: "Message too big"}, false
+			return errTooBig, false
 		case errors.Is(err, smtp.ErrTooLongLine):
 			return errLongLine, false
 		case isTimeout(err):
