@@ -19,6 +19,10 @@ var ErrNotFound = errors.New("alias not found")
 // use is reserved by transactions still under way; a refund may free one.
 var ErrExhausted = errors.New("alias has no use left to reserve")
 
+// ErrTargetFull is the answer when a target already has as many live
+// aliases as Spec.MaxLive allows.
+var ErrTargetFull = errors.New("target has the most live aliases allowed")
+
 // Alias is one temporary forwarding address.
 //
 // Usage is counted in two parts: Used is the number of messages the

@@ -25,6 +25,9 @@ type Spec struct {
 	Target   string
 	Expires  time.Time
 	MaxUsage int // 0: no limit by count
+	// MaxLive refuses the alias (ErrTargetFull) when its target already
+	// has this many live aliases; 0: no limit.
+	MaxLive int
 }
 
 // TargetKey is the form of a target address that identifies its owner for

@@ -22,13 +22,13 @@ func TestLimitsCheck(t *testing.T) {
 		want      Spec
 		wantField string // non-empty: the check must fail on this field
 	}{
-		{"defaults", Request{Target: "t@example.com"}, Spec{"t@example.com", base.Add(3 * day), 0}, ""},
-		{"days and max-usage", Request{Target: "t@example.com", Days: ptr(7), MaxUsage: ptr(5)}, Spec{"t@example.com", base.Add(7 * day), 5}, ""},
-		{"lowest bounds", Request{Target: "t@example.com", Days: ptr(1), MaxUsage: ptr(1)}, Spec{"t@example.com", base.Add(day), 1}, ""},
-		{"highest bounds", Request{Target: "t@example.com", Days: ptr(60), MaxUsage: ptr(100)}, Spec{"t@example.com", base.Add(60 * day), 100}, ""},
-		{"target normalised", Request{Target: "  Me+x@Example.COM\t"}, Spec{"Me+x@example.com", base.Add(3 * day), 0}, ""},
+		{"defaults", Request{Target: "t@example.com"}, Spec{Target: "t@example.com", Expires: base.Add(3 * day), MaxUsage: 0}, ""},
+		{"days and max-usage", Request{Target: "t@example.com", Days: ptr(7), MaxUsage: ptr(5)}, Spec{Target: "t@example.com", Expires: base.Add(7 * day), MaxUsage: 5}, ""},
+		{"lowest bounds", Request{Target: "t@example.com", Days: ptr(1), MaxUsage: ptr(1)}, Spec{Target: "t@example.com", Expires: base.Add(day), MaxUsage: 1}, ""},
+		{"highest bounds", Request{Target: "t@example.com", Days: ptr(60), MaxUsage: ptr(100)}, Spec{Target: "t@example.com", Expires: base.Add(60 * day), MaxUsage: 100}, ""},
+		{"target normalised", Request{Target: "  Me+x@Example.COM\t"}, Spec{Target: "Me+x@example.com", Expires: base.Add(3 * day), MaxUsage: 0}, ""},
 		{"trailing CRLF is refused", Request{Target: "t@example.com\r\n"}, Spec{}, "target"},
-		{"subdomain of ours is someone else's", Request{Target: "t@mail.tempalias.example"}, Spec{"t@mail.tempalias.example", base.Add(3 * day), 0}, ""},
+		{"subdomain of ours is someone else's", Request{Target: "t@mail.tempalias.example"}, Spec{Target: "t@mail.tempalias.example", Expires: base.Add(3 * day), MaxUsage: 0}, ""},
 
 		{"days 0", Request{Target: "t@example.com", Days: ptr(0)}, Spec{}, "days"},
 		{"days negative", Request{Target: "t@example.com", Days: ptr(-1)}, Spec{}, "days"},

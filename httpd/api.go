@@ -105,6 +105,7 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 		}
 		return alias.Alias{}, "", invalid("The request is not valid.")
 	}
+	spec.MaxLive = a.cfg.AliasesPerTarget
 	client := a.clientAddr(r)
 	// The cheap local limit first, so a flood costs no DNS look-ups.
 	if lim.perClient != nil && lim.perClient.OnLimit(w, r, clientKey(client)) {
@@ -130,6 +131,9 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 		}
 	}
 	created, token, err := a.store.Create(spec, now)
+	if errors.Is(err, alias.ErrTargetFull) {
+		return alias.Alias{}, "", a.targetFull(w, spec.Target)
+	}
 	if err != nil {
 		a.cfg.Logger.Error("create alias", "err", err)
 		return alias.Alias{}, "", errServer
@@ -138,20 +142,17 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 	return created, token, nil
 }
 
-// checkTarget applies the per-target limits.
+// targetFull answers a creation for a target with the most live aliases
+// allowed (the store counts them in the creating transaction).
+func (a *API) targetFull(w http.ResponseWriter, target string) *apiError {
+	a.perTarget.undo(alias.TargetKey(target)) // nothing was created
+	w.Header().Set("Retry-After", "3600")
+	return &apiError{http.StatusTooManyRequests, "rate-limited",
+		fmt.Sprintf("This address already has %d live aliases, the most allowed; revoke one or wait for one to expire.", a.cfg.AliasesPerTarget)}
+}
+
+// checkTarget applies the per-target daily limit.
 func (a *API) checkTarget(w http.ResponseWriter, target string, now time.Time) *apiError {
-	if n := a.cfg.AliasesPerTarget; n > 0 {
-		live, err := a.store.LiveForTarget(target, now)
-		if err != nil {
-			a.cfg.Logger.Error("count aliases for target", "err", err)
-			return errServer
-		}
-		if live >= n {
-			w.Header().Set("Retry-After", "3600")
-			return &apiError{http.StatusTooManyRequests, "rate-limited",
-				fmt.Sprintf("This address already has %d live aliases, the most allowed; revoke one or wait for one to expire.", live)}
-		}
-	}
 	if !a.perTarget.take(alias.TargetKey(target), now) {
 		w.Header().Set("Retry-After", "86400")
 		return &apiError{http.StatusTooManyRequests, "rate-limited", "Too many aliases were created for this address today; try again tomorrow."}

@@ -27,7 +27,6 @@ type Store interface {
 	RevokeID(id string, now time.Time) error
 	TargetVerified(target string, now time.Time) (bool, error)
 	Confirm(token string, now time.Time, remember time.Duration) (alias.Alias, error)
-	LiveForTarget(target string, now time.Time) (int, error)
 }
 
 // Blocklist tells whether a client address is listed (a DNSBL).

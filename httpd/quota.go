@@ -51,6 +51,19 @@ func (q *quota) take(key string, now time.Time) bool {
 	return true
 }
 
+// undo gives back an event take counted for key, when what it counted
+// did not happen after all.
+func (q *quota) undo(key string) {
+	if q == nil || q.limit <= 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if w := q.seen[key]; w != nil && w.n > 0 {
+		w.n--
+	}
+}
+
 // purge drops expired windows; if every window is still live, it drops
 // the oldest tenth. Clearing them all would let a flood of new keys reset
 // everyone's count.

@@ -53,6 +53,10 @@ func (a *API) createPending(w http.ResponseWriter, r *http.Request, spec alias.S
 			"Too many confirmation messages went to this address today; confirm one of them, or try again tomorrow."}
 	}
 	created, token, confirm, err := a.store.CreateUnverified(spec, now)
+	if errors.Is(err, alias.ErrTargetFull) {
+		a.confirmations.undo(alias.TargetKey(spec.Target)) // no mail goes out
+		return alias.Alias{}, "", a.targetFull(w, spec.Target)
+	}
 	if err != nil {
 		a.cfg.Logger.Error("create pending alias", "err", err)
 		return alias.Alias{}, "", errServer

@@ -174,7 +174,22 @@ func (s *Store) create(spec alias.Spec, now time.Time, unverified bool) (alias.A
 		confirm = alias.NewToken()
 	}
 	var created alias.Alias
+	var refused error
+	hash := s.targetHash(spec.Target)
 	err := s.w.do(func(tx *bolt.Tx) error {
+		refused = nil
+		if spec.MaxLive > 0 {
+			// Counted in the transaction that inserts, so two creations at
+			// once cannot both take the last place.
+			n, err := liveForTarget(tx, hash, now)
+			if err != nil {
+				return err
+			}
+			if n >= spec.MaxLive {
+				refused = alias.ErrTargetFull
+				return nil
+			}
+		}
 		id, err := s.newID(tx)
 		if err != nil {
 			return err
@@ -188,7 +203,7 @@ func (s *Store) create(spec alias.Spec, now time.Time, unverified bool) (alias.A
 			TokenHash:  alias.HashToken(token),
 			Unverified: unverified,
 		}
-		r := &record{Alias: created, TargetHash: s.targetHash(spec.Target)}
+		r := &record{Alias: created, TargetHash: hash}
 		if unverified {
 			r.ConfirmHash = alias.HashToken(confirm)
 			if err := tx.Bucket(bucketConfirm).Put(r.ConfirmHash, []byte(id)); err != nil {
@@ -205,6 +220,9 @@ func (s *Store) create(spec alias.Spec, now time.Time, unverified bool) (alias.A
 	})
 	if err != nil {
 		return alias.Alias{}, "", "", fmt.Errorf("store: create: %w", err)
+	}
+	if refused != nil {
+		return alias.Alias{}, "", "", refused
 	}
 	return created, token, confirm, nil
 }
@@ -289,26 +307,33 @@ func (s *Store) Confirm(token string, now time.Time, remember time.Duration) (al
 
 // LiveForTarget counts the aliases alive at now that forward to target.
 func (s *Store) LiveForTarget(target string, now time.Time) (int, error) {
-	n := 0
+	var n int
 	err := s.db.View(func(tx *bolt.Tx) error {
-		prefix := s.targetHash(target)
-		c := tx.Bucket(bucketTargets).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			r, err := get(tx, string(k[len(prefix):]))
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if !r.Dead(now) {
-				n++
-			}
-		}
-		return nil
+		var err error
+		n, err = liveForTarget(tx, s.targetHash(target), now)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: count for target: %w", err)
+	}
+	return n, nil
+}
+
+// liveForTarget counts the live aliases whose target hashes to prefix.
+func liveForTarget(tx *bolt.Tx, prefix []byte, now time.Time) (int, error) {
+	n := 0
+	c := tx.Bucket(bucketTargets).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		r, err := get(tx, string(k[len(prefix):]))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if !r.Dead(now) {
+			n++
+		}
 	}
 	return n, nil
 }

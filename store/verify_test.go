@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,4 +141,37 @@ func TestLiveForTarget(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The live-per-target limit is counted in the creating transaction, so
+// concurrent creations cannot overshoot it.
+func TestMaxLivePerTargetUnderConcurrency(t *testing.T) {
+	s, _ := openStore(t, Options{})
+	sp := spec(day, 0)
+	sp.MaxLive = 3
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	made, full := 0, 0
+	for range 20 {
+		wg.Go(func() {
+			_, _, err := s.Create(sp, t0)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				made++
+			case errors.Is(err, alias.ErrTargetFull):
+				full++
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if made != 3 || full != 17 {
+		t.Fatalf("made %d, refused %d; want 3 and 17", made, full)
+	}
+	if n, err := s.LiveForTarget(sp.Target, t0); n != 3 || err != nil {
+		t.Fatalf("live for target: %d %v", n, err)
+	}
 }
