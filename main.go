@@ -177,6 +177,21 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	// Every listener opened is closed on the way out, whatever the path;
+	// closing one already closed by its server's Shutdown is harmless.
+	var listeners []net.Listener
+	defer func() {
+		for _, ln := range listeners {
+			ln.Close()
+		}
+	}()
+	open := func(name, key, addr string) (net.Listener, error) {
+		ln, err := listen(handed, name, key, addr)
+		if err == nil {
+			listeners = append(listeners, ln)
+		}
+		return ln, err
+	}
 	// servers are the HTTP servers to run and stop together.
 	type server struct {
 		name string
@@ -184,12 +199,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		ln   net.Listener
 	}
 	var servers []server
-	defer func() {
-		for _, s := range servers {
-			s.ln.Close()
-		}
-	}()
-	httpLn, err := listen(handed, "http", "http.listen", cfg.HTTP.Listen)
+	httpLn, err := open("http", "http.listen", cfg.HTTP.Listen)
 	if err != nil {
 		return err
 	}
@@ -201,11 +211,10 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	if tlsCerts != nil {
 		smtpTLS = tlsCerts.config()
 	}
-	smtpLn, err := listen(handed, "smtp", "smtp.listen", cfg.SMTP.Listen)
+	smtpLn, err := open("smtp", "smtp.listen", cfg.SMTP.Listen)
 	if err != nil {
 		return err
 	}
-	servers = append(servers, server{name: "smtp", ln: smtpLn})
 	mta := smtpd.New(smtpd.Config{
 		Hostname:                  cfg.SMTP.Hostname,
 		Domains:                   cfg.Domains,
@@ -271,7 +280,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		if tlsCerts == nil {
 			return errors.New("http.tls_listen: an https socket needs tls.cert_file and tls.key_file")
 		}
-		ln, err := listen(handed, "https", "http.tls_listen", cfg.HTTP.TLSListen)
+		ln, err := open("https", "http.tls_listen", cfg.HTTP.TLSListen)
 		if err != nil {
 			return err
 		}
@@ -283,6 +292,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	listeners = append(listeners, adminLn)
 	// No os.Remove of the socket on the way out: closing the listener
 	// unlinks it while we still hold the data file's lock; removing it
 	// later could remove the socket of a successor that took the lock.
@@ -295,6 +305,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		if err != nil {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
+		listeners = append(listeners, ln)
 		metrics.StoredAliases(func() float64 {
 			stats, err := st.Stats()
 			if err != nil {
@@ -316,16 +327,13 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(servers)+1) // and the SMTP server
 	wg.Go(func() {
 		if err := mta.Serve(smtpLn); err != nil {
 			errc <- fmt.Errorf("smtp: %w", err)
 		}
 	})
 	for _, s := range servers {
-		if s.srv == nil {
-			continue // the SMTP server, started above
-		}
 		wg.Go(func() {
 			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", s.name, err)
@@ -338,7 +346,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	addrs := []any{}
+	addrs := []any{"smtp", smtpLn.Addr().String()}
 	for _, s := range servers {
 		addrs = append(addrs, s.name, s.ln.Addr().String())
 	}
@@ -372,9 +380,6 @@ wait:
 		}
 	})
 	for _, s := range servers {
-		if s.srv == nil {
-			continue
-		}
 		sd.Go(func() {
 			if err := s.srv.Shutdown(shutdownCtx); err != nil {
 				log.Warn("shutdown: closing connections still open", "server", s.name, "err", err)
