@@ -39,6 +39,10 @@ type Alias struct {
 	Used     int       `json:"used,omitempty"`
 	Pending  int       `json:"pending,omitempty"`
 	Revoked  bool      `json:"revoked,omitempty"`
+	// Refused counts the messages refused at RCPT TO after every use was
+	// delivered, while the alias had not yet expired: what its holder
+	// learns by keeping the alias past its last use.
+	Refused int `json:"refused,omitempty"`
 	// Unverified marks an alias whose target has not confirmed that it
 	// wants mail from us; it refuses mail like an unknown alias.
 	Unverified bool   `json:"unverified,omitempty"`
@@ -60,6 +64,13 @@ func (a *Alias) UsedUp() bool {
 // uses are delivered, or it was revoked.
 func (a *Alias) Dead(now time.Time) bool {
 	return a.Revoked || a.Expired(now) || a.UsedUp()
+}
+
+// Gone reports whether the alias is over for its holder too: expired or
+// revoked. A used-up alias is dead for mail but stays visible to its
+// token holder until it expires, with the count of mail refused since.
+func (a *Alias) Gone(now time.Time) bool {
+	return a.Revoked || a.Expired(now)
 }
 
 // CanReserve reports whether one more use may be reserved at now.

@@ -18,20 +18,21 @@ func TestAliasLiveness(t *testing.T) {
 		canReserve bool
 		remaining  int
 		limited    bool
+		gone       bool // over for the holder too; used up is not
 	}{
-		{"fresh, no count limit", Alias{Expires: expires}, t0, false, true, 0, false},
-		{"no count limit, many used", Alias{Expires: expires, Used: 1000}, t0, false, true, 0, false},
-		{"fresh, limit 5", Alias{Expires: expires, MaxUsage: 5}, t0, false, true, 5, true},
-		{"some used and pending", Alias{Expires: expires, MaxUsage: 5, Used: 2, Pending: 1}, t0, false, true, 2, true},
-		{"all reserved, none delivered", Alias{Expires: expires, MaxUsage: 5, Pending: 5}, t0, false, false, 0, true},
-		{"all but one delivered, last reserved", Alias{Expires: expires, MaxUsage: 5, Used: 4, Pending: 1}, t0, false, false, 0, true},
-		{"used up", Alias{Expires: expires, MaxUsage: 5, Used: 5}, t0, true, false, 0, true},
-		{"over-used clamps remaining", Alias{Expires: expires, MaxUsage: 5, Used: 6, Pending: 1}, t0, true, false, 0, true},
-		{"a nanosecond before expiry", Alias{Expires: expires}, expires.Add(-time.Nanosecond), false, true, 0, false},
-		{"at expiry", Alias{Expires: expires}, expires, true, false, 0, false},
-		{"after expiry", Alias{Expires: expires, MaxUsage: 5}, expires.Add(time.Hour), true, false, 5, true},
-		{"revoked", Alias{Expires: expires, MaxUsage: 5, Revoked: true}, t0, true, false, 5, true},
-		{"zero alias", Alias{}, t0, true, false, 0, false},
+		{"fresh, no count limit", Alias{Expires: expires}, t0, false, true, 0, false, false},
+		{"no count limit, many used", Alias{Expires: expires, Used: 1000}, t0, false, true, 0, false, false},
+		{"fresh, limit 5", Alias{Expires: expires, MaxUsage: 5}, t0, false, true, 5, true, false},
+		{"some used and pending", Alias{Expires: expires, MaxUsage: 5, Used: 2, Pending: 1}, t0, false, true, 2, true, false},
+		{"all reserved, none delivered", Alias{Expires: expires, MaxUsage: 5, Pending: 5}, t0, false, false, 0, true, false},
+		{"all but one delivered, last reserved", Alias{Expires: expires, MaxUsage: 5, Used: 4, Pending: 1}, t0, false, false, 0, true, false},
+		{"used up", Alias{Expires: expires, MaxUsage: 5, Used: 5}, t0, true, false, 0, true, false},
+		{"over-used clamps remaining", Alias{Expires: expires, MaxUsage: 5, Used: 6, Pending: 1}, t0, true, false, 0, true, false},
+		{"a nanosecond before expiry", Alias{Expires: expires}, expires.Add(-time.Nanosecond), false, true, 0, false, false},
+		{"at expiry", Alias{Expires: expires}, expires, true, false, 0, false, true},
+		{"after expiry", Alias{Expires: expires, MaxUsage: 5}, expires.Add(time.Hour), true, false, 5, true, true},
+		{"revoked", Alias{Expires: expires, MaxUsage: 5, Revoked: true}, t0, true, false, 5, true, true},
+		{"zero alias", Alias{}, t0, true, false, 0, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,6 +45,12 @@ func TestAliasLiveness(t *testing.T) {
 			n, ok := tt.a.Remaining()
 			if n != tt.remaining || ok != tt.limited {
 				t.Errorf("Remaining = %d, %v; want %d, %v", n, ok, tt.remaining, tt.limited)
+			}
+			if got := tt.a.Gone(tt.now); got != tt.gone {
+				t.Errorf("Gone = %v, want %v", got, tt.gone)
+			}
+			if tt.gone && !tt.dead {
+				t.Error("gone but not dead")
 			}
 			if tt.canReserve && tt.dead {
 				t.Error("a dead alias can reserve")

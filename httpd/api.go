@@ -24,8 +24,9 @@ type View struct {
 	MaxUsage  *int   `json:"max-usage"`
 	Remaining *int   `json:"remaining"`
 	Relayed   int    `json:"relayed"`
+	Refused   int    `json:"refused"`  // mail refused since it was used up
 	Lifetime  string `json:"lifetime"` // when it dies, as one sentence for people
-	Status    string `json:"status"`   // active, or pending until the target confirms
+	Status    string `json:"status"`   // active; pending until the target confirms; used-up
 	Token     string `json:"token,omitempty"`
 }
 
@@ -42,12 +43,16 @@ func NewView(al alias.Alias, domain, token string) View {
 		Created:  al.Created.UTC().Format(time.RFC3339),
 		Expires:  al.Expires.UTC().Format(time.RFC3339),
 		Relayed:  al.Used,
+		Refused:  al.Refused,
 		Lifetime: lifetimeSentence(al),
 		Status:   "active",
 		Token:    token,
 	}
-	if al.Unverified {
+	switch {
+	case al.Unverified:
 		v.Status = "pending"
+	case al.UsedUp():
+		v.Status = "used-up"
 	}
 	if rem, ok := al.Remaining(); ok {
 		max := al.MaxUsage

@@ -153,6 +153,56 @@ func TestCreate(t *testing.T) {
 	}
 }
 
+// TestUsedUpForHolder: an alias whose uses are delivered refuses mail, but
+// its token holder still sees it until it expires, with the mail refused
+// since, and may revoke it; without the token it is a plain 404.
+func TestUsedUpForHolder(t *testing.T) {
+	ta := newTestAPI(t, nil)
+	r := ta.do(t, "POST", "/aliases", jsonType, `{"target":"t@example.com","days":2,"max-usage":1}`)
+	id, token := r.body["id"].(string), r.body["token"].(string)
+	if _, err := ta.store.Reserve(id, testNow); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.store.Commit(id, testNow); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := ta.store.Reserve(id, testNow); err != alias.ErrNotFound {
+			t.Fatalf("Reserve of a used-up alias: %v", err)
+		}
+	}
+	g := ta.do(t, "GET", "/aliases/"+id, "", "", "Authorization", "Bearer "+token)
+	if g.status != 200 || g.body["status"] != "used-up" || g.body["relayed"] != 1.0 || g.body["refused"] != 2.0 || g.body["remaining"] != 0.0 {
+		t.Fatalf("GET of a used-up alias: %d %s", g.status, g.raw)
+	}
+	unknown := ta.do(t, "GET", "/aliases/zzzzzz", "", "", "Authorization", "Bearer "+token)
+	for _, tok := range []string{"", "wrong"} {
+		if g := ta.do(t, "GET", "/aliases/"+id, "", "", "Authorization", "Bearer "+tok); g.status != 404 || g.raw != unknown.raw {
+			t.Errorf("GET with token %q: %d %s, want %s", tok, g.status, g.raw, unknown.raw)
+		}
+	}
+	if d := ta.do(t, "DELETE", "/aliases/"+id, "", "", "Authorization", "Bearer "+token); d.status != 204 {
+		t.Fatalf("DELETE of a used-up alias: %d %s", d.status, d.raw)
+	}
+	if g := ta.do(t, "GET", "/aliases/"+id, "", "", "Authorization", "Bearer "+token); g.status != 404 {
+		t.Errorf("GET after revoking: %d %s", g.status, g.raw)
+	}
+
+	// At expiry it is gone for its holder too, as DESIGN says.
+	r = ta.do(t, "POST", "/aliases", jsonType, `{"target":"t@example.com","days":1,"max-usage":1}`)
+	id, token = r.body["id"].(string), r.body["token"].(string)
+	if _, err := ta.store.Reserve(id, testNow); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.store.Commit(id, testNow); err != nil {
+		t.Fatal(err)
+	}
+	ta.clock.Add(24 * time.Hour)
+	if g := ta.do(t, "GET", "/aliases/"+id, "", "", "Authorization", "Bearer "+token); g.status != 404 || g.raw != unknown.raw {
+		t.Errorf("GET of a used-up alias at expiry: %d %s", g.status, g.raw)
+	}
+}
+
 func TestCreateDefaults(t *testing.T) {
 	ta := newTestAPI(t, nil)
 	r := ta.do(t, "POST", "/aliases", "application/json; charset=utf-8", `{"target":"T@Example.COM"}`)

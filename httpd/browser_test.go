@@ -225,6 +225,26 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("status: %q", got)
 		}
 
+		// Used up: the holder still sees it, with the mail refused since.
+		for range 4 {
+			if _, err := ws.store.Reserve(m[1], time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if err := ws.store.Commit(m[1], time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := ws.store.Reserve(m[1], time.Now()); err == nil {
+			t.Fatal("a used-up alias took a reservation")
+		}
+		run(t, ctx,
+			chromedp.Click(chromedp.ID("status-check")),
+			chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent.startsWith('Used up')`, chromedp.WithPollingTimeout(10*time.Second)),
+		)
+		if got := value(t, ctx, chromedp.Text(chromedp.ID("status"))); !strings.HasPrefix(got, "Used up: it refuses all mail now. Relayed 5 messages; 1 message refused since. It is deleted ") {
+			t.Errorf("status when used up: %q", got)
+		}
+
 		// The choices are remembered.
 		run(t, ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("bookmarklet")))
 		for id, want := range map[string]string{"target": "me@example.com", "days": "2", "max-usage": "5"} {
@@ -257,7 +277,7 @@ func TestBrowser(t *testing.T) {
 			chromedp.Click(chromedp.ID("status-check")),
 			chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent !== ''`),
 		)
-		if got := value(t, ctx, chromedp.Text(chromedp.ID("status"))); !strings.Contains(got, "no longer active") {
+		if got := value(t, ctx, chromedp.Text(chromedp.ID("status"))); !strings.Contains(got, "is gone") {
 			t.Errorf("status after revoke: %q", got)
 		}
 		if _, err := ws.store.Get(m2[1], time.Now()); !errors.Is(err, alias.ErrNotFound) {

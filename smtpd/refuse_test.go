@@ -197,3 +197,30 @@ func TestAcceptFiftyReceived(t *testing.T) {
 		t.Errorf("body %q", rest)
 	}
 }
+
+// Mail refused for a used-up alias is counted for its token holder, and
+// the refusal is the same 550 5.1.1 as for an unknown alias.
+func TestRefusedAfterDeathCounted(t *testing.T) {
+	e := newEnv(t, nil)
+	now := e.clock.Now()
+	a, token, err := e.st.Create(alias.Spec{Target: "t@example.com", Expires: now.Add(24 * time.Hour), MaxUsage: 1}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := a.ID + "@" + testDomain
+	if err := sendMail(e.addr, "s@example.org", []string{addr}, "Subject: x\r\n\r\nbody\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	e.settled()
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<s@example.org>")
+	for range 3 {
+		c.must(550, "RCPT TO:<%s>", strings.ToUpper(addr))
+	}
+	c.must(221, "QUIT")
+	got, err := e.st.Authorized(a.ID, token, e.clock.Now())
+	if err != nil || got.Used != 1 || got.Refused != 3 {
+		t.Fatalf("holder sees %+v, %v; want 1 relayed, 3 refused", got, err)
+	}
+}

@@ -127,7 +127,7 @@
         credentials: 'omit',
       });
       if (resp.status === 404) {
-        $('status').textContent = 'This alias is no longer active: it expired, was used up or was revoked.';
+        $('status').textContent = 'This alias is gone: it expired or was revoked.';
         return;
       }
       if (!resp.ok) {
@@ -135,10 +135,18 @@
         return;
       }
       const a = await resp.json();
-      let text = (a.status === 'pending' ? 'Waiting for your confirmation. ' : 'Active. ') +
-        'Relayed ' + plural(a.relayed, 'message', 'messages');
-      if (a.remaining != null) text += ', ' + a.remaining + ' left';
-      text += '; it expires ' + new Date(a.expires).toLocaleString() + '.';
+      const expires = new Date(a.expires).toLocaleString();
+      let text;
+      if (a.status === 'used-up') {
+        // Dead for mail; shown to its holder until it expires.
+        text = 'Used up: it refuses all mail now. Relayed ' + plural(a.relayed, 'message', 'messages') +
+          '; ' + plural(a.refused, 'message', 'messages') + ' refused since. It is deleted ' + expires + '.';
+      } else {
+        text = (a.status === 'pending' ? 'Waiting for your confirmation. ' : 'Active. ') +
+          'Relayed ' + plural(a.relayed, 'message', 'messages');
+        if (a.remaining != null) text += ', ' + a.remaining + ' left';
+        text += '; it expires ' + expires + '.';
+      }
       $('status').textContent = text;
     } catch (e) {
       $('status').textContent = 'Could not reach the server.';

@@ -138,9 +138,12 @@ func TestReserveRace(t *testing.T) {
 	if _, err := s.Reserve(a.ID, t0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Reserve after 5 commits = %v, want ErrNotFound", err)
 	}
-	// Used up means swept at once, not at expiry.
-	if n, err := s.Sweep(t0, 0); err != nil || n != 1 {
-		t.Fatalf("Sweep = %d, %v; want 1", n, err)
+	// Used up stays for its holder until it expires, then it is swept.
+	if n, err := s.Sweep(t0, 0); err != nil || n != 0 {
+		t.Fatalf("Sweep before expiry = %d, %v; want 0", n, err)
+	}
+	if n, err := s.Sweep(a.Expires, 0); err != nil || n != 1 {
+		t.Fatalf("Sweep at expiry = %d, %v; want 1", n, err)
 	}
 }
 

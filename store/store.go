@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
@@ -66,7 +68,16 @@ type Store struct {
 	opts      Options
 	w         *committer
 	targetKey []byte // keys the target hashes, so the file lists no addresses in those buckets
+
+	// refused counts mail refused for used-up aliases since the last
+	// FlushCounts: a refusal is the hot path and costs no write.
+	refusedMu sync.Mutex
+	refused   map[string]int
 }
+
+// maxUnflushed bounds the ids whose refusals are counted between two
+// flushes; refusals for further ids are not counted until the next one.
+const maxUnflushed = 1 << 16
 
 // record is what is stored per alias: the alias and the key of its entry
 // in the sweep index.
@@ -142,15 +153,17 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	s := &Store{db: db, opts: opts, targetKey: targetKey}
+	s := &Store{db: db, opts: opts, targetKey: targetKey, refused: make(map[string]int)}
 	s.w = newCommitter(db, opts.MaxBatch)
 	return s, nil
 }
 
-// Close waits for queued writes and closes the file.
+// Close writes the refusal counts, waits for queued writes and closes the
+// file.
 func (s *Store) Close() error {
+	err := s.FlushCounts()
 	s.w.close()
-	return s.db.Close()
+	return errors.Join(err, s.db.Close())
 }
 
 // Create stores a new alias for spec with a fresh id and returns it with
@@ -365,6 +378,18 @@ func (s *Store) newID(tx *bolt.Tx) (string, error) {
 
 // Get returns the alias id if it is alive at now.
 func (s *Store) Get(id string, now time.Time) (alias.Alias, error) {
+	a, err := s.read(id)
+	if err != nil {
+		return alias.Alias{}, err
+	}
+	if a.Dead(now) {
+		return alias.Alias{}, ErrNotFound
+	}
+	return a, nil
+}
+
+// read returns alias id as stored, dead or alive, from a read transaction.
+func (s *Store) read(id string) (alias.Alias, error) {
 	if !alias.ValidID(id) {
 		return alias.Alias{}, ErrNotFound
 	}
@@ -380,10 +405,72 @@ func (s *Store) Get(id string, now time.Time) (alias.Alias, error) {
 	if err != nil {
 		return alias.Alias{}, fmt.Errorf("store: get %s: %w", id, err)
 	}
-	if r.Dead(now) {
-		return alias.Alias{}, ErrNotFound
-	}
 	return r.Alias, nil
+}
+
+// countRefused notes that mail for a was refused, if a is used up but
+// still visible to its holder; the count reaches the file at the next
+// FlushCounts.
+func (s *Store) countRefused(a *alias.Alias, now time.Time) {
+	if !a.UsedUp() || a.Gone(now) {
+		return
+	}
+	s.refusedMu.Lock()
+	defer s.refusedMu.Unlock()
+	if _, ok := s.refused[a.ID]; ok || len(s.refused) < maxUnflushed {
+		s.refused[a.ID]++
+	}
+}
+
+// FlushCounts adds the refusals counted in memory to the stored aliases,
+// in one write transaction. Sweep calls it, and Close; a crash loses the
+// counts since the last call.
+func (s *Store) FlushCounts() error {
+	s.refusedMu.Lock()
+	counts := s.refused
+	if len(counts) == 0 {
+		s.refusedMu.Unlock()
+		return nil
+	}
+	s.refused = make(map[string]int)
+	s.refusedMu.Unlock()
+	ids := make([]string, 0, len(counts))
+	for id := range counts {
+		ids = append(ids, id)
+	}
+	// In slices, like the sweep, so the writer lock is never held long.
+	for chunk := range slices.Chunk(ids, flushBatch) {
+		err := s.w.do(func(tx *bolt.Tx) error {
+			for _, id := range chunk {
+				r, err := get(tx, id)
+				if errors.Is(err, ErrNotFound) {
+					continue // swept meanwhile
+				}
+				if err != nil {
+					return err
+				}
+				r.Refused += counts[id]
+				if err := put(tx, r, time.Unix(r.SweepAt, 0)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store: flush counts: %w", err)
+		}
+	}
+	return nil
+}
+
+// flushBatch is how many aliases one FlushCounts transaction updates.
+const flushBatch = 500
+
+// unflushed is the count of refusals for id not yet written.
+func (s *Store) unflushed(id string) int {
+	s.refusedMu.Lock()
+	defer s.refusedMu.Unlock()
+	return s.refused[id]
 }
 
 // Reserve takes one use of alias id for a message about to be relayed and
@@ -393,8 +480,11 @@ func (s *Store) Get(id string, now time.Time) (alias.Alias, error) {
 func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
 	// Most mail to a temporary alias service is for dead aliases: answer
 	// those from a read transaction without queueing for the writer.
-	if a, err := s.Get(id, now); err != nil {
+	if a, err := s.read(id); err != nil {
 		return alias.Alias{}, err
+	} else if a.Dead(now) {
+		s.countRefused(&a, now)
+		return alias.Alias{}, ErrNotFound
 	} else if a.Unverified {
 		return alias.Alias{}, ErrNotFound
 	} else if !a.CanReserve(now) {
@@ -417,7 +507,11 @@ func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
 			return err
 		}
 		switch {
-		case r.Dead(now), r.Unverified:
+		case r.Dead(now):
+			s.countRefused(&r.Alias, now)
+			refused = ErrNotFound
+			return nil
+		case r.Unverified:
 			refused = ErrNotFound
 			return nil
 		case !r.CanReserve(now):
@@ -439,7 +533,8 @@ func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
 }
 
 // Commit turns a reservation into a delivered use. An alias whose uses are
-// all delivered is queued for the sweeper at once.
+// all delivered stays filed at its expiry: until then its holder can see
+// it, and how much mail it refused since.
 func (s *Store) Commit(id string, now time.Time) error {
 	return wrap("commit", id, s.w.do(func(tx *bolt.Tx) error {
 		r, err := get(tx, id)
@@ -453,11 +548,7 @@ func (s *Store) Commit(id string, now time.Time) error {
 			r.Pending--
 		}
 		r.Used++
-		sweepAt := time.Unix(r.SweepAt, 0)
-		if r.UsedUp() {
-			sweepAt = now
-		}
-		return put(tx, r, sweepAt)
+		return put(tx, r, time.Unix(r.SweepAt, 0))
 	}))
 }
 
@@ -494,8 +585,10 @@ func wrap(op, id string, err error) error {
 	return nil
 }
 
-// Revoke kills alias id if token is its token. A wrong token, an unknown id
-// and a dead alias all give ErrNotFound.
+// Revoke kills alias id if token is its token; a used-up alias may be
+// revoked too, which removes it (and its target) at the next sweep instead
+// of at its expiry. A wrong token, an unknown id and an expired or revoked
+// alias all give ErrNotFound.
 func (s *Store) Revoke(id, token string, now time.Time) error {
 	return s.revoke(id, now, func(r *record) bool { return r.TokenMatches(token) })
 }
@@ -509,7 +602,7 @@ func (s *Store) revoke(id string, now time.Time, allowed func(*record) bool) err
 	var ok bool
 	err := s.db.View(func(tx *bolt.Tx) error {
 		r, err := get(tx, id)
-		ok = err == nil && !r.Dead(now) && allowed(r)
+		ok = err == nil && !r.Gone(now) && allowed(r)
 		return nil
 	})
 	if err != nil {
@@ -529,7 +622,7 @@ func (s *Store) revoke(id string, now time.Time, allowed func(*record) bool) err
 		if err != nil {
 			return err
 		}
-		if r.Dead(now) || !allowed(r) {
+		if r.Gone(now) || !allowed(r) {
 			refused = ErrNotFound
 			return nil
 		}
@@ -570,24 +663,32 @@ func (s *Store) Live(now time.Time, fn func(alias.Alias) bool) error {
 
 var errStop = errors.New("stop")
 
-// Authorized returns alias id if it is alive and token is its token.
+// Authorized returns alias id to the holder of its token: while it lives,
+// and once used up until it expires, with the mail it refused since.
+// Expired and revoked aliases, unknown ids and wrong tokens all give
+// ErrNotFound.
 func (s *Store) Authorized(id, token string, now time.Time) (alias.Alias, error) {
-	a, err := s.Get(id, now)
+	a, err := s.read(id)
 	if err != nil {
 		return alias.Alias{}, err
 	}
-	if !a.TokenMatches(token) {
+	if a.Gone(now) || !a.TokenMatches(token) {
 		return alias.Alias{}, ErrNotFound
 	}
+	a.Refused += s.unflushed(id)
 	return a, nil
 }
 
-// Sweep deletes aliases that are dead at now, at most batch per write
-// transaction so that the writer lock is never held for long, and returns
-// how many it deleted. Only the ids stay behind, so they are never reused.
+// Sweep deletes aliases that are expired or revoked at now, at most batch
+// per write transaction so that the writer lock is never held for long,
+// and returns how many it deleted. Only the ids stay behind, so they are
+// never reused. It writes the refusal counts first (FlushCounts).
 func (s *Store) Sweep(now time.Time, batch int) (int, error) {
 	if batch <= 0 {
 		batch = 500
+	}
+	if err := s.FlushCounts(); err != nil {
+		return 0, err
 	}
 	total := 0
 	for {
@@ -618,9 +719,8 @@ func (s *Store) sweepDue(now time.Time) (bool, error) {
 }
 
 // sweepOnce deletes up to batch aliases whose sweep entry is due at now.
-// An entry's time is the alias's expiry, or the moment it was revoked or
-// used up, whichever came first (see put's callers), so a due entry is a
-// dead alias: nothing needs decoding. It runs through the group commit,
+// An entry's time is the alias's expiry, or the moment it was revoked if
+// that came first (see put's callers), so a due entry is a dead alias: nothing needs decoding. It runs through the group commit,
 // so reservations queued meanwhile share its transaction instead of
 // waiting for it.
 func (s *Store) sweepOnce(now time.Time, batch int) (deleted int, more bool, err error) {

@@ -424,15 +424,22 @@ func TestAuthorized(t *testing.T) {
 		}
 	}
 
-	// Used up: dead for its owner too.
+	// Used up: dead for mail, still shown to its holder (and only to its
+	// holder) until it expires.
 	if _, err := s.Reserve(a.ID, t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Commit(a.ID, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Authorized(a.ID, token, t0); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Authorized on a used-up alias = %v", err)
+	if got, err := s.Authorized(a.ID, token, t0); err != nil || !got.UsedUp() {
+		t.Errorf("Authorized on a used-up alias = %+v, %v; want it, used up", got, err)
+	}
+	if _, err := s.Authorized(a.ID, "wrong", t0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Authorized on a used-up alias with a wrong token = %v", err)
+	}
+	if _, err := s.Authorized(a.ID, token, a.Expires); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Authorized on a used-up alias at its expiry = %v", err)
 	}
 }
 
@@ -559,9 +566,10 @@ func TestReserveDeadWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	swept, _ := mustCreate(t, s, spec(time.Hour, 0))
-	// Sweeps the revoked, the used-up and the hour-long alias.
-	if n, err := s.Sweep(t0.Add(time.Hour), 0); err != nil || n != 3 {
-		t.Fatalf("Sweep = %d, %v; want 3", n, err)
+	// Sweeps the revoked and the hour-long alias; the used-up one stays
+	// until it expires.
+	if n, err := s.Sweep(t0.Add(time.Hour), 0); err != nil || n != 2 {
+		t.Fatalf("Sweep = %d, %v; want 2", n, err)
 	}
 
 	tests := []struct {

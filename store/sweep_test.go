@@ -116,8 +116,8 @@ func TestSweep(t *testing.T) {
 	}
 	checkSweepIndex(t, s)
 
-	// Nothing is due yet at t0: the used-up and revoked aliases are filed
-	// at the moments they died.
+	// Nothing is due yet at t0: the revoked alias is filed at the moment
+	// it was revoked, the used-up one at its expiry.
 	if n, err := s.Sweep(t0, 0); err != nil || n != 0 {
 		t.Fatalf("Sweep(t0) = %d, %v; want 0", n, err)
 	}
@@ -126,13 +126,13 @@ func TestSweep(t *testing.T) {
 	}
 
 	now := t0.Add(2 * time.Hour)
-	if n, err := s.Sweep(now, 0); err != nil || n != 4 {
-		t.Fatalf("Sweep = %d, %v; want 4", n, err)
+	if n, err := s.Sweep(now, 0); err != nil || n != 3 {
+		t.Fatalf("Sweep = %d, %v; want 3", n, err)
 	}
-	if st := mustStats(t, s); st.Aliases != 2 || st.Issued != 6 {
-		t.Fatalf("Stats after the sweep = %+v, want 2 aliases, 6 issued", st)
+	if st := mustStats(t, s); st.Aliases != 3 || st.Issued != 6 {
+		t.Fatalf("Stats after the sweep = %+v, want 3 aliases, 6 issued", st)
 	}
-	for _, id := range []string{expired.ID, expiredPending.ID, usedUp.ID, revoked.ID} {
+	for _, id := range []string{expired.ID, expiredPending.ID, revoked.ID} {
 		checkGone(t, s, id)
 	}
 	got, err := s.Authorized(live.ID, liveToken, now)
@@ -148,9 +148,10 @@ func TestSweep(t *testing.T) {
 	if n, err := s.Sweep(now, 0); err != nil || n != 0 {
 		t.Errorf("second Sweep = %d, %v; want 0", n, err)
 	}
-	if n, err := s.Sweep(t0.Add(3*day), 0); err != nil || n != 2 {
-		t.Errorf("Sweep at expiry of the rest = %d, %v; want 2", n, err)
+	if n, err := s.Sweep(t0.Add(3*day), 0); err != nil || n != 3 {
+		t.Errorf("Sweep at expiry of the rest = %d, %v; want 3", n, err)
 	}
+	checkGone(t, s, usedUp.ID)
 	if st := mustStats(t, s); st.Aliases != 0 || st.Issued != 6 {
 		t.Errorf("Stats at the end = %+v", st)
 	}

@@ -1,0 +1,135 @@
+package store
+
+import (
+	"errors"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestRefusedAfterDeath counts mail refused for a used-up alias: in
+// memory first (a refusal writes nothing), on disk after FlushCounts and
+// across a restart; refusals for expired, revoked and unknown aliases are
+// not counted.
+func TestRefusedAfterDeath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tempalias.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usedUp, token := mustCreate(t, s, spec(day, 1))
+	if _, err := s.Reserve(usedUp.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(usedUp.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	revoked, revokedToken := mustCreate(t, s, spec(day, 1))
+	if err := s.Revoke(revoked.ID, revokedToken, t0); err != nil {
+		t.Fatal(err)
+	}
+	live, liveToken := mustCreate(t, s, spec(day, 2))
+
+	before := lastTx(t, s)
+	for range 3 {
+		if _, err := s.Reserve(usedUp.ID, t0.Add(time.Hour)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Reserve of a used-up alias = %v, want ErrNotFound", err)
+		}
+	}
+	// Not counted: revoked, expired, unknown.
+	for _, id := range []string{revoked.ID, "zzzzzz"} {
+		if _, err := s.Reserve(id, t0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Reserve(%s) = %v", id, err)
+		}
+	}
+	if _, err := s.Reserve(usedUp.ID, usedUp.Expires); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Reserve at expiry = %v", err)
+	}
+	if after := lastTx(t, s); after != before {
+		t.Fatalf("refusals wrote: tx %d -> %d", before, after)
+	}
+	if got, err := s.Authorized(usedUp.ID, token, t0.Add(time.Hour)); err != nil || got.Refused != 3 || got.Used != 1 {
+		t.Fatalf("before the flush: %+v, %v; want 1 used, 3 refused", got, err)
+	}
+	if got, err := s.Authorized(live.ID, liveToken, t0); err != nil || got.Refused != 0 {
+		t.Fatalf("live alias: %+v, %v; want 0 refused", got, err)
+	}
+
+	if err := s.FlushCounts(); err != nil {
+		t.Fatal(err)
+	}
+	if lastTx(t, s) == before {
+		t.Fatal("FlushCounts wrote nothing")
+	}
+	flushed := lastTx(t, s)
+	if err := s.FlushCounts(); err != nil || lastTx(t, s) != flushed {
+		t.Fatalf("a flush with nothing counted: %v, wrote %v", err, lastTx(t, s) != flushed)
+	}
+	if _, err := s.Reserve(usedUp.ID, t0.Add(2*time.Hour)); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if got, err := s.Authorized(usedUp.ID, token, t0.Add(2*time.Hour)); err != nil || got.Refused != 4 {
+		t.Fatalf("after the flush and one more: %+v, %v; want 4 refused", got, err)
+	}
+
+	// Close writes what is counted; a restart keeps it.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := s.Authorized(usedUp.ID, token, t0.Add(2*time.Hour)); err != nil || got.Refused != 4 {
+		t.Fatalf("after a restart: %+v, %v; want 4 refused", got, err)
+	}
+	// Gone at expiry, for its holder too, and swept.
+	if _, err := s.Authorized(usedUp.ID, token, usedUp.Expires); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("at expiry: %v, want ErrNotFound", err)
+	}
+	if n, err := s.Sweep(usedUp.Expires, 0); err != nil || n != 3 {
+		t.Fatalf("Sweep at expiry = %d, %v; want 3", n, err)
+	}
+	checkGone(t, s, usedUp.ID)
+}
+
+// TestRefusedCountBounded checks that the ids counted between flushes are
+// bounded: refusals for further ids wait for the next flush.
+func TestRefusedCountBounded(t *testing.T) {
+	s, _ := openStore(t, Options{})
+	a, token := mustCreate(t, s, spec(day, 1))
+	if _, err := s.Reserve(a.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(a.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	s.refusedMu.Lock()
+	for i := range maxUnflushed {
+		s.refused["filler"+strconv.Itoa(i)] = 1
+	}
+	s.refusedMu.Unlock()
+	if _, err := s.Reserve(a.ID, t0); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if got, _ := s.Authorized(a.ID, token, t0); got.Refused != 0 {
+		t.Fatalf("counted past the bound: %d", got.Refused)
+	}
+	s.refusedMu.Lock()
+	n := len(s.refused)
+	s.refusedMu.Unlock()
+	if n != maxUnflushed {
+		t.Fatalf("%d ids counted, bound %d", n, maxUnflushed)
+	}
+	if err := s.FlushCounts(); err != nil { // unknown ids are skipped
+		t.Fatal(err)
+	}
+	if _, err := s.Reserve(a.ID, t0); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if got, _ := s.Authorized(a.ID, token, t0); got.Refused != 1 {
+		t.Fatalf("after the flush: %d refused, want 1", got.Refused)
+	}
+}
