@@ -18,7 +18,7 @@
 # table with ratios. Results: bench/out/ (results.jsonl, summary.md, run.log).
 #
 # Needs root (Postfix's master runs as root) and Debian's apt for what is
-# missing (postfix, wrk, jq). Knobs: QUICK=1, ROUNDS, DUR, WARM, SMTP_C,
+# missing (postfix, wrk, jq). Knobs: QUICK=1, SMTP_ONLY=1, ROUNDS, DUR, WARM, SMTP_C,
 # HTTP_C, NALIAS, SCALE_N, BIG, QUIET_WAIT, OUT (where results go) and
 # PF_EXTRA (lines added to Postfix's main.cf).
 set -euo pipefail
@@ -38,6 +38,7 @@ fi
 SMTP_C=${SMTP_C:-50}      # concurrent SMTP sessions (issue 3)
 HTTP_C=${HTTP_C:-100}     # concurrent HTTP clients (issue 2)
 BIG=${BIG:-104857600}     # the one big message: 100 MiB
+SMTP_ONLY=${SMTP_ONLY:-0} # 1: stop after the SMTP workloads (a quicker targeted run)
 SWEEP_C=${SWEEP_C:-10}    # sessions per kind probing RCPT during the sweep
 QUIET_WAIT=${QUIET_WAIT:-$([[ $QUICK == 1 ]] && echo 2s || echo 8s)} # longest wait for a quiet machine before a run
 export PATH=$PATH:/usr/sbin:/usr/local/go/bin
@@ -427,6 +428,52 @@ med() {
 errs() { jq -s --arg l "$1" '[.[] | select(.label == $l) | .errors] | add // 0' "$RES"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 
+e() {
+	local n
+	n=$(errs "$1")
+	if [[ $n != 0 ]]; then echo ", $n errors"; fi
+}
+# row workload tempalias-label peer-label target: one line of the table
+row() {
+	local w=$1 a=$2 b=$3 target=$4
+	local ta tb r verdict ca sa cb oa ob
+	ta=$(med "$a" .throughput)
+	tb=$(med "$b" .throughput)
+	r=$(ratio "$ta" "$tb")
+	verdict=""
+	if [[ -n $target && $r != "-" ]]; then
+		verdict="≥ $target: $(awk -v r="$r" -v t="$target" 'BEGIN { print (r >= t ? "met" : "**missed**") }')"
+	fi
+	ca=$(med "$a" .cpu.server_us_per_op)
+	sa=$(med "$a" .cpu.sink_us_per_op)
+	cb=$(med "$b" .cpu.server_us_per_op)
+	if [[ $sa != "-" && $sa != 0 && $b != */sink ]]; then ca="$ca (+$sa sink)"; fi
+	oa=$(med "$a" .cpu.others_cores)
+	ob=$(med "$b" .cpu.others_cores)
+	printf '| %s | %s/s, p50 %s, p99 %s ms%s | %s | %s/s, p50 %s, p99 %s ms%s | **%s** | %s | %s / %s | %s / %s |\n' \
+		"$w" "$ta" "$(med "$a" .p50_ms)" "$(med "$a" .p99_ms)" "$(e "$a")" "${b#*/}" \
+		"$tb" "$(med "$b" .p50_ms)" "$(med "$b" .p99_ms)" "$(e "$b")" "$r" "$verdict" "$ca" "$cb" "$oa" "$ob"
+}
+
+table_head() {
+	echo "Medians of $ROUNDS round(s) of $DUR each (each after a $WARM warm-up run), peers alternating (ABBA)."
+	echo "CPU µs/op: server CPU time per successful operation (Postfix: master and all its daemons,"
+	echo "queue drained); others: cores busy with processes outside the benchmark (neighbours)."
+	echo
+	echo "| workload | tempalias | peer | peer | ratio | target | CPU µs/op tempalias / peer | others (cores) |"
+	echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+}
+smtp_rows() {
+	row "RCPT refusals, $SMTP_C sessions" refuse/tempalias refuse/postfix 4
+	row "RCPT refusals, pipelined, $SMTP_C sessions" refuse-pipe/tempalias refuse-pipe/postfix 4
+	row "4 KiB relays, reused connections, $SMTP_C" relay/tempalias relay/postfix 5
+	row "4 KiB relays, reused connections, $SMTP_C" relay/tempalias relay/sink 0.5
+	row "4 KiB relays, reused connections, pipelined, $SMTP_C" relay-pipe/tempalias relay-pipe/postfix 5
+	row "4 KiB relays, reused connections, pipelined, $SMTP_C" relay-pipe/tempalias relay-pipe/sink 0.5
+	row "4 KiB relays, session per message, $SMTP_C" relay1/tempalias relay1/postfix 5
+	row "4 KiB relays, session per message, $SMTP_C" relay1/tempalias relay1/sink 0.5
+}
+
 # rounds workload "peer|watch|loadgen-args" ...: $ROUNDS rounds, peers in
 # turn, the order reversed every other round (ABBA) so drift hurts nobody.
 rounds() {
@@ -461,11 +508,22 @@ mapfile -t peers < <(ta_peer -mode smtp-refuse -addr "$TA_S" -c "$SMTP_C"
 	echo "postfix|$W_PF|-mode smtp-refuse -addr $PF_S -c $SMTP_C")
 rounds refuse "${peers[@]}"
 
+say "RCPT refusals, pipelined as a sending MTA does (rfc 2920): EHLO, then MAIL+RCPT+QUIT in one write; $SMTP_C concurrent"
+mapfile -t peers < <(ta_peer -mode smtp-refuse -pipeline -addr "$TA_S" -c "$SMTP_C"
+	echo "postfix|$W_PF|-mode smtp-refuse -pipeline -addr $PF_S -c $SMTP_C")
+rounds refuse-pipe "${peers[@]}"
+
 say "4 KiB relays, connections reused with RSET; $SMTP_C concurrent"
 mapfile -t peers < <(ta_peer -mode smtp-relay -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
 	echo "postfix|$W_PF|-mode smtp-relay -addr $PF_S -c $SMTP_C -rcpt-file $AL"
 	echo "sink|$W_SINK|-mode smtp-relay -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2")
 rounds relay "${peers[@]}"
+
+say "4 KiB relays, connections reused, MAIL+RCPT+DATA pipelined (rfc 2920); $SMTP_C concurrent"
+mapfile -t peers < <(ta_peer -mode smtp-relay -pipeline -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
+	echo "postfix|$W_PF|-mode smtp-relay -pipeline -addr $PF_S -c $SMTP_C -rcpt-file $AL"
+	echo "sink|$W_SINK|-mode smtp-relay -pipeline -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2")
+rounds relay-pipe "${peers[@]}"
 
 say "4 KiB relays, one session per message; $SMTP_C concurrent"
 mapfile -t peers < <(ta_peer -mode smtp-relay -per-session -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
@@ -473,6 +531,16 @@ mapfile -t peers < <(ta_peer -mode smtp-relay -per-session -addr "$TA_S" -c "$SM
 	echo "sink|$W_SINK|-mode smtp-relay -per-session -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2")
 rounds relay1 "${peers[@]}"
 stop_postfix
+
+if [[ $SMTP_ONLY == 1 ]]; then
+	say "results (SMTP_ONLY=1: the SMTP workloads only)"
+	{
+		table_head
+		smtp_rows
+	} | tee "$SUMMARY"
+	echo "raw results: $RES; this table: $SUMMARY"
+	exit 0
+fi
 
 # --- HTTP -----------------------------------------------------------------
 
@@ -620,46 +688,10 @@ rm -f "$TMP/scale/sweep.db"
 # --- the table ------------------------------------------------------------
 
 say "results"
-e() {
-	local n
-	n=$(errs "$1")
-	if [[ $n != 0 ]]; then echo ", $n errors"; fi
-}
-# row workload tempalias-label peer-label target: one line of the table
-row() {
-	local w=$1 a=$2 b=$3 target=$4
-	local ta tb r verdict ca sa cb oa ob
-	ta=$(med "$a" .throughput)
-	tb=$(med "$b" .throughput)
-	r=$(ratio "$ta" "$tb")
-	verdict=""
-	if [[ -n $target && $r != "-" ]]; then
-		verdict="≥ $target: $(awk -v r="$r" -v t="$target" 'BEGIN { print (r >= t ? "met" : "**missed**") }')"
-	fi
-	ca=$(med "$a" .cpu.server_us_per_op)
-	sa=$(med "$a" .cpu.sink_us_per_op)
-	cb=$(med "$b" .cpu.server_us_per_op)
-	if [[ $sa != "-" && $sa != 0 && $b != */sink ]]; then ca="$ca (+$sa sink)"; fi
-	oa=$(med "$a" .cpu.others_cores)
-	ob=$(med "$b" .cpu.others_cores)
-	printf '| %s | %s/s, p50 %s, p99 %s ms%s | %s | %s/s, p50 %s, p99 %s ms%s | **%s** | %s | %s / %s | %s / %s |\n' \
-		"$w" "$ta" "$(med "$a" .p50_ms)" "$(med "$a" .p99_ms)" "$(e "$a")" "${b#*/}" \
-		"$tb" "$(med "$b" .p50_ms)" "$(med "$b" .p99_ms)" "$(e "$b")" "$r" "$verdict" "$ca" "$cb" "$oa" "$ob"
-}
-
 {
-	echo "Medians of $ROUNDS round(s) of $DUR each (each after a $WARM warm-up run), peers alternating (ABBA)."
-	echo "CPU µs/op: server CPU time per successful operation (Postfix: master and all its daemons,"
-	echo "queue drained); others: cores busy with processes outside the benchmark (neighbours)."
-	echo
-	echo "| workload | tempalias | peer | peer | ratio | target | CPU µs/op tempalias / peer | others (cores) |"
-	echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+	table_head
 	if ((TA_SMTP_OK)); then
-		row "RCPT refusals, $SMTP_C sessions" refuse/tempalias refuse/postfix 4
-		row "4 KiB relays, reused connections, $SMTP_C" relay/tempalias relay/postfix 5
-		row "4 KiB relays, reused connections, $SMTP_C" relay/tempalias relay/sink 0.5
-		row "4 KiB relays, session per message, $SMTP_C" relay1/tempalias relay1/postfix 5
-		row "4 KiB relays, session per message, $SMTP_C" relay1/tempalias relay1/sink 0.5
+		smtp_rows
 	else
 		echo "| SMTP workloads | not measured: no SMTP listener in this build | | | | | | |"
 		row "Postfix refusals alone, $SMTP_C sessions" refuse/postfix refuse/postfix ""

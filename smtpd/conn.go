@@ -62,6 +62,13 @@ func (l *listener) Accept() (net.Conn, error) {
 //     The banner is the first thing written, so the first Write decides
 //     whether the client is welcome (connection limits, blocked client,
 //     DNSBL) and says 421 or 554 instead.
+//   - Reply batching: go-smtp flushes every reply line by itself (an EHLO
+//     answer is one write per extension) and every reply to a pipelined
+//     command group separately. Here replies are held until go-smtp next
+//     reads from the client, the connection closes or a DATA phase starts,
+//     and then go out in one write: what rfc 2920:3.1 allows, and what
+//     Postfix's smtpd does. A client waiting for a reply has it as soon as
+//     go-smtp waits for the client again.
 type clientConn struct {
 	net.Conn
 	srv       *Server
@@ -77,6 +84,7 @@ type clientConn struct {
 	closeAfter bool
 
 	wmu sync.Mutex // one reply at a time, also for goodbye from Shutdown
+	out []byte     // replies held until the next read; guarded by wmu
 
 	scan     byte        // scanner state; only the reading goroutine touches it
 	smuggled atomic.Bool // saw <CRLF>.<CR> followed by something other than <LF>
@@ -99,6 +107,10 @@ type clientConn struct {
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
+	if err := c.flush(); err != nil {
+		c.readFailed.Store(true)
+		return 0, err
+	}
 	c.mu.Lock()
 	inData, until := c.inData, c.dataUntil
 	c.mu.Unlock()
@@ -140,13 +152,18 @@ func (c *clientConn) SetReadDeadline(t time.Time) error {
 }
 
 // beginData starts the per-read deadlines of a DATA phase that must end by
-// until.
+// until. The 354 goes out now, not after the smarthost's own 354.
 func (c *clientConn) beginData(until time.Time) {
 	c.mu.Lock()
 	c.inData = true
 	c.dataUntil = until
 	c.mu.Unlock()
+	c.flush()
 }
+
+// maxHeld bounds the replies held for one write; go-smtp reads commands
+// through a 4 KiB buffer, so a pipelined group rarely comes near it.
+const maxHeld = 8 << 10
 
 func (c *clientConn) Write(p []byte) (int, error) {
 	admitted := true
@@ -154,16 +171,48 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	if !admitted {
 		return 0, net.ErrClosed
 	}
-	c.wmu.Lock()
-	n, err := c.Conn.Write(p)
-	c.wmu.Unlock()
 	c.mu.Lock()
 	closing := c.closeAfter
 	c.mu.Unlock()
+	c.wmu.Lock()
+	c.out = append(c.out, p...)
+	var err error
+	if closing || len(c.out) >= maxHeld {
+		err = c.flushLocked(c.srv.cfg.WriteTimeout)
+	}
+	c.wmu.Unlock()
 	if closing {
 		c.Close()
 	}
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// flush writes the replies held so far.
+func (c *clientConn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.out) == 0 {
+		return nil
+	}
+	return c.flushLocked(c.srv.cfg.WriteTimeout)
+}
+
+// flushLocked writes the held replies within timeout; wmu is held.
+func (c *clientConn) flushLocked(timeout time.Duration) error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := c.Conn.Write(c.out)
+	if cap(c.out) > maxHeld {
+		c.out = nil
+	} else {
+		c.out = c.out[:0]
+	}
+	return err
 }
 
 // closeAfterReply makes the next reply the last one. If a message is still
@@ -182,6 +231,11 @@ func (c *clientConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		// The last replies (221, 421) are still held: they go first,
+		// briefly, as goodbye's do.
+		c.wmu.Lock()
+		c.flushLocked(time.Second)
+		c.wmu.Unlock()
 		err = c.Conn.Close()
 		c.srv.untrack(c)
 	})
@@ -209,11 +263,12 @@ func (c *clientConn) goodbye() {
 	c.Close()
 }
 
-// rawWrite writes a reply go-smtp knows nothing about.
+// rawWrite writes a reply go-smtp knows nothing about, after the ones it
+// wrote.
 func (c *clientConn) rawWrite(line string) {
 	c.wmu.Lock()
-	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Conn.Write([]byte(line))
+	c.out = append(c.out, line...)
+	c.flushLocked(time.Second)
 	c.wmu.Unlock()
 }
 

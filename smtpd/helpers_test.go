@@ -283,6 +283,12 @@ func (s *syncBuffer) String() string {
 
 func newEnv(t testing.TB, configure func(*Config)) *env {
 	t.Helper()
+	return newEnvListener(t, configure, nil)
+}
+
+// newEnvListener is newEnv whose server accepts through wrap(listener).
+func newEnvListener(t testing.TB, configure func(*Config), wrap func(net.Listener) net.Listener) *env {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "aliases.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -316,6 +322,9 @@ func newEnv(t testing.TB, configure func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e.addr = ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	served := make(chan error, 1)
 	go func() { served <- e.srv.Serve(ln) }()
 	t.Cleanup(func() {

@@ -71,6 +71,7 @@ type config struct {
 	from        string
 	ehlo        string
 	perSession  bool
+	pipeline    bool
 	msgsPerConn int
 	rset        bool
 	target      string
@@ -105,6 +106,7 @@ func main() {
 	flag.IntVar(&cfg.idLen, "id-len", 8, "smtp-refuse: length of the random [0-9a-z] local parts")
 	flag.StringVar(&cfg.from, "from", "sender@client.example", "MAIL FROM address")
 	flag.StringVar(&cfg.ehlo, "ehlo", "loadgen.example", "EHLO name")
+	flag.BoolVar(&cfg.pipeline, "pipeline", false, "smtp modes: send MAIL, RCPT and DATA (refuse: QUIT) as one group, as a sending MTA does when PIPELINING is offered (rfc 2920)")
 	flag.BoolVar(&cfg.perSession, "per-session", false, "smtp-relay: a new session (connect, EHLO, QUIT) for every message")
 	flag.IntVar(&cfg.msgsPerConn, "msgs-per-conn", 0, "smtp-relay: messages per connection before QUIT; 0: unlimited")
 	flag.BoolVar(&cfg.rset, "rset", true, "smtp-relay: send RSET between messages on a reused connection")
@@ -593,7 +595,8 @@ func (r *result) print(cfg *config) {
 
 // --- SMTP -----------------------------------------------------------------
 
-// smtpConn is a minimal SMTP client: one command, one reply, no pipelining.
+// smtpConn is a minimal SMTP client: one command, one reply, or with
+// -pipeline one group of commands, then their replies.
 type smtpConn struct {
 	c net.Conn
 	r *bufio.Reader
@@ -704,12 +707,38 @@ func (r *refuser) unknown() string {
 	return string(b) + "@" + r.cfg.rcptDomain
 }
 
+// group writes lines as one pipelined group (rfc 2920).
+func (sc *smtpConn) group(lines ...string) error {
+	for _, l := range lines {
+		sc.w.WriteString(l)
+		sc.w.WriteString("\r\n")
+	}
+	if err := sc.w.Flush(); err != nil {
+		return fmt.Errorf("pipelined group: %w", err)
+	}
+	return nil
+}
+
 func (r *refuser) op(ctx context.Context, st *stats) error {
 	sc, err := dialSMTP(ctx, r.cfg, st)
 	if err != nil {
 		return err
 	}
 	defer sc.c.Close()
+	if r.cfg.pipeline {
+		t0 := time.Now()
+		if err := sc.group("MAIL FROM:<"+r.cfg.from+">", "RCPT TO:<"+r.unknown()+">", "QUIT"); err != nil {
+			return err
+		}
+		if err := sc.expect(250, "MAIL"); err != nil {
+			return err
+		}
+		if err := sc.expect(550, "RCPT"); err != nil {
+			return err
+		}
+		st.addRcpt(time.Since(t0), r.cfg.slow)
+		return sc.expect(221, "QUIT")
+	}
 	if err := sc.cmd(250, "MAIL", "MAIL FROM:<"+r.cfg.from+">"); err != nil {
 		return err
 	}
@@ -861,14 +890,32 @@ func (r *relayer) send(ctx context.Context, st *stats) error {
 	sc.c.SetDeadline(time.Now().Add(r.cfg.timeout))
 	rcpt := r.rcpts[r.next]
 	r.next = (r.next + 1) % len(r.rcpts)
-	if err := sc.cmd(250, "MAIL", fmt.Sprintf("MAIL FROM:<%s> SIZE=%d", r.cfg.from, r.msg.size)); err != nil {
-		return err
-	}
-	if err := sc.timedCmd(250, "RCPT", "RCPT TO:<"+rcpt+">", r.cfg, st); err != nil {
-		return err
-	}
-	if err := sc.cmd(354, "DATA", "DATA"); err != nil {
-		return err
+	mail := fmt.Sprintf("MAIL FROM:<%s> SIZE=%d", r.cfg.from, r.msg.size)
+	if r.cfg.pipeline {
+		t0 := time.Now()
+		if err := sc.group(mail, "RCPT TO:<"+rcpt+">", "DATA"); err != nil {
+			return err
+		}
+		if err := sc.expect(250, "MAIL"); err != nil {
+			return err
+		}
+		if err := sc.expect(250, "RCPT"); err != nil {
+			return err
+		}
+		st.addRcpt(time.Since(t0), r.cfg.slow)
+		if err := sc.expect(354, "DATA"); err != nil {
+			return err
+		}
+	} else {
+		if err := sc.cmd(250, "MAIL", mail); err != nil {
+			return err
+		}
+		if err := sc.timedCmd(250, "RCPT", "RCPT TO:<"+rcpt+">", r.cfg, st); err != nil {
+			return err
+		}
+		if err := sc.cmd(354, "DATA", "DATA"); err != nil {
+			return err
+		}
 	}
 	n, err := r.msg.writeTo(sc.w)
 	if st.record {

@@ -1,0 +1,74 @@
+package smtpd
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+)
+
+// writeCounter counts the writes the server makes on the connections it
+// accepts, below clientConn.
+type writeCounter struct {
+	net.Listener
+	writes *atomic.Int64
+}
+
+func (l writeCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countedConn{c, l.writes}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countedConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestRepliesBatched: a multi-line EHLO reply is one write, and the
+// replies to a pipelined group of commands (rfc 2920) go out together,
+// while a client that waits for each reply still gets each at once.
+func TestRepliesBatched(t *testing.T) {
+	var writes atomic.Int64
+	e := newEnvListener(t, nil, func(ln net.Listener) net.Listener { return writeCounter{ln, &writes} })
+	_, live := e.newAlias("t@example.com", 3, 5)
+	step := func(name string, want int64) {
+		t.Helper()
+		if got := writes.Load(); got != want {
+			t.Fatalf("after %s: %d writes, want %d", name, got, want)
+		}
+	}
+	c := e.dial()
+	step("the banner", 1)
+	c.must(250, "EHLO client.example")
+	step("EHLO", 2)
+
+	c.send("MAIL FROM:<s@example.org>\r\nRCPT TO:<zzzzzz@" + testDomain + ">\r\nRCPT TO:<" + live + ">\r\nRSET\r\n")
+	for _, code := range []int{250, 550, 250, 250} {
+		c.expect(code)
+	}
+	step("a pipelined MAIL, RCPT, RCPT, RSET", 3)
+
+	c.send("MAIL FROM:<s@example.org>\r\nRCPT TO:<" + live + ">\r\nDATA\r\n")
+	for _, code := range []int{250, 250, 354} {
+		c.expect(code)
+	}
+	step("a pipelined MAIL, RCPT, DATA", 4)
+	c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+	c.expect(250)
+	step("the message", 5)
+	c.must(221, "QUIT")
+	step("QUIT", 6)
+	if !c.closed() {
+		t.Fatal("still open after QUIT")
+	}
+	if n := len(e.up.messages()); n != 1 {
+		t.Fatalf("smarthost got %d messages, want 1", n)
+	}
+}
