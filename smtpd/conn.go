@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -92,6 +94,9 @@ type clientConn struct {
 	// timeout); whatever go-smtp makes of it, no message in progress is
 	// complete.
 	readFailed atomic.Bool
+	// relaying: a message is being read and relayed (from beginData to
+	// endData); a failed read then says so in our words (see Read).
+	relaying atomic.Bool
 	// encrypted: STARTTLS is done and what passes here is ciphertext, which
 	// rawScan cannot read. go-smtp reads the plaintext from its *tls.Conn
 	// with no hook, so under TLS the one sequence its dataReader alters
@@ -109,7 +114,7 @@ type clientConn struct {
 func (c *clientConn) Read(p []byte) (int, error) {
 	if err := c.flush(); err != nil {
 		c.readFailed.Store(true)
-		return 0, err
+		return 0, c.readError(err)
 	}
 	c.mu.Lock()
 	inData, until := c.inData, c.dataUntil
@@ -127,8 +132,26 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	}
 	if err != nil {
 		c.readFailed.Store(true)
+		err = c.readError(err)
 	}
 	return n, err
+}
+
+// readError is what Read reports for err. While a message is relayed, a
+// timeout or a broken connection becomes our reply: go-smtp answers a
+// failed BDAT chunk read with the error's own text ("read tcp …: i/o
+// timeout") unless it is an *smtp.SMTPError, and the connection is closed
+// after it, as the reply says. The end of input and a closed connection
+// stay what they are: go-smtp and relay look for them.
+func (c *clientConn) readError(err error) error {
+	if !c.relaying.Load() || err == io.EOF || errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	c.closeAfterReply()
+	if isTimeout(err) {
+		return errReadTimeout
+	}
+	return errReadBroken
 }
 
 // startedTLS is called from the first session after STARTTLS, before any
@@ -158,7 +181,14 @@ func (c *clientConn) beginData(until time.Time) {
 	c.inData = true
 	c.dataUntil = until
 	c.mu.Unlock()
+	c.relaying.Store(true)
 	c.flush()
+}
+
+// endData ends what beginData started, once the message is relayed or
+// failed.
+func (c *clientConn) endData() {
+	c.relaying.Store(false)
 }
 
 // maxHeld bounds the replies held for one write; go-smtp reads commands

@@ -223,13 +223,15 @@ func (c *countingStore) Reserve(id string, now time.Time) (alias.Alias, error) {
 	return a, err
 }
 
+// Commit and Refund count once the store is done, so that a test that
+// saw them settled also sees their effect in the store.
 func (c *countingStore) Commit(id string, now time.Time) error {
-	c.committed.Add(1)
+	defer c.committed.Add(1)
 	return c.Store.Commit(id, now)
 }
 
 func (c *countingStore) Refund(id string) error {
-	c.refunded.Add(1)
+	defer c.refunded.Add(1)
 	return c.Store.Refund(id)
 }
 

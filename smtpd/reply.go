@@ -150,6 +150,14 @@ type clientError struct{ err error }
 func (e *clientError) Error() string { return "reading message: " + e.err.Error() }
 func (e *clientError) Unwrap() error { return e.err }
 
+// What clientConn.Read returns for a failed read while a message is
+// relayed: errTimeout and errBroken as go-smtp sends them, compared by
+// identity in classify.
+var (
+	errReadTimeout = &smtp.SMTPError{Code: errTimeout.code, EnhancedCode: errTimeout.enh, Message: errTimeout.msg}
+	errReadBroken  = &smtp.SMTPError{Code: errBroken.code, EnhancedCode: errBroken.enh, Message: errBroken.msg}
+)
+
 // replyFor is classify's verdict as go-smtp wants it.
 func replyFor(err error) *smtp.SMTPError {
 	r, _ := classify(err)
@@ -174,7 +182,7 @@ func classify(err error) (r *refusal, internal bool) {
 			return errTooBig, false
 		case errors.Is(err, smtp.ErrTooLongLine):
 			return errLongLine, false
-		case isTimeout(err):
+		case errors.Is(err, errReadTimeout), isTimeout(err):
 			return errTimeout, false
 		}
 		return errBroken, false

@@ -57,6 +57,27 @@ func TestBDATTruncatedByDisconnect(t *testing.T) {
 	e.nothingDelivered(t, id)
 }
 
+// A BDAT chunk that stops arriving ends in our 421 and a hang-up, never
+// in go-smtp's own reply, which carried the Go error ("read tcp …: i/o
+// timeout") to the client; nothing is completed upstream.
+func TestBDATStallReply(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.ReadTimeout = 300 * time.Millisecond })
+	id, addr := e.newAlias("t@example.com", 3, 5)
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<s@example.org>")
+	c.must(250, "RCPT TO:<%s>", addr)
+	c.send("BDAT 100000 LAST\r\nSubject: x\r\n\r\npart of it\r\n")
+	code, msg := c.reply()
+	if code != 421 || msg != "4.4.2 Timeout, closing connection" {
+		t.Fatalf("stalled chunk: %d %q, want 421 4.4.2 Timeout, closing connection", code, msg)
+	}
+	if !c.closed() {
+		t.Fatal("still open after the 421")
+	}
+	e.nothingDelivered(t, id)
+}
+
 // A transaction that idles between commands is ended after
 // TransactionTimeout: its reservation comes back.
 func TestTransactionTimeout(t *testing.T) {

@@ -366,6 +366,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	tx.timer.Stop() // from here DataTimeout and the smarthost's timeouts apply
 	res, err := s.relay(tx, r)
+	s.conn.endData()
 	rep := s.reply(tx, err)
 	metrics.Messages.WithLabelValues(messageResult(tx.code)).Inc()
 	if res == delivered {
