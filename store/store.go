@@ -35,9 +35,12 @@ var ErrNotFound = alias.ErrNotFound
 var ErrExhausted = alias.ErrExhausted
 
 var (
-	bucketAliases = []byte("aliases") // id -> JSON record
-	bucketIDs     = []byte("ids")     // every id ever issued -> nothing
-	bucketSweep   = []byte("sweep")   // 8-byte unix seconds + id -> nothing
+	// Every id ever issued is a key here: a stored alias's value is its
+	// JSON record, a swept alias's is the tombstone. One bucket for both
+	// means a creation writes one page at a random key, not two.
+	bucketAliases = []byte("aliases")
+	bucketOldIDs  = []byte("ids")   // format 1 kept issued ids here; migrated at Open
+	bucketSweep   = []byte("sweep") // 8-byte unix seconds + id -> nothing
 	bucketMeta    = []byte("meta")
 	bucketConfirm = []byte("confirm")    // hash of a confirmation token -> id
 	bucketTargets = []byte("targets")    // target hash + id -> nothing, per live alias
@@ -45,8 +48,19 @@ var (
 	keyIssued     = []byte("issued")     // count of ids ever issued, uint64
 	keyStored     = []byte("stored")     // count of records in the aliases bucket, uint64
 	keyTargetKey  = []byte("target_key") // HMAC key for target hashes
+	keyFormat     = []byte("format")     // the file's layout version, uint64
 	present       = []byte{1}            // the value of set-like buckets
+	tombstone     = []byte{0}            // a swept alias: only its id stays (records are JSON objects)
 )
+
+// format is the layout this version writes: 2 since issued ids became
+// tombstones in the aliases bucket instead of keys of their own bucket.
+// A file of a later format is refused rather than misread.
+const format = 2
+
+// isTombstone reports whether v, a value of the aliases bucket, marks a
+// swept alias.
+func isTombstone(v []byte) bool { return len(v) == 1 && v[0] == 0 }
 
 // Options tune a store; zero values get defaults.
 type Options struct {
@@ -128,12 +142,15 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	var targetKey []byte
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketAliases, bucketIDs, bucketSweep, bucketMeta, bucketConfirm, bucketTargets, bucketVerify} {
+		for _, b := range [][]byte{bucketAliases, bucketSweep, bucketMeta, bucketConfirm, bucketTargets, bucketVerify} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyFormat); len(v) == 8 && binary.BigEndian.Uint64(v) > format {
+			return fmt.Errorf("written by a newer tempalias (file format %d, this version reads up to %d)", binary.BigEndian.Uint64(v), format)
+		}
 		if meta.Get(keyStored) == nil {
 			// Written by a version that did not count: count once.
 			n := uint64(tx.Bucket(bucketAliases).Stats().KeyN)
@@ -149,6 +166,9 @@ func Open(path string, opts Options) (*Store, error) {
 		rand.Read(targetKey)
 		return meta.Put(keyTargetKey, targetKey)
 	})
+	if err == nil {
+		err = migrateIDs(db)
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
@@ -156,6 +176,46 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{db: db, opts: opts, targetKey: targetKey, refused: make(map[string]int)}
 	s.w = newCommitter(db, opts.MaxBatch)
 	return s, nil
+}
+
+// migrateIDs moves a format 1 file's issued ids into the aliases bucket
+// as tombstones (the ids of stored aliases are there already), a slice per
+// transaction so that a large file needs no large transaction; an
+// interrupted migration goes on at the next Open. Then the file is
+// marked as format 2.
+func migrateIDs(db *bolt.DB) error {
+	const slice = 10000
+	for {
+		done := false
+		err := db.Update(func(tx *bolt.Tx) error {
+			ids := tx.Bucket(bucketOldIDs)
+			if ids == nil {
+				done = true
+				return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint64(nil, format))
+			}
+			aliases := tx.Bucket(bucketAliases)
+			c := ids.Cursor()
+			k, _ := c.First()
+			for n := 0; k != nil && n < slice; n++ {
+				if aliases.Get(k) == nil {
+					if err := aliases.Put(append([]byte(nil), k...), tombstone); err != nil {
+						return err
+					}
+				}
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				k, _ = c.First()
+			}
+			if k == nil {
+				return tx.DeleteBucket(bucketOldIDs)
+			}
+			return nil
+		})
+		if err != nil || done {
+			return err
+		}
+	}
 }
 
 // Close writes the refusal counts, waits for queued writes and closes the
@@ -355,7 +415,7 @@ func liveForTarget(tx *bolt.Tx, prefix []byte, now time.Time) (int, error) {
 // with the number of ids issued; repeated collisions (a nearly full id
 // space) make it grow further.
 func (s *Store) newID(tx *bolt.Tx) (string, error) {
-	meta, ids := tx.Bucket(bucketMeta), tx.Bucket(bucketIDs)
+	meta, aliases := tx.Bucket(bucketMeta), tx.Bucket(bucketAliases)
 	var issued uint64
 	if v := meta.Get(keyIssued); len(v) == 8 {
 		issued = binary.BigEndian.Uint64(v)
@@ -364,12 +424,10 @@ func (s *Store) newID(tx *bolt.Tx) (string, error) {
 	for ; n <= alias.MaxIDLength; n++ {
 		for try := 0; try < 8; try++ {
 			id := alias.NewID(n)
-			if ids.Get([]byte(id)) != nil {
+			if aliases.Get([]byte(id)) != nil { // stored, or a tombstone
 				continue
 			}
-			if err := ids.Put([]byte(id), present); err != nil {
-				return "", err
-			}
+			// The caller stores the record under id in this transaction.
 			return id, meta.Put(keyIssued, binary.BigEndian.AppendUint64(nil, issued+1))
 		}
 	}
@@ -645,6 +703,9 @@ func (s *Store) RevokeID(id string, now time.Time) error {
 func (s *Store) Live(now time.Time, fn func(alias.Alias) bool) error {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAliases).ForEach(func(k, v []byte) error {
+			if isTombstone(v) {
+				return nil
+			}
 			var r record
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("decode %s: %w", k, err)
@@ -746,7 +807,7 @@ func (s *Store) sweepOnce(now time.Time, batch int) (deleted int, more bool, err
 			if err := c.Delete(); err != nil {
 				return err
 			}
-			if err := aliases.Delete(id); err != nil {
+			if err := aliases.Put(id, tombstone); err != nil {
 				return err
 			}
 			if targetKey != nil {
@@ -832,7 +893,7 @@ func (s *Store) Ping() error {
 
 func get(tx *bolt.Tx, id string) (*record, error) {
 	v := tx.Bucket(bucketAliases).Get([]byte(id))
-	if v == nil {
+	if v == nil || isTombstone(v) {
 		return nil, ErrNotFound
 	}
 	r := new(record)

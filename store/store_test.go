@@ -704,7 +704,7 @@ func TestBackup(t *testing.T) {
 	}
 	var keys int
 	err = db.View(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketAliases, bucketIDs, bucketSweep, bucketMeta} {
+		for _, name := range [][]byte{bucketAliases, bucketSweep, bucketMeta} {
 			if tx.Bucket(name) == nil {
 				return errors.New("bucket " + string(name) + " missing")
 			}
