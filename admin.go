@@ -79,7 +79,7 @@ func (o localOps) List() ([]adminAlias, error) {
 }
 
 func (o localOps) Show(id string) (adminAlias, error) {
-	a, err := o.st.Get(strings.ToLower(id), o.now())
+	a, err := o.st.Held(strings.ToLower(id), o.now())
 	if err != nil {
 		return adminAlias{}, err
 	}

@@ -52,6 +52,13 @@ func TestRefusedAfterDeath(t *testing.T) {
 	if got, err := s.Authorized(usedUp.ID, token, t0.Add(time.Hour)); err != nil || got.Refused != 3 || got.Used != 1 {
 		t.Fatalf("before the flush: %+v, %v; want 1 used, 3 refused", got, err)
 	}
+	// The operator sees the same without the token; revoked is gone.
+	if got, err := s.Held(usedUp.ID, t0.Add(time.Hour)); err != nil || got.Refused != 3 {
+		t.Fatalf("Held: %+v, %v; want 3 refused", got, err)
+	}
+	if _, err := s.Held(revoked.ID, t0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Held of a revoked alias: %v", err)
+	}
 	if got, err := s.Authorized(live.ID, liveToken, t0); err != nil || got.Refused != 0 {
 		t.Fatalf("live alias: %+v, %v; want 0 refused", got, err)
 	}
