@@ -4,6 +4,7 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // writeCounter counts the writes the server makes on the connections it
@@ -70,5 +71,45 @@ func TestRepliesBatched(t *testing.T) {
 	}
 	if n := len(e.up.messages()); n != 1 {
 		t.Fatalf("smarthost got %d messages, want 1", n)
+	}
+}
+
+// A reply blocked on a client that does not read holds the write lock;
+// neither goodbye (at shutdown) nor Close may wait for it, or Shutdown
+// would hang for WriteTimeout per such client.
+func TestGoodbyeDoesNotWaitForStuckWrite(t *testing.T) {
+	e := newEnv(t, nil)
+	client, server := net.Pipe() // a write blocks until the client reads, and it never does
+	defer client.Close()
+	cc := &clientConn{Conn: server, srv: e.srv, scan: scanLineStart}
+	cc.admitOnce.Do(func() {}) // past admission
+	if _, err := cc.Write([]byte("250 2.0.0 OK\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := cc.Read(make([]byte, 16)) // flushes first: blocks
+		readErr <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for cc.wmu.TryLock() { // until the flush holds the lock
+		cc.wmu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("the flush never started")
+		}
+		time.Sleep(time.Millisecond) // polling with a deadline
+	}
+	said := make(chan struct{})
+	go func() {
+		cc.goodbye()
+		close(said)
+	}()
+	select {
+	case <-said:
+	case <-time.After(10 * time.Second):
+		t.Fatal("goodbye waited for a write blocked on the client")
+	}
+	if err := <-readErr; err == nil {
+		t.Fatal("the blocked flush succeeded after the close")
 	}
 }

@@ -262,10 +262,12 @@ func (c *clientConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		// The last replies (221, 421) are still held: they go first,
-		// briefly, as goodbye's do.
-		c.wmu.Lock()
-		c.flushLocked(time.Second)
-		c.wmu.Unlock()
+		// briefly, as goodbye's do. A write already blocked on a client
+		// that does not read is not waited for: closing is what ends it.
+		if c.wmu.TryLock() {
+			c.flushLocked(time.Second)
+			c.wmu.Unlock()
+		}
 		err = c.Conn.Close()
 		c.srv.untrack(c)
 	})
@@ -287,8 +289,12 @@ func (c *clientConn) goodbye() {
 		// its writes come back through Write, which takes wmu.
 		tc.SetWriteDeadline(time.Now().Add(time.Second))
 		tc.Write([]byte(line))
-	} else {
-		c.rawWrite(line)
+	} else if c.wmu.TryLock() {
+		// Not behind a write blocked on a client that does not read:
+		// such a client gets no goodbye, only the close.
+		c.out = append(c.out, line...)
+		c.flushLocked(time.Second)
+		c.wmu.Unlock()
 	}
 	c.Close()
 }
