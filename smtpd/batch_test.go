@@ -1,7 +1,10 @@
 package smtpd
 
 import (
+	"bufio"
+	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,4 +115,74 @@ func TestGoodbyeDoesNotWaitForStuckWrite(t *testing.T) {
 	if err := <-readErr; err == nil {
 		t.Fatal("the blocked flush succeeded after the close")
 	}
+}
+
+// slowQuitSmarthost accepts one connection, takes every message and
+// answers QUIT only once release is closed.
+func slowQuitSmarthost(t *testing.T) (addr string, release chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release = make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		fmt.Fprint(c, "220 slow.test ESMTP\r\n")
+		inData := false
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			cmd := strings.ToUpper(strings.TrimSpace(line))
+			switch {
+			case inData:
+				if line == ".\r\n" {
+					inData = false
+					fmt.Fprint(c, "250 2.0.0 taken\r\n")
+				}
+			case strings.HasPrefix(cmd, "EHLO"):
+				fmt.Fprint(c, "250-slow.test\r\n250 8BITMIME\r\n")
+			case cmd == "DATA":
+				inData = true
+				fmt.Fprint(c, "354 go on\r\n")
+			case cmd == "QUIT":
+				<-release
+				fmt.Fprint(c, "221 bye\r\n")
+				return
+			default:
+				fmt.Fprint(c, "250 ok\r\n")
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(release)
+		ln.Close()
+	})
+	return ln.Addr().String(), release
+}
+
+// The client's 221 does not wait for the smarthost's: go-smtp writes the
+// 221 and then logs the session out, which says QUIT upstream.
+func TestQuitNotHeldBySmarthost(t *testing.T) {
+	up, _ := slowQuitSmarthost(t)
+	e := newEnv(t, func(c *Config) { c.Smarthost.Address = up })
+	_, addr := e.newAlias("t@example.com", 3, 5)
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<s@example.org>")
+	c.must(250, "RCPT TO:<%s>", addr)
+	c.must(354, "DATA")
+	c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+	c.expect(250) // the upstream connection now waits for reuse
+	// The smarthost's QUIT takes quitTimeout (2 s) to give up on; the
+	// 221 must come well before.
+	c.conn.SetReadDeadline(time.Now().Add(time.Second))
+	c.must(221, "QUIT")
 }

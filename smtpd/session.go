@@ -519,6 +519,10 @@ func (s *session) Reset() {
 
 // Logout is the end of the connection, however it came about.
 func (s *session) Logout() error {
+	// go-smtp calls Logout after writing its last reply (221, 421) and
+	// before closing: that reply goes out now, not after the smarthost's
+	// QUIT and the refunds below.
+	s.conn.flush()
 	s.mu.Lock()
 	tx := s.tx
 	s.tx = nil

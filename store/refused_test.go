@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestRefusedAfterDeath counts mail refused for a used-up alias: in
@@ -139,4 +141,42 @@ func TestRefusedCountBounded(t *testing.T) {
 	if got, _ := s.Authorized(a.ID, token, t0); got.Refused != 1 {
 		t.Fatalf("after the flush: %d refused, want 1", got.Refused)
 	}
+}
+
+// A used-up alias leaves the per-target index at its last delivery, so
+// counting a target's live aliases never walks the used-up ones it keeps
+// for their holders.
+func TestUsedUpLeavesTargetIndex(t *testing.T) {
+	s, _ := openStore(t, Options{})
+	a, _ := mustCreate(t, s, spec(day, 1))
+	b, _ := mustCreate(t, s, spec(day, 0))
+	entries := func() int {
+		n := 0
+		s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketTargets).ForEach(func(_, _ []byte) error { n++; return nil })
+		})
+		return n
+	}
+	if n := entries(); n != 2 {
+		t.Fatalf("%d per-target entries, want 2", n)
+	}
+	if _, err := s.Reserve(a.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(a.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if n := entries(); n != 1 {
+		t.Fatalf("%d per-target entries after the last use, want 1", n)
+	}
+	if n, err := s.LiveForTarget(b.Target, t0); err != nil || n != 1 {
+		t.Fatalf("LiveForTarget = %d, %v; want 1", n, err)
+	}
+	if n, err := s.Sweep(a.Expires, 0); err != nil || n != 2 {
+		t.Fatalf("Sweep at expiry = %d, %v; want 2", n, err)
+	}
+	if n := entries(); n != 0 {
+		t.Fatalf("%d per-target entries after the sweep", n)
+	}
+	checkSweepIndex(t, s)
 }

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 	"time"
 
@@ -497,7 +496,8 @@ func (s *Store) FlushCounts() error {
 		ids = append(ids, id)
 	}
 	// In slices, like the sweep, so the writer lock is never held long.
-	for chunk := range slices.Chunk(ids, flushBatch) {
+	for i := 0; i < len(ids); i += flushBatch {
+		chunk := ids[i:min(i+flushBatch, len(ids))]
 		err := s.w.do(func(tx *bolt.Tx) error {
 			for _, id := range chunk {
 				r, err := get(tx, id)
@@ -515,6 +515,15 @@ func (s *Store) FlushCounts() error {
 			return nil
 		})
 		if err != nil {
+			// Not written, this slice and the rest: back into the map,
+			// as far as its bound allows.
+			s.refusedMu.Lock()
+			for _, id := range ids[i:] {
+				if _, ok := s.refused[id]; ok || len(s.refused) < maxUnflushed {
+					s.refused[id] += counts[id]
+				}
+			}
+			s.refusedMu.Unlock()
 			return fmt.Errorf("store: flush counts: %w", err)
 		}
 	}
@@ -553,9 +562,11 @@ func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
 		// delivery for the relayed statistic.
 		return a, nil
 	}
-	var got alias.Alias
+	var got, dead alias.Alias
 	var refused error // a refusal is an answer, not a failed transaction
 	err := s.w.do(func(tx *bolt.Tx) error {
+		// The committer may run this more than once: set, never add.
+		got, dead, refused = alias.Alias{}, alias.Alias{}, nil
 		r, err := get(tx, id)
 		if errors.Is(err, ErrNotFound) {
 			refused = err
@@ -566,7 +577,7 @@ func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
 		}
 		switch {
 		case r.Dead(now):
-			s.countRefused(&r.Alias, now)
+			dead = r.Alias
 			refused = ErrNotFound
 			return nil
 		case r.Unverified:
@@ -585,6 +596,9 @@ func (s *Store) Reserve(id string, now time.Time) (alias.Alias, error) {
 		return alias.Alias{}, fmt.Errorf("store: reserve %s: %w", id, err)
 	}
 	if refused != nil {
+		if dead.ID != "" {
+			s.countRefused(&dead, now)
+		}
 		return alias.Alias{}, refused
 	}
 	return got, nil
@@ -606,6 +620,15 @@ func (s *Store) Commit(id string, now time.Time) error {
 			r.Pending--
 		}
 		r.Used++
+		if r.UsedUp() && len(r.TargetHash) > 0 {
+			// No longer live: out of the per-target index now, so that
+			// counting a target's live aliases never walks used-up ones.
+			// The sweeper's delete of the entry later finds nothing.
+			k := append(r.TargetHash[:len(r.TargetHash):len(r.TargetHash)], r.ID...)
+			if err := tx.Bucket(bucketTargets).Delete(k); err != nil {
+				return err
+			}
+		}
 		return put(tx, r, time.Unix(r.SweepAt, 0))
 	}))
 }
@@ -761,18 +784,16 @@ func (s *Store) Sweep(now time.Time, batch int) (int, error) {
 	if batch <= 0 {
 		batch = 500
 	}
-	if err := s.FlushCounts(); err != nil {
-		return 0, err
-	}
+	flushErr := s.FlushCounts() // reported, but no reason not to sweep
 	total := 0
 	for {
 		if due, err := s.sweepDue(now); err != nil || !due {
-			return total, err
+			return total, errors.Join(flushErr, err)
 		}
 		n, more, err := s.sweepOnce(now, batch)
 		total += n
 		if err != nil || !more {
-			return total, err
+			return total, errors.Join(flushErr, err)
 		}
 	}
 }
