@@ -85,8 +85,11 @@ type clientConn struct {
 	dataUntil  time.Time
 	closeAfter bool
 
-	wmu sync.Mutex // one reply at a time, also for goodbye from Shutdown
-	out []byte     // replies held until the next read; guarded by wmu
+	wmu writeLock // one reply at a time, also for goodbye from Shutdown
+	out []byte    // replies held until the next read; guarded by wmu
+	// holding: out is not empty. Read checks it without wmu, so that a
+	// read with nothing to send takes no lock.
+	holding atomic.Bool
 
 	scan     byte        // scanner state; only the reading goroutine touches it
 	smuggled atomic.Bool // saw <CRLF>.<CR> followed by something other than <LF>
@@ -206,6 +209,7 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	c.mu.Unlock()
 	c.wmu.Lock()
 	c.out = append(c.out, p...)
+	c.holding.Store(true)
 	var err error
 	if closing || len(c.out) >= maxHeld {
 		err = c.flushLocked(c.srv.cfg.WriteTimeout)
@@ -222,11 +226,11 @@ func (c *clientConn) Write(p []byte) (int, error) {
 
 // flush writes the replies held so far.
 func (c *clientConn) flush() error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if len(c.out) == 0 {
+	if !c.holding.Load() {
 		return nil
 	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	return c.flushLocked(c.srv.cfg.WriteTimeout)
 }
 
@@ -242,6 +246,7 @@ func (c *clientConn) flushLocked(timeout time.Duration) error {
 	} else {
 		c.out = c.out[:0]
 	}
+	c.holding.Store(false)
 	return err
 }
 
@@ -262,9 +267,9 @@ func (c *clientConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		// The last replies (221, 421) are still held: they go first,
-		// briefly, as goodbye's do. A write already blocked on a client
-		// that does not read is not waited for: closing is what ends it.
-		if c.wmu.TryLock() {
+		// briefly, as goodbye's do. A write blocked on a client that does
+		// not read is waited for only briefly: closing is what ends it.
+		if c.wmu.lockWithin(time.Second) {
 			c.flushLocked(time.Second)
 			c.wmu.Unlock()
 		}
@@ -289,14 +294,49 @@ func (c *clientConn) goodbye() {
 		// its writes come back through Write, which takes wmu.
 		tc.SetWriteDeadline(time.Now().Add(time.Second))
 		tc.Write([]byte(line))
-	} else if c.wmu.TryLock() {
-		// Not behind a write blocked on a client that does not read:
-		// such a client gets no goodbye, only the close.
+	} else if c.wmu.lockWithin(time.Second) {
+		// Not for long behind a write blocked on a client that does not
+		// read: such a client gets no goodbye, only the close.
 		c.out = append(c.out, line...)
 		c.flushLocked(time.Second)
 		c.wmu.Unlock()
 	}
 	c.Close()
+}
+
+// writeLock is a mutex whose holder may be stuck in a write to a client
+// that does not read, so waiting for it can be given up (lockWithin).
+type writeLock struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (l *writeLock) init() { l.once.Do(func() { l.ch = make(chan struct{}, 1) }) }
+
+func (l *writeLock) Lock() {
+	l.init()
+	l.ch <- struct{}{}
+}
+
+func (l *writeLock) Unlock() { <-l.ch }
+
+// lockWithin locks unless that takes longer than d, and reports whether
+// it did.
+func (l *writeLock) lockWithin(d time.Duration) bool {
+	l.init()
+	select {
+	case l.ch <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case l.ch <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // rawWrite writes a reply go-smtp knows nothing about, after the ones it

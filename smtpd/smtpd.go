@@ -294,7 +294,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	for _, c := range conns {
 		if c.idle() {
-			c.goodbye()
+			go c.goodbye() // each may wait briefly on a client that does not read
 		}
 	}
 	var err error
