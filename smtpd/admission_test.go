@@ -141,10 +141,7 @@ func TestBadRecipientsPerClient(t *testing.T) {
 	guess := func(c *client, i int) (int, string) {
 		return c.cmd("RCPT TO:<guess%d@%s>", i, testDomain)
 	}
-	c := e.dial()
-	c.must(250, "EHLO client.example")
-	c.must(250, "MAIL FROM:<s@example.org>")
-	c.must(250, "RCPT TO:<%s>", addr)
+	c := e.transaction(addr)
 	for i := range 2 {
 		if code, _ := guess(c, i); code != 550 {
 			t.Fatalf("guess %d: %d", i, code)

@@ -174,10 +174,7 @@ func TestQuitNotHeldBySmarthost(t *testing.T) {
 	up, _ := slowQuitSmarthost(t)
 	e := newEnv(t, func(c *Config) { c.Smarthost.Address = up })
 	_, addr := e.newAlias("t@example.com", 3, 5)
-	c := e.dial()
-	c.must(250, "EHLO client.example")
-	c.must(250, "MAIL FROM:<s@example.org>")
-	c.must(250, "RCPT TO:<%s>", addr)
+	c := e.transaction(addr)
 	c.must(354, "DATA")
 	c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
 	c.expect(250) // the upstream connection now waits for reuse

@@ -416,6 +416,19 @@ func (e *env) uses(id string) (used, pending int, ok bool) {
 	return a.Used, a.Pending, true
 }
 
+// transaction dials, says EHLO and MAIL FROM:<s@example.org> and names
+// rcpts, each of which must be accepted.
+func (e *env) transaction(rcpts ...string) *client {
+	e.t.Helper()
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<s@example.org>")
+	for _, r := range rcpts {
+		c.must(250, "RCPT TO:<%s>", r)
+	}
+	return c
+}
+
 // client is a raw SMTP client: it writes exactly what it is given, which
 // net/smtp does not (it fixes line endings).
 type client struct {

@@ -52,11 +52,7 @@ func TestDeliveredToLoop(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(e.up.messages())
-			c := e.dial()
-			c.must(250, "EHLO client.example")
-			c.must(250, "MAIL FROM:<s@example.org>")
-			c.must(250, "RCPT TO:<%s>", other)
-			c.must(250, "RCPT TO:<%s>", addr)
+			c := e.transaction(other, addr)
 			c.must(354, "DATA")
 			code, msg := c.cmd("%s.", tc.msg)
 			checkReply(t, "DATA", code, msg, "554 5.4.6")

@@ -113,10 +113,7 @@ func TestSourceRoute(t *testing.T) {
 func TestTooManyBadRecipients(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxBadRecipients = 3 })
 	_, addr := e.newAlias("t@example.com", 3, 1)
-	c := e.dial()
-	c.must(250, "EHLO client.example")
-	c.must(250, "MAIL FROM:<s@example.org>")
-	c.must(250, "RCPT TO:<%s>", addr)
+	c := e.transaction(addr)
 	for i := range 3 {
 		c.must(550, "RCPT TO:<guess%d@%s>", i, testDomain)
 	}
@@ -156,10 +153,7 @@ func TestRefuseBodies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil)
 			id, addr := e.newAlias("t@example.com", 3, 0)
-			c := e.dial()
-			c.must(250, "EHLO client.example")
-			c.must(250, "MAIL FROM:<s@example.org>")
-			c.must(250, "RCPT TO:<%s>", addr)
+			c := e.transaction(addr)
 			c.must(354, "DATA")
 			c.send(tc.body)
 			code, msg := c.reply()
@@ -181,10 +175,7 @@ func TestAcceptFiftyReceived(t *testing.T) {
 	e := newEnv(t, nil)
 	_, addr := e.newAlias("t@example.com", 3, 0)
 	msg := strings.Repeat("Received: from a by b; Sat, 01 Mar 2025 12:00:00 +0000\r\n", 50) + "Subject: ok\r\n\r\n..dot\r\nbody\r\n"
-	c := e.dial()
-	c.must(250, "EHLO client.example")
-	c.must(250, "MAIL FROM:<s@example.org>")
-	c.must(250, "RCPT TO:<%s>", addr)
+	c := e.transaction(addr)
 	c.must(354, "DATA")
 	c.send(msg + ".\r\n")
 	c.expect(250)

@@ -154,13 +154,12 @@ func (e *clientError) Unwrap() error { return e.err }
 // relayed: errTimeout and errBroken as go-smtp sends them, compared by
 // identity in classify.
 var (
-	errReadTimeout = &smtp.SMTPError{Code: errTimeout.code, EnhancedCode: errTimeout.enh, Message: errTimeout.msg}
-	errReadBroken  = &smtp.SMTPError{Code: errBroken.code, EnhancedCode: errBroken.enh, Message: errBroken.msg}
+	errReadTimeout = errTimeout.smtpError()
+	errReadBroken  = errBroken.smtpError()
 )
 
-// replyFor is classify's verdict as go-smtp wants it.
-func replyFor(err error) *smtp.SMTPError {
-	r, _ := classify(err)
+// smtpError is r as go-smtp sends it.
+func (r *refusal) smtpError() *smtp.SMTPError {
 	return &smtp.SMTPError{Code: r.code, EnhancedCode: r.enh, Message: r.msg}
 }
 

@@ -48,10 +48,7 @@ func TestSRSOnlyFromNullSender(t *testing.T) {
 func TestBDATTruncatedByDisconnect(t *testing.T) {
 	e := newEnv(t, nil)
 	id, addr := e.newAlias("t@example.com", 3, 5)
-	c := e.dial()
-	c.must(250, "EHLO client.example")
-	c.must(250, "MAIL FROM:<s@example.org>")
-	c.must(250, "RCPT TO:<%s>", addr)
+	c := e.transaction(addr)
 	c.send("BDAT 100000 LAST\r\nSubject: wire transfer\r\n\r\nPlease pay to account 1234\r\n")
 	c.conn.Close()
 	e.nothingDelivered(t, id)
@@ -63,10 +60,7 @@ func TestBDATTruncatedByDisconnect(t *testing.T) {
 func TestBDATStallReply(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.ReadTimeout = 300 * time.Millisecond })
 	id, addr := e.newAlias("t@example.com", 3, 5)
-	c := e.dial()
-	c.must(250, "EHLO client.example")
-	c.must(250, "MAIL FROM:<s@example.org>")
-	c.must(250, "RCPT TO:<%s>", addr)
+	c := e.transaction(addr)
 	c.send("BDAT 100000 LAST\r\nSubject: x\r\n\r\npart of it\r\n")
 	code, msg := c.reply()
 	if code != 421 || msg != "4.4.2 Timeout, closing connection" {
@@ -83,10 +77,7 @@ func TestBDATStallReply(t *testing.T) {
 func TestTransactionTimeout(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.TransactionTimeout = 300 * time.Millisecond })
 	id, addr := e.newAlias("t@example.com", 3, 1)
-	c := e.dial()
-	c.must(250, "EHLO client.example")
-	c.must(250, "MAIL FROM:<s@example.org>")
-	c.must(250, "RCPT TO:<%s>", addr)
+	c := e.transaction(addr)
 	// NOOPs keep every per-command timeout happy; the transaction's own
 	// limit still ends it.
 	deadline := time.Now().Add(10 * time.Second)

@@ -97,7 +97,7 @@ func (s *session) reply(tx *transaction, err error) error {
 	if tx != nil {
 		tx.code = r.code
 	}
-	return &smtp.SMTPError{Code: r.code, EnhancedCode: r.enh, Message: r.msg}
+	return r.smtpError()
 }
 
 // Mail starts a transaction. Nothing goes upstream yet: most transactions

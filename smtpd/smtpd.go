@@ -400,7 +400,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	if s.isDraining() {
 		cc.closeAfterReply()
-		return nil, replyFor(errShuttingDown)
+		return nil, errShuttingDown.smtpError()
 	}
 	sess := &session{
 		srv:    s,

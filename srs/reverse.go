@@ -44,24 +44,11 @@ func (r *Rewriter) Reverse(addr string, now time.Time) (string, error) {
 // reverse0 reverses the part of an SRS0 local part after "SRS0=":
 // HHHH=TT=host=user.
 func (r *Rewriter) reverse0(fields string, now time.Time) (string, error) {
-	h, rest, ok := strings.Cut(fields, "=")
-	if h == "" {
-		return "", malformed("no hash in SRS0 address")
+	f, err := split(fields, "SRS0", "hash", "timestamp", "host", "user")
+	if err != nil {
+		return "", err
 	}
-	if !ok {
-		return "", malformed("no timestamp in SRS0 address")
-	}
-	ts, rest, ok := strings.Cut(rest, "=")
-	if !ok {
-		return "", malformed("no host in SRS0 address")
-	}
-	host, user, ok := strings.Cut(rest, "=")
-	if !ok {
-		return "", malformed("no user in SRS0 address")
-	}
-	if host == "" || user == "" {
-		return "", malformed("empty host or user in SRS0 address")
-	}
+	h, ts, host, user := f[0], f[1], f[2], f[3]
 	then, ok := parseStamp(ts)
 	if !ok {
 		return "", malformed("bad timestamp in SRS0 address")
@@ -79,22 +66,30 @@ func (r *Rewriter) reverse0(fields string, now time.Time) (string, error) {
 // HHHH=host=tail, where tail is the first forwarder's SRS0 local part
 // without its tag.
 func (r *Rewriter) reverse1(fields string) (string, error) {
-	h, rest, ok := strings.Cut(fields, "=")
-	if h == "" {
-		return "", malformed("no hash in SRS1 address")
+	f, err := split(fields, "SRS1", "hash", "host", "user")
+	if err != nil {
+		return "", err
 	}
-	if !ok {
-		return "", malformed("no host in SRS1 address")
-	}
-	host, tail, ok := strings.Cut(rest, "=")
-	if !ok {
-		return "", malformed("no user in SRS1 address")
-	}
-	if host == "" || tail == "" {
-		return "", malformed("empty host or user in SRS1 address")
-	}
+	h, host, tail := f[0], f[1], f[2]
 	if !r.verify(h, host, tail) {
 		return "", ErrBadHash
 	}
 	return "SRS0" + tail + "@" + host, nil
+}
+
+// split cuts the fields of an SRS address of kind at "=", one for each of
+// names, the last taking the rest; the hash and the last two (host and
+// user) must not be empty.
+func split(fields, kind string, names ...string) ([]string, error) {
+	f := strings.SplitN(fields, "=", len(names))
+	if f[0] == "" {
+		return nil, malformed("no " + names[0] + " in " + kind + " address")
+	}
+	if len(f) < len(names) {
+		return nil, malformed("no " + names[len(f)] + " in " + kind + " address")
+	}
+	if f[len(f)-2] == "" || f[len(f)-1] == "" {
+		return nil, malformed("empty host or user in " + kind + " address")
+	}
+	return f, nil
 }
