@@ -95,7 +95,7 @@ func TestCommitterSharesTransaction(t *testing.T) {
 		}
 	}
 	var keys int
-	db.View(func(tx *bolt.Tx) error { keys = tx.Bucket(bucketTest).Stats().KeyN; return nil })
+	mustView(t, db, func(tx *bolt.Tx) error { keys = tx.Bucket(bucketTest).Stats().KeyN; return nil })
 	if keys != n {
 		t.Fatalf("%d keys stored, want %d", keys, n)
 	}
@@ -166,7 +166,7 @@ func TestCommitterIsolatesFailure(t *testing.T) {
 			t.Errorf("write %d got %v from a neighbour in its batch", i, err)
 		}
 	}
-	db.View(func(tx *bolt.Tx) error {
+	mustView(t, db, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTest)
 		for i := range n {
 			if got := b.Get(fmt.Append(nil, i)) != nil; got != (i != bad) {
@@ -199,7 +199,7 @@ func TestCommitterClose(t *testing.T) {
 	<-closed
 	// close returned only after the queued writes were on disk.
 	var keys int
-	db.View(func(tx *bolt.Tx) error { keys = tx.Bucket(bucketTest).Stats().KeyN; return nil })
+	mustView(t, db, func(tx *bolt.Tx) error { keys = tx.Bucket(bucketTest).Stats().KeyN; return nil })
 	if keys != n {
 		t.Errorf("%d keys stored when close returned, want %d", keys, n)
 	}

@@ -12,17 +12,39 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// toFormat1 rewrites a closed store file into the layout of format 1:
-// every issued id a key of the "ids" bucket, swept aliases absent from
-// the aliases bucket, no format key.
-func toFormat1(t *testing.T, path string) {
+// rewriteFile changes a closed store file with bbolt alone, in one
+// transaction.
+func rewriteFile(t *testing.T, path string, fn func(*bolt.Tx) error) {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	err = db.Update(func(tx *bolt.Tx) error {
+	if err := errors.Join(db.Update(fn), db.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newFile creates an empty store file and closes it.
+func newFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tempalias.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// toFormat1 rewrites a closed store file into the layout of format 1:
+// every issued id a key of the "ids" bucket, swept aliases absent from
+// the aliases bucket, no format key.
+func toFormat1(t *testing.T, path string) {
+	t.Helper()
+	rewriteFile(t, path, func(tx *bolt.Tx) error {
 		ids, err := tx.CreateBucket(bucketOldIDs)
 		if err != nil {
 			return err
@@ -44,9 +66,6 @@ func toFormat1(t *testing.T, path string) {
 		}
 		return tx.Bucket(bucketMeta).Delete(keyFormat)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestMigrateFormat1: a file whose issued ids live in their own bucket
@@ -114,21 +133,10 @@ func TestMigrateFormat1(t *testing.T) {
 
 // TestMigrateLargeFormat1 migrates more ids than one transaction takes.
 func TestMigrateLargeFormat1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tempalias.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	path := newFile(t)
 	toFormat1(t, path)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 25000
-	err = db.Update(func(tx *bolt.Tx) error {
+	rewriteFile(t, path, func(tx *bolt.Tx) error {
 		ids := tx.Bucket(bucketOldIDs)
 		for i := range n {
 			if err := ids.Put(fmt.Appendf(nil, "id%06d", i), present); err != nil {
@@ -137,16 +145,13 @@ func TestMigrateLargeFormat1(t *testing.T) {
 		}
 		return nil
 	})
-	if err := errors.Join(err, db.Close()); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(path, Options{})
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	tombs := 0
-	s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAliases).ForEach(func(_, v []byte) error {
 			if isTombstone(v) {
 				tombs++
@@ -154,6 +159,9 @@ func TestMigrateLargeFormat1(t *testing.T) {
 			return nil
 		})
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if tombs != n {
 		t.Fatalf("%d tombstones, want %d", tombs, n)
 	}
@@ -161,24 +169,10 @@ func TestMigrateLargeFormat1(t *testing.T) {
 
 // A file written by a later format is refused, not misread.
 func TestNewerFormatRefused(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tempalias.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	path := newFile(t)
+	rewriteFile(t, path, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint64(nil, format+1))
 	})
-	if err := errors.Join(err, db.Close()); err != nil {
-		t.Fatal(err)
-	}
 	if s, err := Open(path, Options{}); err == nil {
 		s.Close()
 		t.Fatal("opened a file of a later format")

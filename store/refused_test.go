@@ -152,7 +152,7 @@ func TestUsedUpLeavesTargetIndex(t *testing.T) {
 	b, _ := mustCreate(t, s, spec(day, 0))
 	entries := func() int {
 		n := 0
-		s.db.View(func(tx *bolt.Tx) error {
+		mustView(t, s.db, func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketTargets).ForEach(func(_, _ []byte) error { n++; return nil })
 		})
 		return n

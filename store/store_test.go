@@ -33,6 +33,14 @@ func openStore(tb testing.TB, opts Options) (*Store, string) {
 	return s, path
 }
 
+// mustView runs fn in a read transaction of db and fails tb if it fails.
+func mustView(tb testing.TB, db *bolt.DB, fn func(*bolt.Tx) error) {
+	tb.Helper()
+	if err := db.View(fn); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // spec is a request for an alias that lives for d after t0.
 func spec(d time.Duration, maxUsage int) alias.Spec {
 	return alias.Spec{Target: "t@example.com", Expires: t0.Add(d), MaxUsage: maxUsage}

@@ -414,7 +414,7 @@ func TestSweepNeverTakesTheLiving(t *testing.T) {
 		// Nothing dead and due stays in the aliases bucket but its
 		// tombstone; the kept count of stored aliases matches the bucket.
 		records := 0
-		s.db.View(func(tx *bolt.Tx) error {
+		mustView(t, s.db, func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketAliases).ForEach(func(k, v []byte) error {
 				if isTombstone(v) {
 					return nil

@@ -59,7 +59,7 @@ func TestUnverifiedAliasRefusesUntilConfirmed(t *testing.T) {
 		}
 	}
 	// The verified bucket keys are hashes: the address is not in it.
-	s.db.View(func(tx *bolt.Tx) error {
+	mustView(t, s.db, func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketVerify, bucketTargets} {
 			tx.Bucket(b).ForEach(func(k, v []byte) error {
 				if bytes.Contains(k, []byte("example.com")) {
@@ -84,7 +84,7 @@ func TestConfirmDeadAlias(t *testing.T) {
 	if n, err := s.Sweep(t0.Add(2*day), 10); n != 1 || err != nil {
 		t.Fatalf("Sweep: %d %v", n, err)
 	}
-	s.db.View(func(tx *bolt.Tx) error {
+	mustView(t, s.db, func(tx *bolt.Tx) error {
 		if n := tx.Bucket(bucketConfirm).Stats().KeyN; n != 0 {
 			t.Errorf("%d confirmation entries left after the sweep", n)
 		}
@@ -135,7 +135,7 @@ func TestLiveForTarget(t *testing.T) {
 		t.Fatalf("after the sweep: %d, want 1", n)
 	}
 	// The index entries of swept aliases go with them.
-	s.db.View(func(tx *bolt.Tx) error {
+	mustView(t, s.db, func(tx *bolt.Tx) error {
 		if n := tx.Bucket(bucketTargets).Stats().KeyN; n != 1 {
 			t.Errorf("%d per-target index entries after the sweep, want 1 (the one live alias)", n)
 		}
