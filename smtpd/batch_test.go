@@ -1,10 +1,7 @@
 package smtpd
 
 import (
-	"bufio"
-	"fmt"
 	"net"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,9 +75,9 @@ func TestRepliesBatched(t *testing.T) {
 }
 
 // A reply blocked on a client that does not read holds the write lock;
-// neither goodbye (at shutdown) nor Close may wait for it, or Shutdown
+// neither sayAndClose (at shutdown) nor Close may wait for it, or Shutdown
 // would hang for WriteTimeout per such client.
-func TestGoodbyeDoesNotWaitForStuckWrite(t *testing.T) {
+func TestSayAndCloseDoesNotWaitForStuckWrite(t *testing.T) {
 	e := newEnv(t, nil)
 	client, server := net.Pipe() // a write blocks until the client reads, and it never does
 	defer client.Close()
@@ -104,74 +101,23 @@ func TestGoodbyeDoesNotWaitForStuckWrite(t *testing.T) {
 	}
 	said := make(chan struct{})
 	go func() {
-		cc.goodbye()
+		cc.sayAndClose(errShuttingDown)
 		close(said)
 	}()
 	select {
 	case <-said:
 	case <-time.After(10 * time.Second):
-		t.Fatal("goodbye waited for a write blocked on the client")
+		t.Fatal("sayAndClose waited for a write blocked on the client")
 	}
 	if err := <-readErr; err == nil {
 		t.Fatal("the blocked flush succeeded after the close")
 	}
 }
 
-// slowQuitSmarthost accepts one connection, takes every message and
-// answers QUIT only once release is closed.
-func slowQuitSmarthost(t *testing.T) (addr string, release chan struct{}) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	release = make(chan struct{})
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		fmt.Fprint(c, "220 slow.test ESMTP\r\n")
-		inData := false
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			cmd := strings.ToUpper(strings.TrimSpace(line))
-			switch {
-			case inData:
-				if line == ".\r\n" {
-					inData = false
-					fmt.Fprint(c, "250 2.0.0 taken\r\n")
-				}
-			case strings.HasPrefix(cmd, "EHLO"):
-				fmt.Fprint(c, "250-slow.test\r\n250 8BITMIME\r\n")
-			case cmd == "DATA":
-				inData = true
-				fmt.Fprint(c, "354 go on\r\n")
-			case cmd == "QUIT":
-				<-release
-				fmt.Fprint(c, "221 bye\r\n")
-				return
-			default:
-				fmt.Fprint(c, "250 ok\r\n")
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		close(release)
-		ln.Close()
-	})
-	return ln.Addr().String(), release
-}
-
 // The client's 221 does not wait for the smarthost's: go-smtp writes the
 // 221 and then logs the session out, which says QUIT upstream.
 func TestQuitNotHeldBySmarthost(t *testing.T) {
-	up, _ := slowQuitSmarthost(t)
+	up, _ := scriptedSmarthost(t, scriptedOptions{holdQuit: true})
 	e := newEnv(t, func(c *Config) { c.Smarthost.Address = up })
 	_, addr := e.newAlias("t@example.com", 3, 5)
 	c := e.transaction(addr)

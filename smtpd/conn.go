@@ -35,7 +35,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	switch v := l.srv.track(cc); v {
 	case nil:
 	case errShuttingDown:
-		cc.goodbye()
+		cc.sayAndClose(errShuttingDown)
 	default:
 		// Said in place of the banner, from the connection's own
 		// goroutine: this loop must not wait on any client.
@@ -85,7 +85,7 @@ type clientConn struct {
 	dataUntil  time.Time
 	closeAfter bool
 
-	wmu writeLock // one reply at a time, also for goodbye from Shutdown
+	wmu writeLock // one reply at a time, also for sayAndClose from Shutdown and timers
 	out []byte    // replies held until the next read; guarded by wmu
 	// holding: out is not empty. Read checks it without wmu, so that a
 	// read with nothing to send takes no lock.
@@ -107,7 +107,7 @@ type clientConn struct {
 	// go-smtp does not end the data there, and the upstream writer
 	// re-encodes every line. Every other bare CR or LF is still refused.
 	encrypted atomic.Bool
-	tlsConn   atomic.Pointer[tls.Conn] // for goodbye once TLS is up
+	tlsConn   atomic.Pointer[tls.Conn] // for sayAndClose once TLS is up
 
 	sess      atomic.Pointer[session]
 	closeOnce sync.Once
@@ -267,7 +267,7 @@ func (c *clientConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		// The last replies (221, 421) are still held: they go first,
-		// briefly, as goodbye's do. A write blocked on a client that does
+		// briefly, as sayAndClose does. A write blocked on a client that does
 		// not read is waited for only briefly: closing is what ends it.
 		if c.wmu.lockWithin(time.Second) {
 			c.flushLocked(time.Second)
@@ -285,21 +285,18 @@ func (c *clientConn) idle() bool {
 	return s == nil || s.idle()
 }
 
-// goodbye tells an idle client the service is going away and hangs up
+// sayAndClose tells the client r, a reply go-smtp knows nothing about
+// (the service going away, a transaction over its time), and hangs up
 // (rfc 5321:3.8).
-func (c *clientConn) goodbye() {
-	line := errShuttingDown.line(c.srv.cfg.Hostname)
+func (c *clientConn) sayAndClose(r *refusal) {
+	line := r.line(c.srv.cfg.Hostname)
 	if tc := c.tlsConn.Load(); tc != nil {
 		// Through TLS, whose own lock orders it with go-smtp's replies;
 		// its writes come back through Write, which takes wmu.
 		tc.SetWriteDeadline(time.Now().Add(time.Second))
 		tc.Write([]byte(line))
-	} else if c.wmu.lockWithin(time.Second) {
-		// Not for long behind a write blocked on a client that does not
-		// read: such a client gets no goodbye, only the close.
-		c.out = append(c.out, line...)
-		c.flushLocked(time.Second)
-		c.wmu.Unlock()
+	} else {
+		c.rawWrite(line)
 	}
 	c.Close()
 }
@@ -340,9 +337,12 @@ func (l *writeLock) lockWithin(d time.Duration) bool {
 }
 
 // rawWrite writes a reply go-smtp knows nothing about, after the ones it
-// wrote.
+// wrote, within a second; not for long behind a write blocked on a client
+// that does not read: such a client gets nothing.
 func (c *clientConn) rawWrite(line string) {
-	c.wmu.Lock()
+	if !c.wmu.lockWithin(time.Second) {
+		return
+	}
 	c.out = append(c.out, line...)
 	c.flushLocked(time.Second)
 	c.wmu.Unlock()

@@ -429,6 +429,77 @@ func (e *env) transaction(rcpts ...string) *client {
 	return c
 }
 
+// scriptedOptions shape scriptedSmarthost.
+type scriptedOptions struct {
+	holdQuit  bool // answer QUIT only when the test ends
+	byeAfter1 bool // after each message's 250, say 421 and hang up, as an MTA closing an idle connection does
+}
+
+// scriptedSmarthost is a minimal smarthost written by hand, for what
+// go-smtp's server cannot be made to do: it takes every message and
+// returns its address; sessions is how many connections it accepted.
+func scriptedSmarthost(t *testing.T, opts scriptedOptions) (addr string, sessions *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	sessions = new(atomic.Int64)
+	serve := func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReader(c)
+		fmt.Fprint(c, "220 scripted.test ESMTP\r\n")
+		inData := false
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			cmd := strings.ToUpper(strings.TrimSpace(line))
+			switch {
+			case inData:
+				if line == ".\r\n" {
+					inData = false
+					fmt.Fprint(c, "250 2.0.0 taken\r\n")
+					if opts.byeAfter1 {
+						fmt.Fprint(c, "421 4.4.2 scripted.test closing idle connection\r\n")
+						return
+					}
+				}
+			case strings.HasPrefix(cmd, "EHLO"):
+				fmt.Fprint(c, "250-scripted.test\r\n250 8BITMIME\r\n")
+			case cmd == "DATA":
+				inData = true
+				fmt.Fprint(c, "354 go on\r\n")
+			case cmd == "QUIT":
+				if opts.holdQuit {
+					<-release
+				}
+				fmt.Fprint(c, "221 bye\r\n")
+				return
+			default:
+				fmt.Fprint(c, "250 ok\r\n")
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			sessions.Add(1)
+			go serve(c)
+		}
+	}()
+	t.Cleanup(func() {
+		close(release)
+		ln.Close()
+	})
+	return ln.Addr().String(), sessions
+}
+
 // client is a raw SMTP client: it writes exactly what it is given, which
 // net/smtp does not (it fixes line endings).
 type client struct {

@@ -81,11 +81,12 @@ var (
 	errLoop = &refusal{code: 554, enh: smtp.EnhancedCode{5, 4, 6}, msg: "Too many Received headers, mail loop"}
 	// rfc 5321:4.5.3.1.6; go-smtp stops reading the connection at an
 	// over-long line, so it cannot go on.
-	errLongLine = &refusal{code: 554, enh: smtp.EnhancedCode{5, 6, 0}, msg: "Line too long", close: true}
-	errTimeout  = &refusal{code: 421, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Timeout, closing connection", close: true}
-	errBroken   = &refusal{code: 421, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Connection error, closing connection", close: true}
-	errTooBig   = &refusal{code: 552, enh: smtp.EnhancedCode{5, 3, 4}, msg: "Message too big"} // rfc 1870
-	errLocal    = &refusal{code: 451, enh: smtp.EnhancedCode{4, 3, 0}, msg: "Local error, try again later"}
+	errLongLine  = &refusal{code: 554, enh: smtp.EnhancedCode{5, 6, 0}, msg: "Line too long", close: true}
+	errTxTimeout = &refusal{code: 421, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Transaction took too long, closing connection", close: true}
+	errTimeout   = &refusal{code: 421, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Timeout, closing connection", close: true}
+	errBroken    = &refusal{code: 421, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Connection error, closing connection", close: true}
+	errTooBig    = &refusal{code: 552, enh: smtp.EnhancedCode{5, 3, 4}, msg: "Message too big"} // rfc 1870
+	errLocal     = &refusal{code: 451, enh: smtp.EnhancedCode{4, 3, 0}, msg: "Local error, try again later"}
 
 	errUnreachable     = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 1}, msg: "Next hop unreachable, try again later"}
 	errUpstreamTimeout = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Next hop timed out, try again later"}

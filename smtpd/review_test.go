@@ -83,19 +83,29 @@ func TestTransactionTimeout(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c.send("NOOP\r\n")
-		if _, _, err := c.tp.ReadResponse(250); err != nil {
-			break // closed by the server
+		code, msg := c.reply()
+		if code == 421 {
+			if msg != "4.4.2 mx.tempalias.test Transaction took too long, closing connection" {
+				t.Fatalf("421 %q", msg)
+			}
+			break // the server says why, then hangs up
+		}
+		if code != 250 {
+			t.Fatalf("NOOP: %d %s", code, msg)
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the transaction outlived its timeout by far")
 		}
 		time.Sleep(50 * time.Millisecond) // a slow client's pace, not synchronisation
 	}
+	if !c.closed() {
+		t.Fatal("still open after the 421")
+	}
 	if _, refunded := e.settled(); refunded != 1 {
 		t.Fatalf("refunded %d, want 1", refunded)
 	}
-	if used, pending, _ := e.uses(id); used != 0 || pending != 0 {
-		t.Fatalf("used %d pending %d", used, pending)
+	if used, pending, ok := e.uses(id); !ok || used != 0 || pending != 0 {
+		t.Fatalf("used %d pending %d alive %v", used, pending, ok)
 	}
 }
 

@@ -135,10 +135,11 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	// A transaction that idles between commands (NOOP, RSET-free RCPT
 	// dribbles) would hold its reservations and its smarthost connection
 	// forever: go-smtp's timeouts are per command. Past the limit the
-	// connection is closed, which refunds through Logout.
+	// client is told so (421) and the connection closed, which refunds
+	// through Logout.
 	tx.timer = time.AfterFunc(s.srv.cfg.TransactionTimeout, func() {
 		s.srv.log.Info("smtp: transaction timed out before DATA", "tx", tx.id, "remote", s.remote.String())
-		s.conn.Close()
+		s.conn.sayAndClose(errTxTimeout)
 	})
 	s.tx = tx
 	return nil
@@ -294,8 +295,7 @@ func (s *session) forward(tx *transaction, target string) error {
 		return nil
 	}
 	if err := tx.up.c.Rcpt(target, nil); err != nil {
-		var se *smtp.SMTPError
-		if !errors.As(err, &se) || se.Code == 421 {
+		if connGone(err) {
 			// The connection is gone; so is the transaction upstream.
 			s.drop(tx.up)
 			tx.up = nil
@@ -345,13 +345,20 @@ func (s *session) openUpstream(tx *transaction) error {
 			return nil
 		}
 		s.drop(up)
-		var se *smtp.SMTPError
-		if reused && !errors.As(err, &se) {
-			continue // the smarthost closed the idle connection; dial afresh
+		if reused && connGone(err) {
+			continue // the smarthost closed the idle connection (maybe saying 421); dial afresh
 		}
 		tx.upErr = &upstreamError{"MAIL", err}
 		return tx.upErr
 	}
+}
+
+// connGone reports whether err from the smarthost means its connection
+// is over: no SMTP reply at all, or a 421 (rfc 5321:3.8, as an MTA says
+// when it closes an idle connection).
+func connGone(err error) bool {
+	var se *smtp.SMTPError
+	return !errors.As(err, &se) || se.Code == 421
 }
 
 // Data relays the message. It owns the transaction from here on.
@@ -513,7 +520,7 @@ func (s *session) Reset() {
 	}
 	if s.srv.isDraining() && s.idle() {
 		// The transaction Shutdown let finish is over.
-		s.conn.goodbye()
+		s.conn.sayAndClose(errShuttingDown)
 	}
 }
 

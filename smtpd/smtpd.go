@@ -108,6 +108,8 @@ type Config struct {
 	// once the alias is known alive, so that a dead alias answers like an
 	// unknown one: a recipient over it has its use reserved and refunded,
 	// gets 450 4.7.1, and the sender retries later (0 means no limit).
+	// The same number bounds the bounces relayed to one SRS address per
+	// hour, which always have a bound: 10 when this is 0.
 	MaxMessagesPerAliasHour int
 	// MaxBadRecipientsPerClient bounds refused recipients (as counted by
 	// MaxBadRecipients) per client address across connections within
@@ -294,7 +296,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	for _, c := range conns {
 		if c.idle() {
-			go c.goodbye() // each may wait briefly on a client that does not read
+			go c.sayAndClose(errShuttingDown) // each may wait briefly on a client that does not read
 		}
 	}
 	var err error

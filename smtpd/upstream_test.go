@@ -100,3 +100,27 @@ func TestNoCleartextCredentials(t *testing.T) {
 		t.Fatal("handshake sent credentials over a cleartext connection")
 	}
 }
+
+// A smarthost that says 421 and hangs up after a message (as an MTA
+// closing an idle connection does) leaves a parked connection that is
+// gone: the next message dials afresh instead of failing with 451.
+func TestReusedConnectionSaid421(t *testing.T) {
+	up, sessions := scriptedSmarthost(t, scriptedOptions{byeAfter1: true})
+	e := newEnv(t, func(c *Config) { c.Smarthost.Address = up })
+	_, addr := e.newAlias("t@example.com", 3, 0)
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	for i := range 2 {
+		c.must(250, "MAIL FROM:<s@example.org>")
+		c.must(250, "RCPT TO:<%s>", addr)
+		c.must(354, "DATA")
+		c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+		if code, msg := c.reply(); code != 250 {
+			t.Fatalf("message %d: %d %s", i+1, code, msg)
+		}
+	}
+	c.must(221, "QUIT")
+	if n := sessions.Load(); n != 2 {
+		t.Fatalf("%d smarthost connections, want 2", n)
+	}
+}
