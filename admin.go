@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,14 +80,14 @@ func (o localOps) List() ([]adminAlias, error) {
 }
 
 func (o localOps) Show(id string) (adminAlias, error) {
-	a, err := o.st.Held(strings.ToLower(id), o.now())
+	a, err := o.st.Held(id, o.now())
 	if err != nil {
 		return adminAlias{}, err
 	}
 	return o.view(a, ""), nil
 }
 
-func (o localOps) Revoke(id string) error { return o.st.RevokeID(strings.ToLower(id), o.now()) }
+func (o localOps) Revoke(id string) error { return o.st.RevokeID(id, o.now()) }
 
 func (o localOps) Backup(w io.Writer) error {
 	_, err := o.st.Backup(w)
@@ -222,12 +223,12 @@ func (o remoteOps) List() (list []adminAlias, err error) {
 }
 
 func (o remoteOps) Show(id string) (a adminAlias, err error) {
-	err = o.call("GET", "/aliases/"+strings.ToLower(id), nil, &a)
+	err = o.call("GET", "/aliases/"+url.PathEscape(id), nil, &a)
 	return a, err
 }
 
 func (o remoteOps) Revoke(id string) error {
-	return o.call("DELETE", "/aliases/"+strings.ToLower(id), nil, nil)
+	return o.call("DELETE", "/aliases/"+url.PathEscape(id), nil, nil)
 }
 
 func (o remoteOps) Backup(w io.Writer) error { return o.call("GET", "/backup", nil, w) }

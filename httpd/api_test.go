@@ -449,3 +449,20 @@ func FuzzCreateRequest(f *testing.F) {
 		}
 	})
 }
+
+// Ids are lower case; one typed or copied in upper case still finds its
+// alias, as it does over SMTP.
+func TestIDCaseInsensitive(t *testing.T) {
+	ta := newTestAPI(t, nil)
+	r := ta.do(t, "POST", "/aliases", jsonType, `{"target":"t@example.com"}`)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	id, token := strings.ToUpper(r.body["id"].(string)), r.body["token"].(string)
+	if g := ta.do(t, "GET", "/aliases/"+id, "", "", "Authorization", "Bearer "+token); g.status != 200 {
+		t.Fatalf("GET %s: %d %s", id, g.status, g.raw)
+	}
+	if d := ta.do(t, "DELETE", "/aliases/"+id, "", "", "Authorization", "Bearer "+token); d.status != 204 {
+		t.Fatalf("DELETE %s: %d %s", id, d.status, d.raw)
+	}
+}

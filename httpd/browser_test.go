@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/httpd"
 )
 
 // The browser tests drive Debian's chromium (headless) against the real
@@ -306,6 +307,17 @@ func TestBrowser(t *testing.T) {
 		}
 		if v := value(t, ctx, chromedp.Evaluate[bool](`document.getElementById('result').hidden`)); !v {
 			t.Error("a result is shown after an error")
+		}
+	})
+
+	t.Run("days left empty", func(t *testing.T) {
+		// The page sends no days, so the service's own default applies.
+		ws := newWebServer(t, func(c *httpd.Config) { c.Limits.DefaultDays = 5 })
+		ctx := newTab(t, browser)
+		run(t, ctx, chromedp.Navigate(ws.URL), fillForm("me@example.com", "", ""), chromedp.Click(chromedp.ID("submit")),
+			chromedp.Poll[chromedp.Void](`document.getElementById('lifetime').textContent !== ''`, chromedp.WithPollingTimeout(10*time.Second)))
+		if got := value(t, ctx, chromedp.Text(chromedp.ID("lifetime"))); got != "It stops working after 5 days." {
+			t.Errorf("lifetime %q", got)
 		}
 	})
 

@@ -33,12 +33,14 @@ func BenchmarkCreateHTTP(b *testing.B) {
 		for pb.Next() {
 			res, err := c.Post(srv.URL+"/aliases", "application/json", strings.NewReader(`{"target":"t@example.com","days":3,"max-usage":5}`))
 			if err != nil {
-				b.Fatal(err)
+				b.Error(err) // Fatal must not be called from RunParallel's goroutines
+				return
 			}
 			io.Copy(io.Discard, res.Body)
 			res.Body.Close()
 			if res.StatusCode != 201 {
-				b.Fatal(res.StatusCode)
+				b.Error(res.StatusCode)
+				return
 			}
 		}
 	})

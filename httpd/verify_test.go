@@ -144,7 +144,9 @@ func TestPerTargetLimits(t *testing.T) {
 		c.CreationsPerTargetPerDay = 3
 	})
 	first := create("b@example.com")
-	create("b@example.com")
+	if r := create("b@example.com"); r.status != 201 {
+		t.Fatalf("second: %d %s", r.status, r.raw)
+	}
 	if r := create("b@example.com"); r.status != 429 || !strings.Contains(r.raw, "live aliases") {
 		t.Fatalf("third live alias: %d %s", r.status, r.raw)
 	}
@@ -152,14 +154,19 @@ func TestPerTargetLimits(t *testing.T) {
 		t.Fatal(d.raw)
 	}
 	// One revoked: room for one more, which is the day's third creation.
-	if r := create("b@example.com"); r.status != 201 {
-		t.Fatalf("after a revoke: %d %s", r.status, r.raw)
+	third := create("b@example.com")
+	if third.status != 201 {
+		t.Fatalf("after a revoke: %d %s", third.status, third.raw)
 	}
 	// Creations per target per day: the fourth attempt of the day is refused
 	// whatever the live count.
 	ta.clock.Add(time.Hour)
-	ta.do(t, "DELETE", "/aliases/"+first.body["id"].(string), "", "", "Authorization", "Bearer "+first.body["token"].(string))
-	if r := create("b@example.com"); r.status != 429 {
+	// With one more revoked there is room for a live alias: only the
+	// daily limit refuses.
+	if d := ta.do(t, "DELETE", "/aliases/"+third.body["id"].(string), "", "", "Authorization", "Bearer "+third.body["token"].(string)); d.status != 204 {
+		t.Fatal(d.raw)
+	}
+	if r := create("b@example.com"); r.status != 429 || !strings.Contains(r.raw, "today") {
 		t.Fatalf("fourth creation of the day: %d %s", r.status, r.raw)
 	}
 }

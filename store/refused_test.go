@@ -123,8 +123,8 @@ func TestRefusedCountBounded(t *testing.T) {
 	if _, err := s.Reserve(a.ID, t0); !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
-	if got, _ := s.Authorized(a.ID, token, t0); got.Refused != 0 {
-		t.Fatalf("counted past the bound: %d", got.Refused)
+	if got, err := s.Authorized(a.ID, token, t0); err != nil || got.Refused != 0 {
+		t.Fatalf("counted past the bound: %d, %v", got.Refused, err)
 	}
 	s.refusedMu.Lock()
 	n := len(s.refused)
@@ -138,8 +138,8 @@ func TestRefusedCountBounded(t *testing.T) {
 	if _, err := s.Reserve(a.ID, t0); !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
-	if got, _ := s.Authorized(a.ID, token, t0); got.Refused != 1 {
-		t.Fatalf("after the flush: %d refused, want 1", got.Refused)
+	if got, err := s.Authorized(a.ID, token, t0); err != nil || got.Refused != 1 {
+		t.Fatalf("after the flush: %d refused, %v; want 1", got.Refused, err)
 	}
 }
 

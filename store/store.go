@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -447,6 +448,7 @@ func (s *Store) Get(id string, now time.Time) (alias.Alias, error) {
 
 // read returns alias id as stored, dead or alive, from a read transaction.
 func (s *Store) read(id string) (alias.Alias, error) {
+	id = strings.ToLower(id) // ids are lower case; people copy them otherwise
 	if !alias.ValidID(id) {
 		return alias.Alias{}, ErrNotFound
 	}
@@ -675,6 +677,7 @@ func (s *Store) Revoke(id, token string, now time.Time) error {
 }
 
 func (s *Store) revoke(id string, now time.Time, allowed func(*record) bool) error {
+	id = strings.ToLower(id)
 	if !alias.ValidID(id) {
 		return ErrNotFound
 	}

@@ -20,8 +20,8 @@ func TestUnverifiedAliasRefusesUntilConfirmed(t *testing.T) {
 	if !a.Unverified || confirm == "" {
 		t.Fatalf("created %+v, confirm %q", a, confirm)
 	}
-	if ok, _ := s.TargetVerified("t@example.com", t0); ok {
-		t.Fatal("target verified before confirmation")
+	if ok, err := s.TargetVerified("t@example.com", t0); err != nil || ok {
+		t.Fatalf("target verified before confirmation: %v, %v", ok, err)
 	}
 	if _, err := s.Reserve(a.ID, t0); err != ErrNotFound {
 		t.Fatalf("Reserve on a pending alias: %v, want ErrNotFound like an unknown alias", err)
@@ -96,8 +96,8 @@ func TestConfirmDeadAlias(t *testing.T) {
 	if _, err := s.Confirm(confirm, t0.Add(2*day), 90*day); err != ErrNotFound {
 		t.Fatalf("Confirm after sweep: %v", err)
 	}
-	if ok, _ := s.TargetVerified(a.Target, t0); ok {
-		t.Error("an expired confirmation verified the target")
+	if ok, err := s.TargetVerified(a.Target, t0); err != nil || ok {
+		t.Errorf("an expired confirmation verified the target: %v, %v", ok, err)
 	}
 }
 
