@@ -154,6 +154,22 @@ func fillForm(target, days, max string) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(steps...)
 }
 
+// popupTokenWorks checks that the bookmarklet popup shows the alias's
+// management token, the only place it is ever shown: the API accepts it.
+func popupTokenWorks(t *testing.T, popup context.Context) {
+	t.Helper()
+	addr := value(t, popup, chromedp.Text(chromedp.ID("alias")))
+	token := value(t, popup, chromedp.Text(chromedp.ID("token")))
+	m := aliasRE.FindStringSubmatch(addr)
+	if m == nil || token == "" {
+		t.Fatalf("the popup shows alias %q, token %q", addr, token)
+	}
+	base := value(t, popup, chromedp.Evaluate[string](`location.origin`))
+	if status, body := apiGet(t, base, m[1], token); status != 200 {
+		t.Errorf("the popup's token: %d %v", status, body)
+	}
+}
+
 // apiGet reads an alias through the JSON API with its token.
 func apiGet(t *testing.T, base, id, token string) (int, map[string]any) {
 	t.Helper()
@@ -454,6 +470,7 @@ func TestBrowser(t *testing.T) {
 			if e := value(t, popup, chromedp.Evaluate[string](`document.getElementById('error').hidden ? '' : document.getElementById('error').textContent`)); e != "" {
 				t.Fatalf("the popup says: %s", e)
 			}
+			popupTokenWorks(t, popup)
 		}
 
 		// The focused field gets the alias.
@@ -496,6 +513,7 @@ func TestBrowser(t *testing.T) {
 		} else if _, err := ws.store.Get(m[1], time.Now()); err != nil {
 			t.Errorf("popup alias: %v", err)
 		}
+		popupTokenWorks(t, popup)
 		screenshot(t, popup, "phone-popup-no-opener", phone)
 	})
 }

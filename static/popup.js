@@ -64,6 +64,8 @@
     status('');
     $('alias').textContent = a.alias;
     $('lifetime').textContent = a.lifetime;
+    $('pending').hidden = a.status !== 'pending';
+    $('token').textContent = a.token;
     $('result').hidden = false;
   }
 
@@ -123,8 +125,8 @@
     }
     opener.postMessage({ type: 'tempalias-alias', nonce: nonce, alias: r.alias.alias }, origin);
     showAlias(r.alias);
-    status('Filled in on ' + origin + '. This window closes by itself.');
-    setTimeout(() => window.close(), 1500);
+    // Not closed by itself: the token below is shown only here.
+    status('Filled in on ' + origin + '. Keep the token below if you may want to end the alias early, then close this window.');
   });
   opener.postMessage({ type: 'tempalias-ready', nonce: nonce }, origin);
 })();
