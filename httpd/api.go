@@ -141,6 +141,7 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 	}
 	if err != nil {
 		a.cfg.Logger.Error("create alias", "err", err)
+		a.perTarget.undo(alias.TargetKey(spec.Target)) // nothing was created
 		return alias.Alias{}, "", errServer
 	}
 	metrics.AliasesCreated.Inc()

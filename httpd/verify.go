@@ -52,13 +52,16 @@ func (a *API) createPending(w http.ResponseWriter, r *http.Request, spec alias.S
 		return alias.Alias{}, "", &apiError{http.StatusTooManyRequests, "rate-limited",
 			"Too many confirmation messages went to this address today; confirm one of them, or try again tomorrow."}
 	}
+	key := alias.TargetKey(spec.Target)
 	created, token, confirm, err := a.store.CreateUnverified(spec, now)
 	if errors.Is(err, alias.ErrTargetFull) {
-		a.confirmations.undo(alias.TargetKey(spec.Target)) // no mail goes out
+		a.confirmations.undo(key) // no mail goes out
 		return alias.Alias{}, "", a.targetFull(w, spec.Target)
 	}
 	if err != nil {
 		a.cfg.Logger.Error("create pending alias", "err", err)
+		a.confirmations.undo(key)
+		a.perTarget.undo(key)
 		return alias.Alias{}, "", errServer
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
@@ -74,6 +77,9 @@ func (a *API) createPending(w http.ResponseWriter, r *http.Request, spec alias.S
 		if err := a.store.RevokeID(created.ID, now); err != nil {
 			a.cfg.Logger.Error("revoke unconfirmable alias", "alias", created.ID, "err", err)
 		}
+		// Nothing was sent and nothing made: the day's quotas stay whole.
+		a.confirmations.undo(key)
+		a.perTarget.undo(key)
 		return alias.Alias{}, "", &apiError{http.StatusInternalServerError, "server-error",
 			"The confirmation message could not be sent, so no alias was made; please try again later."}
 	}

@@ -105,13 +105,27 @@ func TestVerifiedTargets(t *testing.T) {
 
 func TestVerifyMailFailure(t *testing.T) {
 	mailer := &fakeMailer{fail: true}
-	ta := newTestAPI(t, func(c *Config) { c.Verify = &Verify{Mailer: mailer, Remember: time.Hour, PublicURL: "http://x"} })
-	r := ta.do(t, "POST", "/aliases", jsonType, `{"target":"new@example.com"}`)
-	if r.status != 500 || r.body["error"] != "server-error" || strings.Contains(r.raw, "smarthost") {
-		t.Fatalf("create with the mailer down: %d %s", r.status, r.raw)
+	ta := newTestAPI(t, func(c *Config) {
+		c.CreationsPerTargetPerDay = 2
+		c.Verify = &Verify{Mailer: mailer, Remember: time.Hour, PublicURL: "http://x", MailsPerTargetPerDay: 2}
+	})
+	// Failures use up neither the day's confirmation mails nor its
+	// creations for the target: once the mailer is back, both still work.
+	for range 3 {
+		r := ta.do(t, "POST", "/aliases", jsonType, `{"target":"new@example.com"}`)
+		if r.status != 500 || r.body["error"] != "server-error" || strings.Contains(r.raw, "smarthost") {
+			t.Fatalf("create with the mailer down: %d %s", r.status, r.raw)
+		}
 	}
-	if n, err := ta.store.LiveForTarget("new@example.com", testNow); n != 0 || err != nil {
-		t.Fatalf("%d unconfirmable aliases left alive", n)
+	mailer.mu.Lock()
+	mailer.fail = false
+	mailer.mu.Unlock()
+	if r := ta.do(t, "POST", "/aliases", jsonType, `{"target":"new@example.com"}`); r.status != 201 {
+		t.Fatalf("after the mailer recovered: %d %s", r.status, r.raw)
+	}
+	// Only the alias whose mail went out lives.
+	if n, err := ta.store.LiveForTarget("new@example.com", testNow); n != 1 || err != nil {
+		t.Fatalf("%d aliases alive, want 1 (%v)", n, err)
 	}
 }
 
