@@ -21,7 +21,8 @@ import (
 )
 
 // exampleConfig is tempalias.toml, the documented example. Its values are
-// the defaults: a test checks that loading it changes nothing.
+// the defaults (it is what loadConfig starts from); a test checks that it
+// sets every key of Config.
 //
 //go:embed tempalias.toml
 var exampleConfig []byte

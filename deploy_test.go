@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"net/smtp"
 	"os"
@@ -143,5 +144,50 @@ func testActivatedSMTP(t *testing.T, smtpAddr string, sk *sink, created map[stri
 	}
 	if got := sk.next(t); got.to[0] != "t@example.com" {
 		t.Errorf("relayed to %v", got.to)
+	}
+}
+
+// A socket handed over under a name tempalias does not know (systemd
+// names it after its unit unless FileDescriptorName= is set) stops the
+// start with a message, rather than being held open and never served.
+func TestSocketActivationUnknownName(t *testing.T) {
+	activate := requireTool(t, "systemd-socket-activate", "systemd")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "tempalias.toml")
+	writeFile(t, cfgPath, []byte(testConfig(dir)), 0o600)
+	addr := freePort(t)
+	cmd := exec.Command(activate, "-l", addr, "--fdname=tempalias-web", binary, "-config", cfgPath)
+	var log strings.Builder
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// The activator starts tempalias at the first connection.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the activator never listened")
+		}
+		time.Sleep(50 * time.Millisecond) // polling for the activator to bind
+	}
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("exit %v, want status 1; log:\n%s", err, log.String())
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("still running with an unknown socket; log:\n%s", log.String())
+	}
+	if !strings.Contains(log.String(), `a socket named "tempalias-web" was handed over`) {
+		t.Errorf("log does not say why:\n%s", log.String())
 	}
 }

@@ -140,6 +140,17 @@ func activated() (map[string][]net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("systemd socket activation: %w", err)
 	}
+	for name, l := range lns {
+		if name != "http" && name != "https" && name != "smtp" {
+			// Left alone it would be held open and never served, while
+			// tempalias listened elsewhere: systemd names a socket after
+			// its unit unless FileDescriptorName= says otherwise.
+			for _, ln := range l {
+				ln.Close()
+			}
+			return nil, fmt.Errorf("systemd socket activation: a socket named %q was handed over; name sockets http, https or smtp with FileDescriptorName=", name)
+		}
+	}
 	return lns, nil
 }
 

@@ -156,7 +156,10 @@ listen = "127.0.0.1:0"
 
 func httpDo(t *testing.T, method, url, body string, hdr ...string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -166,9 +169,16 @@ func httpDo(t *testing.T, method, url, body string, hdr ...string) (int, map[str
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var m map[string]any
-	json.Unmarshal(b, &m)
+	if len(b) > 0 { // a 204 has no body
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s %s: %d, body not JSON: %q", method, url, res.StatusCode, b)
+		}
+	}
 	return res.StatusCode, m
 }
 

@@ -2,7 +2,7 @@
 # bench/run.sh: measure tempalias against the peers self-hosters use today,
 # side by side, in one run, on this machine.
 #
-#   bash bench/run.sh            # the full run (about 15 minutes on 2 cores)
+#   bash bench/run.sh            # the full run (about 13 minutes on 2 cores)
 #   QUICK=1 bash bench/run.sh    # small counts, a smoke check (about 2 minutes)
 #
 # What it starts, all on 127.0.0.1 and all stopped again on exit:
