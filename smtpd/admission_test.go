@@ -212,8 +212,8 @@ func TestMessagesPerAliasHour(t *testing.T) {
 		t.Fatalf("an hour later: %v", err)
 	}
 	e.settled()
-	if used, pending, _ := e.uses(id); used != 3 || pending != 0 {
-		t.Errorf("used %d pending %d, want 3 0", used, pending)
+	if used, pending, ok := e.uses(id); !ok || used != 3 || pending != 0 {
+		t.Errorf("used %d pending %d alive %v, want 3 0", used, pending, ok)
 	}
 }
 

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +102,7 @@ func TestFailureMatrix(t *testing.T) {
 
 func checkReply(t *testing.T, cmd string, code int, msg, want string) {
 	t.Helper()
-	got := strings.TrimSpace(strings.Join([]string{itoa(code), strings.SplitN(msg, " ", 2)[0]}, " "))
+	got := strings.TrimSpace(strings.Join([]string{strconv.Itoa(code), strings.SplitN(msg, " ", 2)[0]}, " "))
 	if code == 250 {
 		got = "250"
 	}
@@ -111,10 +112,6 @@ func checkReply(t *testing.T, cmd string, code int, msg, want string) {
 	if strings.Contains(msg, "secret") || strings.Contains(msg, "example.com") || strings.Contains(msg, "127.0.0.1") {
 		t.Errorf("%s: reply leaks internals: %q", cmd, msg)
 	}
-}
-
-func itoa(n int) string {
-	return string([]byte{byte('0' + n/100), byte('0' + n/10%10), byte('0' + n%10)})
 }
 
 // After the final dot a lost reply leaves the message possibly delivered:
@@ -132,8 +129,8 @@ func TestHangAfterFinalDot(t *testing.T) {
 	if cm, f := e.settled(); cm != 1 || f != 0 {
 		t.Errorf("%d committed, %d refunded; want 1, 0", cm, f)
 	}
-	if used, pending, _ := e.uses(id); used != 1 || pending != 0 {
-		t.Errorf("used %d pending %d, want 1 0", used, pending)
+	if used, pending, ok := e.uses(id); !ok || used != 1 || pending != 0 {
+		t.Errorf("used %d pending %d alive %v, want 1 0", used, pending, ok)
 	}
 }
 

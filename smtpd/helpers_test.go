@@ -612,9 +612,3 @@ func stripTrace(t testing.TB, body []byte, addrs ...string) (received string, re
 	}
 	return received, rest
 }
-
-func parseIP(s string) net.IP { return net.ParseIP(s) }
-
-func contextWithTimeout(t testing.TB, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
-}

@@ -63,8 +63,8 @@ func TestDeliveredToLoop(t *testing.T) {
 		})
 	}
 	e.settled()
-	if used, pending, _ := e.uses(id); used != 1 || pending != 0 {
-		t.Errorf("used %d pending %d, want 1 0", used, pending)
+	if used, pending, ok := e.uses(id); !ok || used != 1 || pending != 0 {
+		t.Errorf("used %d pending %d alive %v, want 1 0", used, pending, ok)
 	}
 	// Another alias's Delivered-To is no loop.
 	if err := sendMail(e.addr, "s@example.org", []string{other}, first); err != nil {

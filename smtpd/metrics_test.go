@@ -1,6 +1,8 @@
 package smtpd
 
 import (
+	"maps"
+	"strconv"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -71,18 +73,6 @@ func (a metricsSnapshot) delta(b metricsSnapshot) metricsSnapshot {
 	return d
 }
 
-func sameCounts(got, want map[string]float64) bool {
-	if len(got) != len(want) {
-		return false
-	}
-	for k, v := range want {
-		if got[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // Every RCPT result and every message outcome moves its counter by one,
 // and only its own.
 func TestMetrics(t *testing.T) {
@@ -113,7 +103,7 @@ func TestMetrics(t *testing.T) {
 		c.must(tc.code, "RCPT TO:<%s>", tc.rcpt)
 		c.must(221, "QUIT")
 		e.settled()
-		if d := before.delta(snapshot(t)); !sameCounts(d.rcpt, map[string]float64{tc.result: 1}) || len(d.messages) != 0 {
+		if d := before.delta(snapshot(t)); !maps.Equal(d.rcpt, map[string]float64{tc.result: 1}) || len(d.messages) != 0 {
 			t.Errorf("RCPT %s: rcpt %v messages %v, want %s +1 only", tc.rcpt, d.rcpt, d.messages, tc.result)
 		}
 	}
@@ -126,7 +116,7 @@ func TestMetrics(t *testing.T) {
 		e.settled()
 		d := before.delta(snapshot(t))
 		msgs := e.up.messages()
-		if !sameCounts(d.messages, map[string]float64{"relayed": 1}) || !sameCounts(d.rcpt, map[string]float64{"accepted": 1}) {
+		if !maps.Equal(d.messages, map[string]float64{"relayed": 1}) || !maps.Equal(d.rcpt, map[string]float64{"accepted": 1}) {
 			t.Errorf("messages %v rcpt %v", d.messages, d.rcpt)
 		}
 		if want := float64(msgs[len(msgs)-1].size); d.bytes != want {
@@ -148,7 +138,7 @@ func TestMetrics(t *testing.T) {
 		{"END", smtpErr(554, smtp.EnhancedCode{5, 7, 1}), map[string]float64{"accepted": 1}, map[string]float64{"permanent": 1}, 1},
 		{"RCPT", smtpErr(550, smtp.EnhancedCode{5, 1, 1}), map[string]float64{"upstream": 1}, nil, 0},
 	} {
-		t.Run(tc.stage+" "+itoa(tc.err.Code), func(t *testing.T) {
+		t.Run(tc.stage+" "+strconv.Itoa(tc.err.Code), func(t *testing.T) {
 			e.up.fail(tc.stage, tc.err)
 			t.Cleanup(func() { e.up.fail(tc.stage, nil) })
 			before := snapshot(t)
@@ -158,7 +148,7 @@ func TestMetrics(t *testing.T) {
 			}
 			e.settled()
 			d := before.delta(snapshot(t))
-			if !sameCounts(d.rcpt, tc.rcpt) || !sameCounts(d.messages, tc.result) || d.bytes != 0 || d.data != tc.data {
+			if !maps.Equal(d.rcpt, tc.rcpt) || !maps.Equal(d.messages, tc.result) || d.bytes != 0 || d.data != tc.data {
 				t.Errorf("rcpt %v messages %v bytes %v data %d; want %v %v 0 %d", d.rcpt, d.messages, d.bytes, d.data, tc.rcpt, tc.result, tc.data)
 			}
 		})

@@ -1,7 +1,9 @@
 package smtpd
 
 import (
+	"context"
 	"errors"
+	"net"
 	netsmtp "net/smtp"
 	"net/textproto"
 	"regexp"
@@ -153,8 +155,8 @@ func TestRecipients(t *testing.T) {
 	}
 	e.settled()
 	for id, want := range map[string]int{a1: 2, a2: 1, a3: 1} {
-		if used, pending, _ := e.uses(id); used != want || pending != 0 {
-			t.Errorf("alias %s: used %d pending %d, want %d 0", id, used, pending, want)
+		if used, pending, ok := e.uses(id); !ok || used != want || pending != 0 {
+			t.Errorf("alias %s: used %d pending %d alive %v, want %d 0", id, used, pending, ok, want)
 		}
 	}
 }
@@ -207,7 +209,7 @@ func TestReceivedHeader(t *testing.T) {
 		{"evil\r\nX-Injected: 1", "2001:db8::1", "Received: from [IPv6:2001:db8::1] ([IPv6:2001:db8::1])\r\n\tby mx (tempalias) with ESMTP id 1; Sat, 01 Mar 2025 11:00:00 +0000\r\n"},
 		{"a(b)", "192.0.2.1", "Received: from [192.0.2.1] ([192.0.2.1])\r\n\tby mx (tempalias) with ESMTP id 1; Sat, 01 Mar 2025 11:00:00 +0000\r\n"},
 	} {
-		got := receivedHeader(tc.helo, parseIP(tc.ip), "mx", "1", "", false, at)
+		got := receivedHeader(tc.helo, net.ParseIP(tc.ip), "mx", "1", "", false, at)
 		if got != tc.want {
 			t.Errorf("helo %q: got %q, want %q", tc.helo, got, tc.want)
 		}
@@ -284,7 +286,7 @@ func TestShutdown(t *testing.T) {
 		busy := e.transaction(addr)
 		busy.must(354, "DATA")
 		busy.send("Subject: x\r\n\r\npartial")
-		ctx, cancel := contextWithTimeout(t, 200*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
 		if err := e.srv.Shutdown(ctx); err == nil {
 			t.Fatal("Shutdown cut a transaction short but returned nil")
@@ -345,7 +347,7 @@ func TestBDAT(t *testing.T) {
 	if c, f := e.settled(); c != 1 || f != 1 {
 		t.Errorf("%d committed, %d refunded; want 1, 1", c, f)
 	}
-	if used, pending, _ := e.uses(id); used != 1 || pending != 0 {
-		t.Errorf("used %d pending %d", used, pending)
+	if used, pending, ok := e.uses(id); !ok || used != 1 || pending != 0 {
+		t.Errorf("used %d pending %d alive %v", used, pending, ok)
 	}
 }

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func TestSRSForward(t *testing.T) {
 	// What ParseAddress lets through Forward can rewrite (go-smtp has
 	// unquoted quoted local parts by then); should that ever change, the
 	// sender goes as it is.
-	s := &session{srv: e.srv, remote: parseIP("127.0.0.1")}
+	s := &session{srv: e.srv, remote: net.ParseIP("127.0.0.1")}
 	if got := s.srsForward("no-at-sign"); got != "no-at-sign" {
 		t.Errorf("unrewritable sender became %q", got)
 	}
@@ -122,12 +123,10 @@ func TestSRSRefused(t *testing.T) {
 	} else {
 		tampered[5] = 'A'
 	}
-	other, _ := srs.New(testDomain, []string{"someone else's secret"}, srs.Options{})
-	forged, _ := other.Forward("victim@example.org", now)
+	forged := mustForward(t, testDomain, "someone else's secret", "victim@example.org", now)
 	// A genuine address (same secret, and the SRS domain is not hashed)
 	// that reverses into our own domain: relaying it would be a loop.
-	elsewhere, _ := srs.New("elsewhere.example", []string{"new secret"}, srs.Options{})
-	selfSRS, _ := elsewhere.Forward("x@"+testDomain, now)
+	selfSRS := mustForward(t, "elsewhere.example", "new secret", "x@"+testDomain, now)
 	selfSRS = strings.Replace(selfSRS, "@elsewhere.example", "@"+testDomain, 1)
 	if orig, err := r.Reverse(selfSRS, now); err != nil || orig != "x@"+testDomain {
 		t.Fatalf("Reverse(%q) = %q, %v", selfSRS, orig, err)
@@ -164,11 +163,24 @@ func TestSRSRefused(t *testing.T) {
 	}
 }
 
+// mustForward is sender rewritten to an SRS address in domain under secret.
+func mustForward(t *testing.T, domain, secret, sender string, now time.Time) string {
+	t.Helper()
+	r, err := srs.New(domain, []string{secret}, srs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := r.Forward(sender, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
 // Without SRS an SRS address is just an unknown alias.
 func TestSRSOff(t *testing.T) {
 	e := newEnv(t, nil)
-	r, _ := srs.New(testDomain, []string{"secret"}, srs.Options{})
-	addr, _ := r.Forward("s@example.org", e.clock.Now())
+	addr := mustForward(t, testDomain, "secret", "s@example.org", e.clock.Now())
 	c := e.dial()
 	c.must(250, "EHLO client.example")
 	c.must(250, "MAIL FROM:<>")

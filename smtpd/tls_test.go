@@ -152,8 +152,8 @@ func TestSTARTTLSRefusalsAndShutdown(t *testing.T) {
 	if n := len(e.up.messages()); n != 1 {
 		t.Errorf("smarthost got %d messages, want 1", n)
 	}
-	if used, pending, _ := e.uses(id); used != 1 || pending != 0 {
-		t.Errorf("used %d pending %d", used, pending)
+	if used, pending, ok := e.uses(id); !ok || used != 1 || pending != 0 {
+		t.Errorf("used %d pending %d alive %v", used, pending, ok)
 	}
 }
 
