@@ -45,7 +45,6 @@ type transaction struct {
 	start   time.Time
 	helo    string
 	from    string
-	upFrom  string // from as replayed upstream: SRS-rewritten if configured
 	size    int64
 	aliases []string        // reserved: one use each
 	addrs   []string        // the alias addresses, as named, for Delivered-To
@@ -126,7 +125,6 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		start:   time.Now(),
 		helo:    s.smtp.Hostname(),
 		from:    from,
-		upFrom:  s.srsForward(from),
 		targets: make(map[string]bool),
 	}
 	if opts != nil {
@@ -178,7 +176,7 @@ func (s *session) rcpt(tx *transaction, to string) error {
 	if !ours && !s.srv.srsDomain(addr.Domain) {
 		return errRelayDenied
 	}
-	if cfg.SRS != nil {
+	if cfg.SRS != nil && srs.HasTag(addr.Local) {
 		orig, err := cfg.SRS.Reverse(addr.String(), cfg.Now())
 		if !errors.Is(err, srs.ErrNotSRS) {
 			return s.bounce(tx, addr, orig, err)
@@ -336,7 +334,9 @@ func (s *session) openUpstream(tx *transaction) error {
 				return tx.upErr
 			}
 		}
-		err := up.c.Mail(tx.upFrom, &smtp.MailOptions{Size: tx.size})
+		// The sender as replayed upstream, SRS-rewritten if configured:
+		// computed here, as most transactions never get this far.
+		err := up.c.Mail(s.srsForward(tx.from), &smtp.MailOptions{Size: tx.size})
 		if err == nil {
 			if !reused {
 				metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
