@@ -297,7 +297,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		}
 		srv := httpd.NewServer(public, log)
 		srv.TLSConfig = tlsCerts.config()
-		servers = append(servers, server{"https", srv, tls.NewListener(ln, srv.TLSConfig)})
+		servers = append(servers, server{"https", srv, ln})
 	}
 	adminLn, err := listenAdmin(cfg.adminSocketPath())
 	if err != nil {
@@ -346,7 +346,12 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	})
 	for _, s := range servers {
 		wg.Go(func() {
-			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+			serve := s.srv.Serve
+			if s.srv.TLSConfig != nil {
+				// ServeTLS, not Serve over a TLS listener: it offers HTTP/2.
+				serve = func(ln net.Listener) error { return s.srv.ServeTLS(ln, "", "") }
+			}
+			if err := serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", s.name, err)
 			}
 		})

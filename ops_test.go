@@ -49,7 +49,7 @@ pprof = true
 
 	pool := x509.NewCertPool()
 	pool.AddCert(first)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
 	get := func(c *http.Client, url string) (*http.Response, string) {
 		t.Helper()
 		res, err := c.Get(url)
@@ -63,6 +63,9 @@ pprof = true
 	res, body := get(client, "https://"+p.addrs["https"]+"/healthz")
 	if res.StatusCode != 200 || body != "ok\n" || res.TLS.PeerCertificates[0].SerialNumber.Int64() != 1 {
 		t.Fatalf("https healthz: %d %q", res.StatusCode, body)
+	}
+	if res.ProtoMajor != 2 {
+		t.Errorf("https speaks %s, want HTTP/2", res.Proto)
 	}
 	if res, _ := get(http.DefaultClient, "http://"+p.addrs["http"]+"/healthz"); res.StatusCode != 200 {
 		t.Fatalf("http healthz: %d", res.StatusCode)
