@@ -85,7 +85,7 @@ func New(cfg Config, st Store) *API {
 	}
 	a.SetLimits(cfg.Limits, cfg.CreatePerMinute)
 	r := chi.NewRouter()
-	r.Use(a.logRequests, recoverJSON)
+	r.Use(a.logRequests, a.recoverJSON)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		// rfc 9110:15.5.6: a 405 names the methods that would work.
 		allow := "GET, DELETE"

@@ -37,14 +37,14 @@ func (a *API) logRequests(next http.Handler) http.Handler {
 
 // recoverJSON turns a panic in a handler into the documented 500 instead of
 // a dropped connection, and logs it.
-func recoverJSON(next http.Handler) http.Handler {
+func (a *API) recoverJSON(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				slog.Error("panic in HTTP handler", "panic", v, "route", r.URL.Path)
+				a.cfg.Logger.Error("panic in HTTP handler", "panic", v, "route", r.URL.Path)
 				writeError(w, errServer)
 			}
 		}()
