@@ -111,7 +111,11 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 		return alias.Alias{}, "", invalid("The request is not valid.")
 	}
 	spec.MaxLive = a.cfg.AliasesPerTarget
-	client := a.clientAddr(r)
+	client, ok := a.clientAddr(r)
+	if !ok {
+		a.cfg.Logger.Warn("creation refused: a trusted proxy's X-Forwarded-For names no address", "proxy", parseHostAddr(r.RemoteAddr).String())
+		return alias.Alias{}, "", errUnknownClient
+	}
 	// The cheap local limit first, so a flood costs no DNS look-ups.
 	if lim.perClient != nil && lim.perClient.OnLimit(w, r, clientKey(client)) {
 		return alias.Alias{}, "", errRateLimited

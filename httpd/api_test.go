@@ -394,11 +394,23 @@ func TestClientAddr(t *testing.T) {
 	}}}
 	for _, c := range []struct{ remote, xff, want string }{
 		{"192.0.2.1:5000", "203.0.113.9", "192.0.2.1"},  // untrusted peer: header ignored
+		{"192.0.2.1:5000", "garbage", "192.0.2.1"},      // untrusted peer: header ignored
 		{"10.1.1.1:5000", "203.0.113.9", "203.0.113.9"}, // trusted proxy
 		{"10.1.1.1:5000", "1.1.1.1, 203.0.113.9", "203.0.113.9"},
 		{"10.1.1.1:5000", "203.0.113.9, 10.2.2.2", "203.0.113.9"}, // chain of proxies
+		{"10.1.1.1:5000", "10.3.3.3, 10.2.2.2", "10.3.3.3"},       // only proxies
 		{"10.1.1.1:5000", "", "10.1.1.1"},
-		{"10.1.1.1:5000", "garbage", "10.1.1.1"},
+		{"10.1.1.1:5000", "203.0.113.9:1234", "203.0.113.9"},
+		{"10.1.1.1:5000", "[2001:db8::7]:1234", "2001:db8::7"},
+		{"10.1.1.1:5000", "[2001:db8::7]", "2001:db8::7"},
+		{"10.1.1.1:5000", "[::ffff:203.0.113.9]:80", "203.0.113.9"},
+		{"10.1.1.1:5000", "garbage, 203.0.113.9:1234, 10.2.2.2:443", "203.0.113.9"}, // left of the client: not read
+		{"10.1.1.1:5000", "garbage", "unknown"},
+		{"10.1.1.1:5000", "203.0.113.9, garbage", "unknown"},
+		{"10.1.1.1:5000", "garbage, 10.2.2.2", "unknown"},
+		{"10.1.1.1:5000", "203.0.113.9, ", "unknown"},
+		{"10.1.1.1:5000", "203.0.113.9:99999", "unknown"},
+		{"10.1.1.1:5000", "2001:db8::7]:1234", "unknown"},
 		{"[::1]:5000", "2001:db8::1", "2001:db8::1"},
 		{"[::ffff:192.0.2.1]:5000", "", "192.0.2.1"},
 	} {
@@ -407,10 +419,70 @@ func TestClientAddr(t *testing.T) {
 		if c.xff != "" {
 			r.Header.Set("X-Forwarded-For", c.xff)
 		}
-		if got := a.clientAddr(r).String(); got != c.want {
+		got := "unknown"
+		if addr, ok := a.clientAddr(r); ok {
+			got = addr.String()
+		}
+		if got != c.want {
 			t.Errorf("remote %s xff %q: got %s, want %s", c.remote, c.xff, got, c.want)
 		}
 	}
+}
+
+// TestRateLimitForwardedForms: behind a trusted proxy, each client is
+// counted under its own address whichever way the proxy writes it, and a
+// hop that is no address is refused, never counted against the proxy
+// (where every such client would share one quota).
+func TestRateLimitForwardedForms(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		first, same string // same: the first client again, written as the proxy may
+		other       string // another client
+	}{
+		{"v4", "198.51.100.77", "198.51.100.77", "198.51.100.78"},
+		{"v4 with port", "198.51.100.77:1234", "198.51.100.77:4321", "198.51.100.78:1234"},
+		{"v6 with port", "[2001:db8:1::1]:1234", "[2001:db8:1::2]:99", "[2001:db8:2::1]:1234"},
+		{"v6 bracketed", "[2001:db8:1::1]", "2001:db8:1::1", "[2001:db8:2::1]"},
+		{"mapped v4 with port", "[::ffff:198.51.100.77]:1234", "198.51.100.77", "198.51.100.78:1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ta := newTestAPI(t, func(c *Config) {
+				c.CreatePerMinute = 1
+				c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+			})
+			create := func(xff ...string) response {
+				return ta.do(t, "POST", "/aliases", jsonType, `{"target":"t@example.com"}`, append([]string{"X-Forwarded-For"}, xff...)...)
+			}
+			if r := create(c.first); r.status != 201 {
+				t.Fatalf("first client %q: %d %s", c.first, r.status, r.raw)
+			}
+			if r := create(c.same); r.status != 429 {
+				t.Errorf("first client again as %q: %d, want 429", c.same, r.status)
+			}
+			if r := create(c.other); r.status != 201 {
+				t.Errorf("other client %q: %d %s: pooled with %q", c.other, r.status, r.raw, c.first)
+			}
+			if r := ta.do(t, "POST", "/aliases", jsonType, `{"target":"t@example.com"}`); r.status != 201 {
+				t.Errorf("the proxy itself: %d %s: pooled with its clients", r.status, r.raw)
+			}
+		})
+	}
+	t.Run("no address", func(t *testing.T) {
+		ta := newTestAPI(t, func(c *Config) {
+			c.CreatePerMinute = 1
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		})
+		for _, xff := range []string{"unknown", "198.51.100.77:1234:5", "_hidden", "198.51.100.77, garbage"} {
+			r := ta.do(t, "POST", "/aliases", jsonType, `{"target":"t@example.com"}`, "X-Forwarded-For", xff)
+			if r.status != 400 || r.body["error"] != "invalid-data" || !strings.Contains(r.raw, "X-Forwarded-For") {
+				t.Errorf("X-Forwarded-For %q: %d %s, want 400 naming the header", xff, r.status, r.raw)
+			}
+		}
+		// None of them was counted against the proxy.
+		if r := ta.do(t, "POST", "/aliases", jsonType, `{"target":"t@example.com"}`); r.status != 201 {
+			t.Errorf("the proxy itself after refused hops: %d %s", r.status, r.raw)
+		}
+	})
 }
 
 func FuzzCreateRequest(f *testing.F) {

@@ -20,6 +20,7 @@ var (
 	errContentType      = &apiError{http.StatusUnsupportedMediaType, "invalid-request-type", "Send the request as Content-Type: application/json."}
 	errRateLimited      = &apiError{http.StatusTooManyRequests, "rate-limited", "Too many aliases created from your address; try again in a minute."}
 	errBlocked          = &apiError{http.StatusForbidden, "blocked", "Your address is on a blocklist this service uses; aliases cannot be created from it."}
+	errUnknownClient    = invalid("The proxy in front of this service did not say which address the request came from, so it cannot be counted; its operator should check the X-Forwarded-For it sends.")
 	errServer           = &apiError{http.StatusInternalServerError, "server-error", "Something went wrong on our side; nothing was created. Please try again."}
 )
 

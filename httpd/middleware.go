@@ -30,7 +30,7 @@ func (a *API) logRequests(next http.Handler) http.Handler {
 			slog.String("method", r.Method),
 			slog.String("route", route),
 			slog.Int("status", ww.Status()),
-			slog.String("remote", a.clientAddr(r).String()),
+			slog.String("remote", a.remoteForLog(r)),
 			slog.Duration("duration", time.Since(start)))
 	})
 }
@@ -56,24 +56,56 @@ func (a *API) recoverJSON(next http.Handler) http.Handler {
 // peer is the client unless it is a trusted proxy; then X-Forwarded-For is
 // read from the right, skipping trusted proxies, and the first other
 // address is the client. Addresses further left are the client's to forge.
-func (a *API) clientAddr(r *http.Request) netip.Addr {
+// A hop may carry a port (198.51.100.7:1234, [2001:db8::1]:1234), as some
+// proxies write it. ok is false when a hop a trusted proxy wrote is no
+// address at all: the client is then unknown, and counting it against the
+// proxy would pool every such client in one bucket.
+func (a *API) clientAddr(r *http.Request) (addr netip.Addr, ok bool) {
 	peer := parseHostAddr(r.RemoteAddr)
 	if !a.trusted(peer) {
-		return peer
+		return peer, true
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	xff := strings.Join(r.Header.Values("X-Forwarded-For"), ",")
+	if strings.TrimSpace(xff) == "" {
+		return peer, true // the proxy's own request, or one that forwards nothing
+	}
+	hops := strings.Split(xff, ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		addr, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			return peer // garbage from here on: stop believing
+		addr, ok := parseHop(hops[i])
+		if !ok {
+			return netip.Addr{}, false
 		}
-		addr = addr.Unmap()
 		if !a.trusted(addr) {
-			return addr
+			return addr, true
 		}
-		peer = addr
 	}
-	return peer
+	return parseHop(hops[0]) // every hop is a trusted proxy
+}
+
+// parseHop reads one X-Forwarded-For element: an address, bracketed or
+// not, with or without a port.
+func parseHop(hop string) (netip.Addr, bool) {
+	hop = strings.TrimSpace(hop)
+	if len(hop) > 2 && hop[0] == '[' && hop[len(hop)-1] == ']' {
+		hop = hop[1 : len(hop)-1]
+	}
+	addr, err := netip.ParseAddr(hop)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(hop)
+		if perr != nil {
+			return netip.Addr{}, false
+		}
+		addr = ap.Addr()
+	}
+	return addr.WithZone("").Unmap(), true
+}
+
+// remoteForLog is the client's address as the log line shows it.
+func (a *API) remoteForLog(r *http.Request) string {
+	if addr, ok := a.clientAddr(r); ok {
+		return addr.String()
+	}
+	return "unknown (X-Forwarded-For of " + parseHostAddr(r.RemoteAddr).String() + ")"
 }
 
 // clientKey is what a client's creations are counted under: its IPv4
