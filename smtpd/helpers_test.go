@@ -433,6 +433,11 @@ func (e *env) transaction(rcpts ...string) *client {
 type scriptedOptions struct {
 	holdQuit  bool // answer QUIT only when the test ends
 	byeAfter1 bool // after each message's 250, say 421 and hang up, as an MTA closing an idle connection does
+	// replies replaces the reply at "MAIL", "RCPT" or "END" (the final
+	// dot) with the line given, CRLF added.
+	replies map[string]string
+	// delivered, when set, counts the messages whose final dot got a 2xx.
+	delivered *atomic.Int64
 }
 
 // scriptedSmarthost is a minimal smarthost written by hand, for what
@@ -451,6 +456,16 @@ func scriptedSmarthost(t *testing.T, opts scriptedOptions) (addr string, session
 		r := bufio.NewReader(c)
 		fmt.Fprint(c, "220 scripted.test ESMTP\r\n")
 		inData := false
+		say := func(stage, def string) {
+			line, ok := opts.replies[stage]
+			if !ok {
+				line = def
+			}
+			if stage == "END" && line[0] == '2' && opts.delivered != nil {
+				opts.delivered.Add(1) // before the reply, which the test may be waiting for
+			}
+			fmt.Fprint(c, line+"\r\n")
+		}
 		for {
 			line, err := r.ReadString('\n')
 			if err != nil {
@@ -461,7 +476,7 @@ func scriptedSmarthost(t *testing.T, opts scriptedOptions) (addr string, session
 			case inData:
 				if line == ".\r\n" {
 					inData = false
-					fmt.Fprint(c, "250 2.0.0 taken\r\n")
+					say("END", "250 2.0.0 taken")
 					if opts.byeAfter1 {
 						fmt.Fprint(c, "421 4.4.2 scripted.test closing idle connection\r\n")
 						return
@@ -478,6 +493,10 @@ func scriptedSmarthost(t *testing.T, opts scriptedOptions) (addr string, session
 				}
 				fmt.Fprint(c, "221 bye\r\n")
 				return
+			case strings.HasPrefix(cmd, "MAIL"):
+				say("MAIL", "250 ok")
+			case strings.HasPrefix(cmd, "RCPT"):
+				say("RCPT", "250 ok")
 			default:
 				fmt.Fprint(c, "250 ok\r\n")
 			}

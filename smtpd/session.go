@@ -292,7 +292,7 @@ func (s *session) forward(tx *transaction, target string) error {
 	if tx.targets[target] {
 		return nil
 	}
-	if err := tx.up.c.Rcpt(target, nil); err != nil {
+	if err := positive(tx.up.c.Rcpt(target, nil)); err != nil {
 		if connGone(err) {
 			// The connection is gone; so is the transaction upstream.
 			s.drop(tx.up)
@@ -336,7 +336,7 @@ func (s *session) openUpstream(tx *transaction) error {
 		}
 		// The sender as replayed upstream, SRS-rewritten if configured:
 		// computed here, as most transactions never get this far.
-		err := up.c.Mail(s.srsForward(tx.from), &smtp.MailOptions{Size: tx.size})
+		err := positive(up.c.Mail(s.srsForward(tx.from), &smtp.MailOptions{Size: tx.size}))
 		if err == nil {
 			if !reused {
 				metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
@@ -453,9 +453,10 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 	if s.conn.readFailed.Load() {
 		return failed, &clientError{io.ErrUnexpectedEOF}
 	}
-	// Close sends the final dot and waits for the smarthost's verdict.
+	// Close sends the final dot and waits for the smarthost's verdict;
+	// any 2xx is an acceptance (DESIGN "Usage accounting").
 	start := time.Now()
-	err = w.Close()
+	err = positive(w.Close())
 	var se *smtp.SMTPError
 	if err == nil || errors.As(err, &se) {
 		metrics.SmarthostSeconds.WithLabelValues("data").Observe(time.Since(start).Seconds())

@@ -171,12 +171,12 @@ func (s *Server) submit(ctx context.Context, from string, to []string, msg io.Re
 	stage := func(name string, err error) error {
 		return fmt.Errorf("smtpd: submit: smarthost %s: %w", name, err)
 	}
-	if err := up.c.Mail(from, nil); err != nil {
+	if err := positive(up.c.Mail(from, nil)); err != nil {
 		return stage("MAIL", err)
 	}
 	metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
 	for _, t := range to {
-		if err := up.c.Rcpt(t, nil); err != nil {
+		if err := positive(up.c.Rcpt(t, nil)); err != nil {
 			return stage("RCPT", err)
 		}
 	}
@@ -188,7 +188,7 @@ func (s *Server) submit(ctx context.Context, from string, to []string, msg io.Re
 		return fmt.Errorf("smtpd: submit: sending message: %w", err)
 	}
 	start = time.Now()
-	err = w.Close()
+	err = positive(w.Close())
 	var se *smtp.SMTPError
 	if err == nil || errors.As(err, &se) {
 		metrics.SmarthostSeconds.WithLabelValues("data").Observe(time.Since(start).Seconds())
@@ -199,6 +199,19 @@ func (s *Server) submit(ctx context.Context, from string, to []string, msg io.Re
 	ok = true
 	up.quit()
 	return nil
+}
+
+// positive is err from go-smtp's client, except that a 2xx reply is
+// success: rfc 5321:4.2.1 makes any 2yz a positive completion, but the
+// client wants exactly 250 at MAIL and after the final dot (and 25x at
+// RCPT), and reports a 251, 252 or 200 as an *smtp.SMTPError. The reply
+// has been read whole by then, so the connection is still in step.
+func positive(err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code >= 200 && se.Code <= 299 {
+		return nil
+	}
+	return err
 }
 
 // ours reports whether domain is one of the alias domains.

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tempalias/tempalias/internal/testcert"
@@ -122,5 +123,69 @@ func TestReusedConnectionSaid421(t *testing.T) {
 	c.must(221, "QUIT")
 	if n := sessions.Load(); n != 2 {
 		t.Fatalf("%d smarthost connections, want 2", n)
+	}
+}
+
+// Any 2xx from the smarthost is a success (rfc 5321:4.2.1), wherever go-smtp's
+// client expects exactly 250: a message accepted with 251 at the final dot
+// is delivered and its use counted, never refunded and retried (which
+// delivered it again at every retry). Refusals still refund.
+func TestUpstreamReplyCodes(t *testing.T) {
+	for _, tc := range []struct {
+		stage, reply string
+		rcpt         int // the client's reply to RCPT
+		data         int // to the final dot, if RCPT was accepted
+	}{
+		{"END", "200 ok", 250, 250},
+		{"END", "250 2.0.0 ok", 250, 250},
+		{"END", "251 2.1.5 will forward", 250, 250},
+		{"END", "252 2.0.0 taken", 250, 250},
+		{"END", "299 2.0.0 taken", 250, 250},
+		{"MAIL", "251 2.1.0 sender ok", 250, 250},
+		{"RCPT", "251 2.1.5 user not local; will forward", 250, 250},
+		{"RCPT", "252 2.1.5 cannot verify, will try", 250, 250},
+		{"RCPT", "200 ok", 250, 250},
+		{"MAIL", "451 4.3.0 try later", 451, 0},
+		{"RCPT", "452 4.2.2 mailbox full", 452, 0},
+		{"RCPT", "550 5.1.1 no such user", 550, 0},
+		{"END", "451 4.3.0 try later", 250, 451},
+		{"END", "554 5.7.1 rejected", 250, 554},
+	} {
+		t.Run(tc.stage+" "+tc.reply[:3], func(t *testing.T) {
+			delivered := new(atomic.Int64)
+			up, _ := scriptedSmarthost(t, scriptedOptions{
+				replies:   map[string]string{tc.stage: tc.reply},
+				delivered: delivered,
+			})
+			e := newEnv(t, func(c *Config) { c.Smarthost.Address = up })
+			id, addr := e.newAlias("t@example.com", 3, 1)
+			c := e.dial()
+			c.must(250, "EHLO client.example")
+			c.must(250, "MAIL FROM:<s@example.org>")
+			c.must(tc.rcpt, "RCPT TO:<%s>", addr)
+			if tc.rcpt == 250 {
+				c.must(354, "DATA")
+				c.must(tc.data, "Subject: x\r\n\r\nbody\r\n.")
+			}
+			c.must(221, "QUIT")
+			ok := tc.data/100 == 2
+			want := map[bool]int64{true: 1, false: 0}[ok]
+			if n := delivered.Load(); n != want {
+				t.Errorf("smarthost accepted %d messages, want %d", n, want)
+			}
+			cm, rf := e.settled()
+			if cm != want || rf != 1-want {
+				t.Errorf("%d committed, %d refunded; want %d, %d", cm, rf, want, 1-want)
+			}
+			used, pending, alive := e.uses(id)
+			if ok {
+				// max-usage 1, spent: the alias is used up.
+				if alive {
+					t.Errorf("alias still alive (used %d, pending %d) after its one message", used, pending)
+				}
+			} else if !alive || used != 0 || pending != 0 {
+				t.Errorf("alias alive %v used %d pending %d; want the use back", alive, used, pending)
+			}
+		})
 	}
 }
