@@ -93,6 +93,13 @@ type clientConn struct {
 
 	scan     byte        // scanner state; only the reading goroutine touches it
 	smuggled atomic.Bool // saw <CRLF>.<CR> followed by something other than <LF>
+	// crcr: since go-smtp last read a command, the scan saw CR CR.
+	// go-smtp's dataReader takes the second CR for the middle of a line,
+	// so it misses the end of the data that follows "<CR><CR><LF>.<CR><LF>"
+	// and would wait for more until the read timeout, holding the
+	// transaction's reservations. A bare CR is refused anyway, so a read
+	// during DATA after it fails at once instead of waiting.
+	crcr bool
 	// readFailed: a read from the client failed (disconnect, reset,
 	// timeout); whatever go-smtp makes of it, no message in progress is
 	// complete.
@@ -105,7 +112,9 @@ type clientConn struct {
 	// with no hook, so under TLS the one sequence its dataReader alters
 	// (<CRLF>.<CR>x loses the CR) goes unnoticed. That is not smuggling:
 	// go-smtp does not end the data there, and the upstream writer
-	// re-encodes every line. Every other bare CR or LF is still refused.
+	// re-encodes every line. Every other bare CR or LF is still refused,
+	// but a CR CR (see crcr) is found only at the end of the message: under
+	// TLS a message ending "<CR><CR><LF>.<CR><LF>" waits for ReadTimeout.
 	encrypted atomic.Bool
 	tlsConn   atomic.Pointer[tls.Conn] // for sayAndClose once TLS is up
 
@@ -122,6 +131,11 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	inData, until := c.inData, c.dataUntil
 	c.mu.Unlock()
+	if inData && c.crcr {
+		c.readFailed.Store(true)
+		c.closeAfterReply()
+		return 0, errReadBareCR
+	}
 	if inData {
 		d := time.Now().Add(c.idleLimit)
 		if until.Before(d) {
@@ -174,6 +188,7 @@ func (c *clientConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	c.inData = false
 	c.mu.Unlock()
+	c.crcr = false // go-smtp reads a command line next: it is in step again
 	return c.Conn.SetReadDeadline(t)
 }
 
@@ -440,6 +455,9 @@ func (c *clientConn) rawScan(p []byte) {
 		}
 		switch {
 		case b == '\r':
+			if st == scanCR || st == scanDotCR {
+				c.crcr = true
+			}
 			if st == scanDot {
 				st = scanDotCR
 			} else {

@@ -170,6 +170,34 @@ func TestRefuseBodies(t *testing.T) {
 	}
 }
 
+// go-smtp's data reader takes the second CR of CR CR for the middle of a
+// line, so it never sees the end of data after "<CR><CR><LF>". That bare CR
+// gets its 554 at once, not after the read timeout, and the use comes back.
+func TestCRCRBeforeEndOfData(t *testing.T) {
+	for _, tc := range []struct{ name, body string }{
+		{"CR CR LF . CR LF", "Subject: x\r\n\r\nbody\r\r\n.\r\n"},
+		{". CR CR LF . CR LF", "Subject: x\r\n\r\nbody\r\n.\r\r\n.\r\n"},
+		{"in the header", "Subject: x\r\r\n\r\nbody\r\n.\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Far longer than the wait for the reply below: without the
+			// fix the reply comes only when the server gives up reading.
+			e := newEnv(t, func(c *Config) { c.ReadTimeout = time.Minute })
+			id, addr := e.newAlias("t@example.com", 3, 1)
+			c := e.transaction(addr)
+			c.must(354, "DATA")
+			c.send(tc.body)
+			c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			code, msg := c.reply()
+			checkReply(t, "DATA", code, msg, "554 5.6.0")
+			if !c.closed() {
+				t.Error("connection still open")
+			}
+			e.nothingDelivered(t, id)
+		})
+	}
+}
+
 // Fifty Received headers are fine, and so is a dot-stuffed line.
 func TestAcceptFiftyReceived(t *testing.T) {
 	e := newEnv(t, nil)

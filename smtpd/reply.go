@@ -152,11 +152,12 @@ func (e *clientError) Error() string { return "reading message: " + e.err.Error(
 func (e *clientError) Unwrap() error { return e.err }
 
 // What clientConn.Read returns for a failed read while a message is
-// relayed: errTimeout and errBroken as go-smtp sends them, compared by
-// identity in classify.
+// relayed: errTimeout, errBroken and errBareCR as go-smtp sends them,
+// compared by identity in classify.
 var (
 	errReadTimeout = errTimeout.smtpError()
 	errReadBroken  = errBroken.smtpError()
+	errReadBareCR  = errBareCR.smtpError()
 )
 
 // smtpError is r as go-smtp sends it.
@@ -182,6 +183,8 @@ func classify(err error) (r *refusal, internal bool) {
 			return errTooBig, false
 		case errors.Is(err, smtp.ErrTooLongLine):
 			return errLongLine, false
+		case errors.Is(err, errReadBareCR):
+			return errBareCR, false
 		case errors.Is(err, errReadTimeout), isTimeout(err):
 			return errTimeout, false
 		}
