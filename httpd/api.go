@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,10 +62,13 @@ func NewView(al alias.Alias, domain, token string) View {
 	return v
 }
 
-// create is POST /aliases.
+// create is POST /aliases. JSON gets JSON. A form gets the HTML page only
+// from a browser (its Accept asks for text/html): curl's --data sends the
+// form type too, and a script must get the contract's JSON 415, not a
+// page.
 func (a *API) create(w http.ResponseWriter, r *http.Request) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err == nil && mt == "application/x-www-form-urlencoded" {
+	if err == nil && mt == "application/x-www-form-urlencoded" && acceptsHTML(r) {
 		a.createForm(w, r) // the web page without JavaScript
 		return
 	}
@@ -198,6 +202,27 @@ func (a *API) lookupError(w http.ResponseWriter, err error) {
 	}
 	a.cfg.Logger.Error("alias lookup", "err", err)
 	writeError(w, errServer)
+}
+
+// acceptsHTML reports whether the request's Accept names text/html with a
+// weight above zero, as every browser's navigation does. A bare */* (curl,
+// most libraries) does not count: it takes anything, so it gets JSON.
+func acceptsHTML(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, params, err := mime.ParseMediaType(part)
+			if err != nil || mt != "text/html" {
+				continue
+			}
+			if q, ok := params["q"]; ok {
+				if w, err := strconv.ParseFloat(q, 64); err != nil || w <= 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" header.

@@ -17,7 +17,7 @@ var (
 	errNotFound         = &apiError{http.StatusNotFound, "not-found", "No such alias, or it has expired, or the token does not match."}
 	errMethodNotAllowed = &apiError{http.StatusMethodNotAllowed, "method-not-allowed", "This method is not allowed here."}
 	errTooLarge         = &apiError{http.StatusRequestEntityTooLarge, "too-large", "The request body is larger than " + strconv.Itoa(MaxBodyBytes) + " bytes."}
-	errContentType      = &apiError{http.StatusUnsupportedMediaType, "invalid-request-type", "Send the request as Content-Type: application/json."}
+	errContentType      = &apiError{http.StatusUnsupportedMediaType, "invalid-request-type", "Send the request as JSON with Content-Type: application/json (with curl: -H 'Content-Type: application/json')."}
 	errRateLimited      = &apiError{http.StatusTooManyRequests, "rate-limited", "Too many aliases created from your address; try again in a minute."}
 	errBlocked          = &apiError{http.StatusForbidden, "blocked", "Your address is on a blocklist this service uses; aliases cannot be created from it."}
 	errUnknownClient    = invalid("The proxy in front of this service did not say which address the request came from, so it cannot be counted; its operator should check the X-Forwarded-For it sends.")

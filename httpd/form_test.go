@@ -1,6 +1,7 @@
 package httpd_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -11,6 +12,11 @@ import (
 	"github.com/tempalias/tempalias/httpd"
 )
 
+// browserAccept is what Chromium sends when it submits a form.
+const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"
+
+// postForm posts body as a browser submits a form; hdr may override
+// Accept and add headers.
 func (ws *webServer) postForm(t *testing.T, body string, hdr ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest("POST", ws.URL+"/aliases", strings.NewReader(body))
@@ -18,6 +24,7 @@ func (ws *webServer) postForm(t *testing.T, body string, hdr ...string) (*http.R
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", browserAccept)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -126,5 +133,82 @@ func TestFormRateLimit(t *testing.T) {
 	}
 	if !strings.Contains(body, "Too many aliases") {
 		t.Errorf("page does not explain the limit:\n%s", body)
+	}
+}
+
+// TestCallerLanguage: POST /aliases answers HTML only to a browser (Accept
+// asking for text/html) sending a form; everyone else gets the contract's
+// JSON, whatever content type they sent: curl --data sends the form type
+// with a JSON body and gets the JSON 415.
+func TestCallerLanguage(t *testing.T) {
+	const (
+		form     = "application/x-www-form-urlencoded"
+		jsonType = "application/json"
+		formBody = "target=a%40example.com"
+		jsonBody = `{"target":"a@example.com"}`
+		html     = "text/html; charset=utf-8"
+		jsonCT   = "application/json; charset=utf-8"
+	)
+	for _, tc := range []struct {
+		name, ctype, accept, body string
+		status                    int
+		answer                    string // Content-Type of the answer
+		code                      string // the JSON error code, if JSON and an error
+	}{
+		{"browser form", form, browserAccept, formBody, 201, html, ""},
+		{"browser form, invalid", form, browserAccept, "days=3", 400, html, ""},
+		{"browser form, text/html only", form, "text/html", formBody, 201, html, ""},
+		{"curl --data with JSON", form, "*/*", jsonBody, 415, jsonCT, "invalid-request-type"},
+		{"curl --data with a form", form, "*/*", formBody, 415, jsonCT, "invalid-request-type"},
+		{"form, no Accept", form, "", formBody, 415, jsonCT, "invalid-request-type"},
+		{"form, Accept JSON", form, "application/json", formBody, 415, jsonCT, "invalid-request-type"},
+		{"form, HTML refused", form, "text/html;q=0, */*", formBody, 415, jsonCT, "invalid-request-type"},
+		{"form, HTML weight garbled", form, "text/html;q=x", formBody, 415, jsonCT, "invalid-request-type"},
+		{"JSON from a browser", jsonType, browserAccept, jsonBody, 201, jsonCT, ""},
+		{"JSON from a browser, invalid", jsonType, browserAccept, `{"days":3}`, 400, jsonCT, "invalid-data"},
+		{"JSON from curl", jsonType, "*/*", jsonBody, 201, jsonCT, ""},
+		{"JSON from curl, invalid", jsonType, "*/*", `{"days":3}`, 400, jsonCT, "invalid-data"},
+		{"text/plain from a browser", "text/plain", browserAccept, jsonBody, 415, jsonCT, "invalid-request-type"},
+		{"multipart from a browser", "multipart/form-data; boundary=x", browserAccept, "--x--", 415, jsonCT, "invalid-request-type"},
+		{"no content type from curl", "", "*/*", jsonBody, 415, jsonCT, "invalid-request-type"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := newWebServer(t, nil)
+			req, err := http.NewRequest("POST", ws.URL+"/aliases", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			if tc.accept != "" {
+				req.Header.Set("Accept", tc.accept)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != tc.answer {
+				t.Fatalf("%d %s, want %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), tc.status, tc.answer, b)
+			}
+			if tc.answer != jsonCT {
+				return
+			}
+			var body map[string]any
+			if err := json.Unmarshal(b, &body); err != nil {
+				t.Fatalf("not JSON: %v: %s", err, b)
+			}
+			if tc.code != "" && (body["error"] != tc.code || body["description"] == "") {
+				t.Errorf("error %v, want %s with a description: %s", body["error"], tc.code, b)
+			}
+			if tc.code == "" && body["id"] == nil {
+				t.Errorf("no id in %s", b)
+			}
+		})
 	}
 }
