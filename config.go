@@ -55,6 +55,7 @@ type Config struct {
 		DNSBL            []string `toml:"dnsbl"`
 		SRSSecrets       []string `toml:"srs_secrets"`
 		SRSDomain        string   `toml:"srs_domain"`
+		Postmaster       string   `toml:"postmaster"`
 	} `toml:"smtp"`
 
 	Smarthost struct {
@@ -380,6 +381,15 @@ func (c *Config) check() error {
 	}
 	if _, err := c.srs(); err != nil {
 		return bad("smtp.srs_secrets", "%v", err)
+	}
+	if pm := c.SMTP.Postmaster; pm != "" {
+		a, err := alias.ParseAddress(pm)
+		if err != nil {
+			return bad("smtp.postmaster", "%q is not an address", pm)
+		}
+		if alias.InDomains(a.Domain, c.Domains) {
+			return bad("smtp.postmaster", "%q is in an alias domain: mail to it would come back here", pm)
+		}
 	}
 	if c.Limits.IDMinLength > alias.MaxIDLength {
 		return bad("limits.id_min_length", "must be at most %d", alias.MaxIDLength)

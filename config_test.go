@@ -70,6 +70,8 @@ func TestConfigErrors(t *testing.T) {
 		{"[smtp]\nsrs_secrets = [\"\"]", "smtp.srs_secrets"},
 		{"[smtp]\nsrs_domain = \"not a domain\"", "smtp.srs_domain"},
 		{"[smtp]\ndnsbl = [\"zen spamhaus\"]", "smtp.dnsbl"},
+		{"[smtp]\npostmaster = \"root\"", "smtp.postmaster"},
+		{"[smtp]\npostmaster = \"root@LOCALHOST\"", "smtp.postmaster"},
 		{"[log]\nlevel = \"loud\"", "log.level"},
 		{`domains = ["bad domain"]`, "domains"},
 		{`domains = "x.test"`, "domains"},

@@ -245,6 +245,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		BadRecipientWindow:        cfg.Limits.BadRecipientWindow.Duration,
 		MaxConnsPerClient:         cfg.SMTP.MaxConnsPerIP,
 		MaxConns:                  cfg.SMTP.MaxConns,
+		Postmaster:                cfg.SMTP.Postmaster,
 		Smarthost: smtpd.Upstream{
 			Address:        cfg.Smarthost.Address,
 			TLS:            cfg.Smarthost.TLS,

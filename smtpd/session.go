@@ -51,6 +51,7 @@ type transaction struct {
 	rcpt    string          // the last accepted alias address; named in Received if it is the only one
 	ident   string          // the first accepted recipient address: the From of RewriteFrom
 	bounces int             // recipients that were SRS addresses
+	pm      bool            // postmaster@ is a recipient (for Config.Postmaster)
 	targets map[string]bool // already given to the smarthost
 	timer   *time.Timer     // ends a transaction that never reaches DATA
 	up      *upstream       // with MAIL FROM replayed
@@ -176,6 +177,9 @@ func (s *session) rcpt(tx *transaction, to string) error {
 	if !ours && !s.srv.srsDomain(addr.Domain) {
 		return errRelayDenied
 	}
+	if ours && cfg.Postmaster != "" && strings.EqualFold(addr.Local, "postmaster") {
+		return s.postmaster(tx, addr)
+	}
 	if cfg.SRS != nil && srs.HasTag(addr.Local) {
 		orig, err := cfg.SRS.Reverse(addr.String(), cfg.Now())
 		if !errors.Is(err, srs.ErrNotSRS) {
@@ -252,6 +256,32 @@ func (s *session) bounce(tx *transaction, addr alias.Address, orig string, err e
 		return err
 	}
 	tx.bounces++
+	if tx.ident == "" {
+		tx.ident = addr.String()
+	}
+	return nil
+}
+
+// postmasterKey is the one key of Server.pmRate: every alias domain's
+// postmaster is the same mailbox.
+const postmasterKey = "postmaster"
+
+// postmaster handles postmaster@ an alias domain: relayed to
+// Config.Postmaster, from any sender, costing no alias anything, within
+// the hourly bound of SRS bounces so that the operator's mailbox cannot
+// be flooded through us.
+func (s *session) postmaster(tx *transaction, addr alias.Address) error {
+	if tx.pm {
+		return nil // another domain's postmaster: the same mailbox, once
+	}
+	if !s.srv.pmRate.take(postmasterKey, s.srv.cfg.Now()) {
+		return errAliasRate
+	}
+	if err := s.forward(tx, s.srv.cfg.Postmaster); err != nil {
+		s.srv.pmRate.settle(postmasterKey, false)
+		return err
+	}
+	tx.pm = true
 	if tx.ident == "" {
 		tx.ident = addr.String()
 	}
@@ -483,7 +513,7 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 // with one target, and is caught there.
 func (s *session) traceHeaders(tx *transaction) string {
 	rcpt := ""
-	if len(tx.aliases) == 1 && tx.bounces == 0 {
+	if len(tx.aliases) == 1 && tx.bounces == 0 && !tx.pm {
 		rcpt = tx.rcpt
 	}
 	hdr := receivedHeader(tx.helo, s.remote, s.srv.cfg.Hostname, tx.id, rcpt, s.tls, s.srv.cfg.Now())
@@ -553,6 +583,9 @@ func (s *session) Logout() error {
 func (s *session) settle(tx *transaction, res result, outcome string) {
 	tx.timer.Stop()
 	now := s.srv.cfg.Now()
+	if tx.pm {
+		s.srv.pmRate.settle(postmasterKey, res != failed)
+	}
 	for _, id := range tx.aliases {
 		s.srv.aliasRate.settle(id, res != failed)
 		if res == failed {
@@ -578,6 +611,7 @@ func (s *session) settle(tx *transaction, res result, outcome string) {
 		"remote", s.remote.String(),
 		"aliases", tx.aliases,
 		"bounces", tx.bounces,
+		"postmaster", tx.pm,
 		"refused", tx.refused,
 		"tls", s.tls,
 		"outcome", outcome,

@@ -109,8 +109,15 @@ type Config struct {
 	// unknown one: a recipient over it has its use reserved and refunded,
 	// gets 450 4.7.1, and the sender retries later (0 means no limit).
 	// The same number bounds the bounces relayed to one SRS address per
-	// hour, which always have a bound: 10 when this is 0.
+	// hour, and the mail relayed to Postmaster, which always have a
+	// bound: 10 when this is 0.
 	MaxMessagesPerAliasHour int
+	// Postmaster, when set, is the address that mail to postmaster@ any
+	// alias domain is relayed to (rfc 5321:4.5.1 says that mailbox must
+	// be accepted). It is no alias: it costs no use, and its hourly bound
+	// is that of SRS bounces, shared by all the domains. Empty means such
+	// mail is refused like an unknown alias.
+	Postmaster string
 	// MaxBadRecipientsPerClient bounds refused recipients (as counted by
 	// MaxBadRecipients) per client address across connections within
 	// BadRecipientWindow. Past it the connection gets 421 and the client
@@ -225,6 +232,7 @@ type Server struct {
 
 	aliasRate *windowCounts[string]       // messages per alias per hour
 	srsRate   *windowCounts[string]       // bounces per SRS address per hour
+	pmRate    *windowCounts[string]       // mail to Postmaster per hour, one key
 	badRcpt   *windowCounts[netip.Prefix] // refused recipients per client
 
 	mu        sync.Mutex
@@ -247,9 +255,13 @@ func New(cfg Config, st Store) *Server {
 		perClient: make(map[netip.Prefix]int),
 		aliasRate: newWindowCounts[string](time.Hour, cfg.MaxMessagesPerAliasHour),
 		srsRate:   newWindowCounts[string](time.Hour, cmp.Or(cfg.MaxMessagesPerAliasHour, 10)),
+		pmRate:    newWindowCounts[string](time.Hour, cmp.Or(cfg.MaxMessagesPerAliasHour, 10)),
 		badRcpt:   newWindowCounts[netip.Prefix](cfg.BadRecipientWindow, cfg.MaxBadRecipientsPerClient),
 	}
 	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
+	if cfg.Postmaster == "" {
+		s.log.Info("smtp: mail to postmaster@ the alias domains is refused; set smtp.postmaster to accept it (rfc 5321 4.5.1)")
+	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = cfg.Hostname
 	srv.TLSConfig = cfg.TLS
