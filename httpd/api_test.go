@@ -49,7 +49,7 @@ func newTestAPI(t *testing.T, mod func(*Config)) *testAPI {
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv := httptest.NewServer(New(cfg, st))
+	srv := httptest.NewServer(ValidateOpenAPI(t, New(cfg, st)))
 	t.Cleanup(srv.Close)
 	return &testAPI{srv, st, clk}
 }

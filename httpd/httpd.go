@@ -101,6 +101,7 @@ func New(cfg Config, st Store) *API {
 		r.Delete("/{id}", a.revoke)
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeError(w, errNotFound) })
 	})
+	r.Get("/openapi.json", serveOpenAPI)
 	if cfg.Verify != nil {
 		r.Get("/confirm/{token}", a.confirmPage)
 		r.Post("/confirm/{token}", a.confirm)

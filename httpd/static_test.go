@@ -43,7 +43,7 @@ func newWebServer(t testing.TB, mod func(*httpd.Config)) *webServer {
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv := httptest.NewServer(httpd.New(cfg, st))
+	srv := httptest.NewServer(httpd.ValidateOpenAPI(t, httpd.New(cfg, st)))
 	t.Cleanup(srv.Close)
 	return &webServer{srv, st}
 }
