@@ -27,14 +27,26 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "tempalias")
-	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	// The binary gets the race detector only when these tests have it
+	// (go test -race): a race build of everything from a cold cache takes
+	// minutes, a plain one shares what go test has just compiled.
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	start := time.Now()
+	fmt.Fprintf(os.Stderr, "main_test: building the tempalias binary for the end-to-end tests: go %s .\n", strings.Join(args, " "))
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building tempalias: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	// A race-enabled binary sleeps a second at exit by default (to flush
-	// reports); the tests run it dozens of times.
-	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	fmt.Fprintf(os.Stderr, "main_test: built in %.1fs\n", time.Since(start).Seconds())
+	if raceEnabled {
+		// A race-enabled binary sleeps a second at exit by default (to
+		// flush reports); the tests run it dozens of times.
+		os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -80,7 +92,17 @@ func start(t *testing.T, configText string) *proc {
 	if err := os.WriteFile(cfgPath, []byte(configText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: exec.Command(binary, "-config", cfgPath), lines: make(chan string, 100), done: make(chan error, 1), cfg: cfgPath}
+	p := launch(t, "", "-config", cfgPath)
+	p.cfg = cfgPath
+	return p
+}
+
+// launch runs the binary with args in dir (the tests' own working
+// directory when "") and waits for its start-up line.
+func launch(t *testing.T, dir string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(binary, args...), lines: make(chan string, 100), done: make(chan error, 1)}
+	p.cmd.Dir = dir
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
