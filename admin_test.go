@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -117,6 +118,21 @@ func TestCheckConfig(t *testing.T) {
 	out, err = exec.Command(binary, "check-config", "-config", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "tls.cert_file") {
 		t.Errorf("check-config with a missing certificate: %v %s", err, out)
+	}
+	// Secret files are read and checked.
+	writeFile(t, bad, []byte("[smarthost]\nusername = \"u\"\npassword_file = \"/nonexistent/password\"\n"), 0o600)
+	out, err = exec.Command(binary, "check-config", "-config", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "smarthost.password_file: open /nonexistent/password") {
+		t.Errorf("check-config with a missing password file: %v %s", err, out)
+	}
+	pw := filepath.Join(t.TempDir(), "password")
+	writeFile(t, pw, []byte("s3cret\n"), 0o600)
+	writeFile(t, bad, []byte("[smarthost]\nusername = \"u\"\npassword_file = \"password\"\n"), 0o600)
+	cmd := exec.Command(binary, "check-config", "-config", bad)
+	cmd.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY="+filepath.Dir(pw))
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "valid; mail goes to the smarthost 127.0.0.1:25 (the default") || strings.Contains(string(out), "s3cret") {
+		t.Errorf("check-config with a password in $CREDENTIALS_DIRECTORY: %v %s", err, out)
 	}
 	out, err = exec.Command(binary, "frobnicate").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "unknown command") {

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -54,6 +56,7 @@ type Config struct {
 		MaxConnsPerIP    int      `toml:"max_connections_per_client"`
 		DNSBL            []string `toml:"dnsbl"`
 		SRSSecrets       []string `toml:"srs_secrets"`
+		SRSSecretsFile   string   `toml:"srs_secrets_file"`
 		SRSDomain        string   `toml:"srs_domain"`
 		Postmaster       string   `toml:"postmaster"`
 	} `toml:"smtp"`
@@ -63,9 +66,11 @@ type Config struct {
 		TLS            string   `toml:"tls"`
 		Username       string   `toml:"username"`
 		Password       string   `toml:"password"`
+		PasswordFile   string   `toml:"password_file"`
 		DialTimeout    Duration `toml:"dial_timeout"`
 		CommandTimeout Duration `toml:"command_timeout"`
 		RewriteFrom    bool     `toml:"rewrite_from"`
+		Maildir        string   `toml:"maildir"`
 	} `toml:"smarthost"`
 
 	Limits struct {
@@ -116,7 +121,17 @@ type Config struct {
 	} `toml:"shutdown"`
 
 	trusted []netip.Prefix
+	// implicitSmarthost: a configuration file that sets neither
+	// smarthost.address nor smarthost.maildir, so mail goes to the
+	// default address; start-up says so.
+	implicitSmarthost bool
 }
+
+// defaultMaildir is where mail goes when there is no configuration file
+// at all, so that `go run .` works with nothing else installed. A file
+// never falls back to it: it delivers to smarthost.address unless it
+// sets smarthost.maildir.
+const defaultMaildir = "tempalias-mail"
 
 // changedSections names the parts of the configuration that differ
 // between a and b (the certificate files' contents are not compared).
@@ -145,6 +160,17 @@ func (c *Config) logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// mailDestination says where accepted mail goes, for people.
+func (c *Config) mailDestination() string {
+	if c.Smarthost.Maildir != "" {
+		return "mail goes into the Maildir " + c.Smarthost.Maildir + " (smarthost.maildir), not to a smarthost"
+	}
+	if c.implicitSmarthost {
+		return "mail goes to the smarthost " + c.Smarthost.Address + " (the default: the file sets no smarthost.address)"
+	}
+	return "mail goes to the smarthost " + c.Smarthost.Address
 }
 
 // srs is the sender rewriter, or nil when smtp.srs_secrets is empty.
@@ -180,31 +206,134 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // defaultConfig is the configuration with no file: the example file.
 func defaultConfig() (*Config, error) {
 	c := new(Config)
-	if err := decodeConfig(c, exampleConfig, "tempalias.toml (embedded)"); err != nil {
+	if _, err := decodeConfig(c, exampleConfig, "tempalias.toml (embedded)"); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// loadConfig reads path over the defaults; an empty path means defaults.
+// loadConfig reads path over the defaults (an empty path means the
+// defaults alone), checks it and reads the secrets given as files.
 func loadConfig(path string) (*Config, error) {
-	c, err := defaultConfig()
+	c, err := readConfig(path)
 	if err != nil {
 		return nil, err
 	}
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		if err := decodeConfig(c, b, path); err != nil {
-			return nil, err
-		}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
+	if err := c.readSecrets(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
+	return c, nil
+}
+
+// loadConfigNoSecrets is loadConfig without reading the <key>_file
+// secrets, for the admin commands: they need none, and run by hand, away
+// from the service's unit, they could not read its credentials.
+func loadConfigNoSecrets(path string) (*Config, error) {
+	c, err := readConfig(path)
+	if err != nil {
+		return nil, err
 	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
 	return c, nil
+}
+
+func readConfig(path string) (*Config, error) {
+	c, err := defaultConfig()
+	if err != nil {
+		return nil, err
+	}
+	if path == "" {
+		c.Smarthost.Maildir = defaultMaildir
+		return c, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	md, err := decodeConfig(c, b, path)
+	if err != nil {
+		return nil, err
+	}
+	if c.Smarthost.Maildir != "" && md.IsDefined("smarthost", "address") {
+		return nil, fmt.Errorf("config %s: smarthost.maildir: mail goes either to smarthost.address or into a Maildir; set one of them", path)
+	}
+	c.implicitSmarthost = c.Smarthost.Maildir == "" && !md.IsDefined("smarthost", "address")
+	return c, nil
+}
+
+// readSecrets replaces each secret given as <key>_file by the file's
+// contents.
+func (c *Config) readSecrets() error {
+	var err error
+	if c.Smarthost.Password, err = secret("smarthost.password", c.Smarthost.Password, c.Smarthost.PasswordFile); err != nil {
+		return err
+	}
+	if c.SMTP.SRSSecretsFile != "" {
+		if len(c.SMTP.SRSSecrets) > 0 {
+			return errors.New("smtp.srs_secrets: set srs_secrets or srs_secrets_file, not both")
+		}
+		if c.SMTP.SRSSecrets, err = secretLines("smtp.srs_secrets_file", c.SMTP.SRSSecretsFile); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// secret is the value of the secret key, given either in the file
+// itself (value) or as key_file (file, a file holding it on one line):
+// not both. The one function for every single-valued secret.
+func secret(key, value, file string) (string, error) {
+	if file == "" {
+		return value, nil
+	}
+	if value != "" {
+		_, name, _ := strings.Cut(key, ".")
+		return "", fmt.Errorf("%s: set %s or %s_file, not both", key, name, name)
+	}
+	lines, err := secretLines(key+"_file", file)
+	if err != nil {
+		return "", err
+	}
+	if len(lines) != 1 {
+		return "", fmt.Errorf("%s_file: %s holds %d lines, want the secret alone on one", key, file, len(lines))
+	}
+	return lines[0], nil
+}
+
+// secretLines reads the secrets in file, one per line (blank lines are
+// skipped, a CR before the LF is dropped), for the setting named key. A
+// relative path is looked up in $CREDENTIALS_DIRECTORY when that is set,
+// where systemd puts the files of LoadCredential=; otherwise it is
+// relative to the working directory.
+func secretLines(key, file string) ([]string, error) {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	relative := !filepath.IsAbs(file)
+	if dir != "" && relative {
+		file = filepath.Join(dir, file)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		// The error names the file, never its contents.
+		if relative && dir == "" && errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w (a relative path is looked up in $CREDENTIALS_DIRECTORY when systemd sets it; it is not set)", key, err)
+		}
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	var lines []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line = strings.TrimSuffix(line, "\r"); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) == 0 {
+		return nil, fmt.Errorf("%s: %s is empty", key, file)
+	}
+	return lines, nil
 }
 
 func orDefault(path string) string {
@@ -214,26 +343,26 @@ func orDefault(path string) string {
 	return path
 }
 
-func decodeConfig(c *Config, b []byte, name string) error {
+func decodeConfig(c *Config, b []byte, name string) (toml.MetaData, error) {
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(c)
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
 			if perr.LastKey != "" {
-				return fmt.Errorf("config %s: line %d: %s: %s", name, perr.Position.Line, perr.LastKey, oneLine(perr.Message))
+				return md, fmt.Errorf("config %s: line %d: %s: %s", name, perr.Position.Line, perr.LastKey, oneLine(perr.Message))
 			}
-			return fmt.Errorf("config %s: line %d: %s", name, perr.Position.Line, oneLine(perr.Message))
+			return md, fmt.Errorf("config %s: line %d: %s", name, perr.Position.Line, oneLine(perr.Message))
 		}
-		return fmt.Errorf("config %s: %s", name, oneLine(err.Error()))
+		return md, fmt.Errorf("config %s: %s", name, oneLine(err.Error()))
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
 		for i, k := range und {
 			keys[i] = k.String()
 		}
-		return fmt.Errorf("config %s: unknown key %s", name, strings.Join(keys, ", "))
+		return md, fmt.Errorf("config %s: unknown key %s", name, strings.Join(keys, ", "))
 	}
-	return nil
+	return md, nil
 }
 
 func oneLine(s string) string {
@@ -411,8 +540,14 @@ func (c *Config) check() error {
 	default:
 		return bad("smarthost.tls", "must be none, starttls or tls, got %q", c.Smarthost.TLS)
 	}
-	if (c.Smarthost.Username == "") != (c.Smarthost.Password == "") {
-		return bad("smarthost.username", "username and password go together")
+	if c.Smarthost.Password != "" && c.Smarthost.PasswordFile != "" {
+		return bad("smarthost.password", "set password or password_file, not both")
+	}
+	if len(c.SMTP.SRSSecrets) > 0 && c.SMTP.SRSSecretsFile != "" {
+		return bad("smtp.srs_secrets", "set srs_secrets or srs_secrets_file, not both")
+	}
+	if (c.Smarthost.Username == "") != (c.Smarthost.Password == "" && c.Smarthost.PasswordFile == "") {
+		return bad("smarthost.username", "username and password (or password_file) go together")
 	}
 	return nil
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,5 +119,114 @@ func TestLoggerFormat(t *testing.T) {
 	var m map[string]any
 	if err := json.Unmarshal([]byte(buf.String()), &m); err != nil || m["msg"] != "shown" || m["alias"] != "abc" {
 		t.Fatalf("json log %q: %v", buf.String(), err)
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "credentials")
+	if err := os.Mkdir(creds, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "password"), []byte("s3cret\n"), 0o600)
+	writeFile(t, filepath.Join(creds, "smarthost-password"), []byte("from-credentials\r\n"), 0o600)
+	writeFile(t, filepath.Join(dir, "srs"), []byte("new-secret\n\nold-secret\n"), 0o600)
+	writeFile(t, filepath.Join(creds, "srs"), []byte("credential-srs\n"), 0o600)
+	writeFile(t, filepath.Join(dir, "two-lines"), []byte("a\nb\n"), 0o600)
+	writeFile(t, filepath.Join(dir, "empty"), []byte("\n"), 0o600)
+	abs := func(name string) string { return filepath.Join(dir, name) }
+	for _, c := range []struct {
+		name     string
+		toml     string
+		credsDir string // $CREDENTIALS_DIRECTORY
+		password string
+		srs      []string
+		err      string // part of the error; "" for none
+	}{
+		{name: "password in the file", toml: "[smarthost]\nusername = \"u\"\npassword = \"inline\"", password: "inline"},
+		{name: "password_file", toml: fmt.Sprintf("[smarthost]\nusername = \"u\"\npassword_file = %q", abs("password")), password: "s3cret"},
+		{name: "relative path in $CREDENTIALS_DIRECTORY", toml: "[smarthost]\nusername = \"u\"\npassword_file = \"smarthost-password\"", credsDir: creds, password: "from-credentials"},
+		{name: "absolute path ignores $CREDENTIALS_DIRECTORY", toml: fmt.Sprintf("[smarthost]\nusername = \"u\"\npassword_file = %q", abs("password")), credsDir: creds, password: "s3cret"},
+		{name: "relative path without $CREDENTIALS_DIRECTORY", toml: "[smarthost]\nusername = \"u\"\npassword_file = \"smarthost-password\"", err: "smarthost.password_file: open smarthost-password"},
+		{name: "both password and password_file", toml: fmt.Sprintf("[smarthost]\nusername = \"u\"\npassword = \"x\"\npassword_file = %q", abs("password")), err: "smarthost.password: set password or password_file, not both"},
+		{name: "missing password_file", toml: "[smarthost]\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"", err: "smarthost.password_file: open /nonexistent/pw"},
+		{name: "unreadable password_file (a directory)", toml: fmt.Sprintf("[smarthost]\nusername = \"u\"\npassword_file = %q", creds), err: "smarthost.password_file: read " + creds},
+		{name: "password_file of two lines", toml: fmt.Sprintf("[smarthost]\nusername = \"u\"\npassword_file = %q", abs("two-lines")), err: "smarthost.password_file: " + abs("two-lines") + " holds 2 lines"},
+		{name: "empty password_file", toml: fmt.Sprintf("[smarthost]\nusername = \"u\"\npassword_file = %q", abs("empty")), err: "smarthost.password_file: " + abs("empty") + " is empty"},
+		{name: "password_file without username", toml: fmt.Sprintf("[smarthost]\npassword_file = %q", abs("password")), err: "smarthost.username"},
+		{name: "srs_secrets_file", toml: fmt.Sprintf("[smtp]\nsrs_secrets_file = %q", abs("srs")), srs: []string{"new-secret", "old-secret"}},
+		{name: "srs_secrets_file in $CREDENTIALS_DIRECTORY", toml: "[smtp]\nsrs_secrets_file = \"srs\"", credsDir: creds, srs: []string{"credential-srs"}},
+		{name: "both srs_secrets and srs_secrets_file", toml: fmt.Sprintf("[smtp]\nsrs_secrets = [\"x\"]\nsrs_secrets_file = %q", abs("srs")), err: "smtp.srs_secrets: set srs_secrets or srs_secrets_file, not both"},
+		{name: "missing srs_secrets_file", toml: "[smtp]\nsrs_secrets_file = \"/nonexistent/srs\"", err: "smtp.srs_secrets_file: open /nonexistent/srs"},
+		{name: "empty srs_secrets_file", toml: fmt.Sprintf("[smtp]\nsrs_secrets_file = %q", abs("empty")), err: "smtp.srs_secrets_file: " + abs("empty") + " is empty"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("CREDENTIALS_DIRECTORY", c.credsDir)
+			path := filepath.Join(t.TempDir(), "c.toml")
+			writeFile(t, path, []byte(c.toml+"\n"), 0o600)
+			cfg, err := loadConfig(path)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("error %v, want one line with %q", err, c.err)
+				}
+				for _, secret := range []string{"s3cret", "from-credentials", "new-secret", "credential-srs"} {
+					if strings.Contains(err.Error(), secret) {
+						t.Errorf("the error shows a secret: %v", err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Smarthost.Password != c.password || !slices.Equal(cfg.SMTP.SRSSecrets, c.srs) {
+				t.Errorf("password %q, srs_secrets %q; want %q, %q", cfg.Smarthost.Password, cfg.SMTP.SRSSecrets, c.password, c.srs)
+			}
+		})
+	}
+	// Admin commands read no secrets: run by hand, they could not.
+	path := filepath.Join(t.TempDir(), "c.toml")
+	writeFile(t, path, []byte("[smarthost]\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n"), 0o600)
+	if _, err := loadConfigNoSecrets(path); err != nil {
+		t.Errorf("admin configuration: %v", err)
+	}
+}
+
+func TestMaildirDefault(t *testing.T) {
+	cfg, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Smarthost.Maildir != "tempalias-mail" || cfg.implicitSmarthost {
+		t.Errorf("no file: maildir %q, implicit smarthost %v", cfg.Smarthost.Maildir, cfg.implicitSmarthost)
+	}
+	for _, c := range []struct {
+		toml     string
+		maildir  string
+		implicit bool
+		err      string
+	}{
+		{toml: "", implicit: true},
+		{toml: "[smarthost]\ntls = \"starttls\"", implicit: true},
+		{toml: "[smarthost]\naddress = \"127.0.0.1:25\""},
+		{toml: "[smarthost]\nmaildir = \"mail\"", maildir: "mail"},
+		{toml: "[smarthost]\nmaildir = \"mail\"\naddress = \"mx.example:25\"", err: "smarthost.maildir"},
+	} {
+		path := filepath.Join(t.TempDir(), "c.toml")
+		writeFile(t, path, []byte(c.toml+"\n"), 0o600)
+		cfg, err := loadConfig(path)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: error %v, want one naming %s", c.toml, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.toml, err)
+			continue
+		}
+		if cfg.Smarthost.Maildir != c.maildir || cfg.implicitSmarthost != c.implicit {
+			t.Errorf("%q: maildir %q, implicit smarthost %v; want %q, %v", c.toml, cfg.Smarthost.Maildir, cfg.implicitSmarthost, c.maildir, c.implicit)
+		}
 	}
 }

@@ -11,9 +11,13 @@
 //	tempalias show [-config FILE] ID
 //	tempalias revoke [-config FILE] ID
 //	tempalias backup [-config FILE] FILE     consistent copy of the data file
+//	tempalias version                        version, commit, build date
+//	tempalias help [COMMAND]                 the commands, or one's flags
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -26,10 +30,12 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -37,6 +43,7 @@ import (
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/dnsbl"
 	"github.com/tempalias/tempalias/httpd"
+	"github.com/tempalias/tempalias/maildir"
 	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/smtpd"
 	"github.com/tempalias/tempalias/static"
@@ -53,60 +60,178 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "tempalias:", err)
-		}
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var ue usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &ue):
+		// The message and the usage are already out, as flag's are.
+		stop()
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "tempalias:", err)
+		stop()
 		os.Exit(1)
 	}
 }
 
-var commands = map[string]string{
-	"serve":        "run the service (the default)",
-	"check-config": "load the configuration and report the first problem",
-	"create":       "create an alias: -target ADDR [-days N] [-max-usage N]",
-	"list":         "list live aliases",
-	"show":         "show one alias: ID",
-	"revoke":       "revoke an alias now: ID",
-	"backup":       "write a consistent copy of the data file: FILE",
+// usageError is a command line that does not parse: exit status 2, the
+// message and the usage already written.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// command is a subcommand: its name, its arguments after the flags, and
+// what it does in one line.
+type command struct{ name, args, summary string }
+
+var commands = []command{
+	{"serve", "", "run the service (the default when no command is given)"},
+	{"check-config", "", "check the configuration and its secret files; names the first bad key"},
+	{"create", "", "create an alias"},
+	{"list", "", "list live aliases with their remaining uses and expiry"},
+	{"show", "ID", "show one alias, live or used up (with its refusals)"},
+	{"revoke", "ID", "revoke an alias now"},
+	{"backup", "FILE", "write a consistent copy of the data file, also while the service runs"},
+	{"version", "", "print the version, commit, build date and Go version"},
+	{"help", "[COMMAND]", "list the commands, or show one command's flags"},
+}
+
+func lookup(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// usage lists every command, one line each.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `tempalias hands out self-destructing email aliases: an HTTP API and web
+page create them, an SMTP server relays mail to them until they run out.
+
+Usage: tempalias [COMMAND] [-config FILE] [ARGUMENTS]
+
+Commands:
+`)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+	}
+	tw.Flush()
+	fmt.Fprint(w, `
+Without -config the built-in defaults apply (they are tempalias.toml):
+HTTP on 127.0.0.1:8080, SMTP on 127.0.0.1:2525, and mail goes into the
+Maildir ./tempalias-mail instead of a smarthost.
+
+"tempalias help COMMAND" or "tempalias COMMAND -h" shows a command's flags.
+`)
 }
 
 // run is the whole program, minus process exit, so tests can drive it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			usage(stdout)
+			return nil
+		case "-version", "--version":
+			args = append([]string{"version"}, args[1:]...)
+		}
+	}
 	name := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
 	}
-	if _, ok := commands[name]; !ok {
-		return fmt.Errorf("unknown command %q (commands: serve, check-config, create, list, show, revoke, backup)", name)
+	if name == "help" {
+		if len(args) == 0 {
+			usage(stdout)
+			return nil
+		}
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "tempalias help: one command at a time, got %q\n", args)
+			return usageError{}
+		}
+		if args[0] == "help" || strings.HasPrefix(args[0], "-") {
+			usage(stdout)
+			return nil
+		}
+		name, args = args[0], []string{"-h"}
+	}
+	cmd, ok := lookup(name)
+	if !ok {
+		fmt.Fprintf(stderr, "tempalias: unknown command %q\n\n", name)
+		usage(stderr)
+		return usageError{}
 	}
 	fs := flag.NewFlagSet("tempalias "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// flag writes to out: the help asked for goes to stdout, a mistake's
+	// message and usage to stderr.
+	var out bytes.Buffer
+	fs.SetOutput(&out)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "tempalias %s: %s\n", name, commands[name])
-		fs.PrintDefaults()
+		fmt.Fprintf(&out, "tempalias %s: %s\n\nUsage: tempalias %s", name, cmd.summary, name)
+		if hasFlags := name != "version"; hasFlags {
+			fmt.Fprint(&out, " [FLAGS]")
+		}
+		if cmd.args != "" {
+			fmt.Fprint(&out, " "+cmd.args)
+		}
+		fmt.Fprintln(&out)
+		if name != "version" {
+			fmt.Fprintln(&out, "\nFlags:")
+			fs.PrintDefaults()
+		}
 	}
-	configPath := fs.String("config", "", "TOML configuration `file` (default: built-in defaults, see tempalias.toml)")
+	var configPath *string
+	if name != "version" {
+		configPath = fs.String("config", "", "TOML configuration `file` (default: the built-in defaults, see tempalias.toml)")
+	}
 	var req alias.Request
 	var target string
 	var days, maxUsage int
 	if name == "create" {
-		fs.StringVar(&target, "target", "", "the `address` mail is forwarded to")
+		fs.StringVar(&target, "target", "", "the `address` mail is forwarded to (required)")
 		fs.IntVar(&days, "days", 0, "lifetime in days (default limits.default_days)")
 		fs.IntVar(&maxUsage, "max-usage", 0, "most messages relayed (default: no limit by count)")
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			_, err := stdout.Write(out.Bytes())
+			return err
+		}
+		stderr.Write(out.Bytes())
+		return usageError{msg: err.Error()}
+	}
+	wantArgs := 0
+	if cmd.args != "" {
+		wantArgs = 1
+	}
+	if fs.NArg() != wantArgs {
+		if fs.NArg() > wantArgs {
+			fmt.Fprintf(stderr, "tempalias %s: unexpected argument %q\n\n", name, fs.Arg(wantArgs))
+		} else {
+			fmt.Fprintf(stderr, "tempalias %s: missing %s\n\n", name, cmd.args)
+		}
+		fs.Usage()
+		stderr.Write(out.Bytes())
+		return usageError{}
+	}
+	if name == "version" {
+		_, err := io.WriteString(stdout, buildVersion().String())
 		return err
 	}
-	cfg, err := loadConfig(*configPath)
+	load := loadConfigNoSecrets // admin commands need no secrets
+	if name == "serve" || name == "check-config" {
+		load = loadConfig
+	}
+	cfg, err := load(*configPath)
 	if err != nil {
 		return err
 	}
 	switch name {
 	case "serve":
-		if fs.NArg() > 0 {
-			return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-		}
 		return serve(ctx, cfg, *configPath, cfg.logger(stderr))
 	case "check-config":
 		if cfg.TLS.CertFile != "" {
@@ -114,12 +239,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		fmt.Fprintf(stdout, "configuration %s is valid\n", orDefault(*configPath))
+		fmt.Fprintf(stdout, "configuration %s is valid; %s\n", orDefault(*configPath), cfg.mailDestination())
 		return nil
 	case "create":
-		if fs.NArg() > 0 {
-			return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-		}
 		req.Target = target
 		fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
@@ -226,6 +348,44 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	smarthost := smtpd.Upstream{
+		Address:        cfg.Smarthost.Address,
+		TLS:            cfg.Smarthost.TLS,
+		Username:       cfg.Smarthost.Username,
+		Password:       cfg.Smarthost.Password,
+		DialTimeout:    cfg.Smarthost.DialTimeout.Duration,
+		CommandTimeout: cfg.Smarthost.CommandTimeout.Duration,
+	}
+	mailTo := []any{"smarthost", cfg.Smarthost.Address}
+	if cfg.Smarthost.Maildir != "" {
+		// The smarthost is a sink of our own on loopback, so that mail
+		// takes the very path it takes to a real one, usage accounting
+		// included: a message counts once its file is durable in new/.
+		sink, err := maildir.Listen(maildir.Dir(cfg.Smarthost.Maildir), log)
+		if err != nil {
+			return fmt.Errorf("smarthost.maildir: %w", err)
+		}
+		defer func() {
+			// By now every session is over and with it every connection
+			// to the sink; the bound is for safety's sake.
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.Timeout.Duration)
+			defer cancel()
+			sink.Shutdown(ctx)
+		}()
+		smarthost = smtpd.Upstream{
+			Address:        sink.Addr(),
+			TLS:            "none",
+			DialTimeout:    cfg.Smarthost.DialTimeout.Duration,
+			CommandTimeout: cfg.Smarthost.CommandTimeout.Duration,
+		}
+		dir, err := filepath.Abs(cfg.Smarthost.Maildir)
+		if err != nil {
+			dir = cfg.Smarthost.Maildir
+		}
+		mailTo = []any{"maildir", dir}
+	} else if cfg.implicitSmarthost {
+		log.Warn("the configuration file sets no smarthost.address: mail goes to the default smarthost", "smarthost", cfg.Smarthost.Address, "config", configPath)
+	}
 	mta := smtpd.New(smtpd.Config{
 		Hostname:                  cfg.SMTP.Hostname,
 		Domains:                   cfg.Domains,
@@ -246,15 +406,8 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		MaxConnsPerClient:         cfg.SMTP.MaxConnsPerIP,
 		MaxConns:                  cfg.SMTP.MaxConns,
 		Postmaster:                cfg.SMTP.Postmaster,
-		Smarthost: smtpd.Upstream{
-			Address:        cfg.Smarthost.Address,
-			TLS:            cfg.Smarthost.TLS,
-			Username:       cfg.Smarthost.Username,
-			Password:       cfg.Smarthost.Password,
-			DialTimeout:    cfg.Smarthost.DialTimeout.Duration,
-			CommandTimeout: cfg.Smarthost.CommandTimeout.Duration,
-		},
-		Logger: log,
+		Smarthost:                 smarthost,
+		Logger:                    log,
 	}, st)
 
 	var verify *httpd.Verify
@@ -318,6 +471,8 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
 		listeners = append(listeners, ln)
+		b := buildVersion()
+		metrics.BuildInfo.WithLabelValues(b.Version, cmp.Or(b.Commit, "unknown"), b.Go).Set(1)
 		metrics.StoredAliases(func() float64 {
 			stats, err := st.Stats()
 			if err != nil {
@@ -363,10 +518,11 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	addrs := []any{"smtp", smtpLn.Addr().String()}
+	addrs := []any{"version", buildVersion().Version, "url", pageURL(cfg, httpLn), "smtp", smtpLn.Addr().String()}
 	for _, s := range servers {
 		addrs = append(addrs, s.name, s.ln.Addr().String())
 	}
+	addrs = append(addrs, mailTo...)
 	log.Info("tempalias started", append(addrs, "data_file", cfg.DataFile, "domain", cfg.Domains[0])...)
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 

@@ -9,6 +9,8 @@ import (
 	"net/smtp"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -124,6 +126,10 @@ pprof = true
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	buildInfo := `(?m)^tempalias_build_info\{commit="[^"]+",goversion="` + regexp.QuoteMeta(runtime.Version()) + `",version="\(devel\)"\} 1$`
+	if !regexp.MustCompile(buildInfo).MatchString(text) {
+		t.Errorf("metrics lack %s", buildInfo)
 	}
 	if res, _ := get(http.DefaultClient, "http://"+p.addrs["http"]+"/metrics"); res.StatusCode != 404 {
 		t.Errorf("/metrics on the public listener: %d", res.StatusCode)

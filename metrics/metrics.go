@@ -47,6 +47,12 @@ var (
 		Help:    "Smarthost latency by step.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 	}, []string{"step"})
+	// BuildInfo is 1, with the running binary's version, VCS commit and
+	// Go version as labels.
+	BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tempalias_build_info",
+		Help: "Always 1; the labels say which build of tempalias runs.",
+	}, []string{"version", "commit", "goversion"})
 	// HTTPRequests counts API and page requests by route and status.
 	HTTPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tempalias_http_requests_total",
@@ -55,7 +61,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(AliasesCreated, Rcpt, Messages, RelayedBytes, SmarthostSeconds, HTTPRequests,
+	Registry.MustRegister(AliasesCreated, Rcpt, Messages, RelayedBytes, SmarthostSeconds, HTTPRequests, BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
