@@ -56,10 +56,14 @@ type transaction struct {
 	timer   *time.Timer     // ends a transaction that never reaches DATA
 	up      *upstream       // with MAIL FROM replayed
 	upErr   error           // the smarthost could not be reached; later RCPTs fail the same way
-	refused int
-	code    int   // the last reply code we chose
-	bytes   int64 // from the client
-	upBytes int64 // to the smarthost, added headers included
+	refused refusals        // recipients refused, for the log line
+	code    int             // the last reply code we chose
+	bytes   int64           // from the client
+	upBytes int64           // to the smarthost, added headers included
+	// upReply is the smarthost's refusal of the message (its code and
+	// text, or the error), for the log line only: the client gets our
+	// words (classify).
+	upReply string
 }
 
 // result is how a transaction ends for usage accounting.
@@ -155,16 +159,21 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	err := s.rcpt(tx, to)
 	metrics.Rcpt.WithLabelValues(rcptResult(err)).Inc()
+	if err == nil {
+		return s.reply(tx, nil)
+	}
+	why := err
 	var r *refusal
 	if errors.As(err, &r) && r.bad {
-		tx.refused++
 		s.bad++
 		over := s.srv.badRcpt.hit(s.conn.client, s.srv.cfg.Now())
 		if s.bad > s.srv.cfg.MaxBadRecipients || over {
 			err = errTooManyBad
 		}
 	}
-	return s.reply(tx, err)
+	rep := s.reply(tx, err)
+	tx.refused = append(tx.refused, refusedRcpt(to, why, tx.code))
+	return rep
 }
 
 func (s *session) rcpt(tx *transaction, to string) error {
@@ -404,7 +413,17 @@ func (s *session) Data(r io.Reader) error {
 	tx.timer.Stop() // from here DataTimeout and the smarthost's timeouts apply
 	res, err := s.relay(tx, r)
 	s.conn.endData()
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		tx.upReply = upstreamText(ue)
+	}
 	rep := s.reply(tx, err)
+	if rep == nil {
+		// go-smtp's own 250 says "queued", which we do not; ours names
+		// the transaction, as the Received header and the log line do,
+		// so that the sender's record, the message and the log join up.
+		rep = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: relayed as " + tx.id}
+	}
 	metrics.Messages.WithLabelValues(messageResult(tx.code)).Inc()
 	if res == delivered {
 		metrics.RelayedBytes.Add(float64(tx.upBytes))
@@ -606,7 +625,7 @@ func (s *session) settle(tx *transaction, res result, outcome string) {
 		}
 		tx.up = nil
 	}
-	s.srv.log.Info("smtp transaction",
+	attrs := []any{
 		"tx", tx.id,
 		"remote", s.remote.String(),
 		"aliases", tx.aliases,
@@ -616,8 +635,12 @@ func (s *session) settle(tx *transaction, res result, outcome string) {
 		"tls", s.tls,
 		"outcome", outcome,
 		"code", tx.code,
-		"bytes", tx.bytes,
-		"duration", time.Since(tx.start))
+	}
+	if tx.upReply != "" {
+		attrs = append(attrs, "upstream", tx.upReply)
+	}
+	attrs = append(attrs, "bytes", tx.bytes, "duration", time.Since(tx.start))
+	s.srv.log.Info("smtp transaction", attrs...)
 	s.srv.txs.Done()
 }
 

@@ -1,0 +1,131 @@
+package smtpd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-smtp"
+)
+
+// refusal reasons in the transaction's log line. An unknown alias and a
+// dead one (expired, used up, revoked, pending) are one reason, as they
+// are one reply: the log is no record of which ids ever existed.
+// "sender-not-allowed" is kept for allow-from.
+const (
+	reasonUnknown    = "unknown-or-dead"
+	reasonForeign    = "foreign-domain"
+	reasonBadAddress = "bad-address"
+	reasonBusy       = "busy"
+	reasonRate       = "rate-limited"
+	reasonOneTarget  = "one-target"
+	reasonUpstream   = "upstream"
+	reasonShutdown   = "shutting-down"
+	reasonLocal      = "local-error"
+)
+
+// refusalReason names why Rcpt refused a recipient with err.
+func refusalReason(err error) string {
+	var ue *upstreamError
+	switch {
+	case errors.Is(err, errNoSuchUser):
+		return reasonUnknown
+	case errors.Is(err, errRelayDenied):
+		return reasonForeign
+	case errors.Is(err, errBadRcpt):
+		return reasonBadAddress
+	case errors.Is(err, errAliasBusy):
+		return reasonBusy
+	case errors.Is(err, errAliasRate):
+		return reasonRate
+	case errors.Is(err, errOneTarget):
+		return reasonOneTarget
+	case errors.As(err, &ue):
+		return reasonUpstream
+	case errors.Is(err, errShuttingDown):
+		return reasonShutdown
+	}
+	return reasonLocal
+}
+
+// maxLogged bounds each client- or smarthost-supplied string in a log
+// line.
+const maxLogged = 256
+
+// rcptRefusal is one refused recipient as the operator sees it: the
+// address the client named, split at its last @ (whatever it was, even
+// unparseable), why, the code the client got, and for an upstream refusal
+// what the smarthost said, which the client never sees.
+type rcptRefusal struct {
+	Local    string `json:"local"`
+	Domain   string `json:"domain"`
+	Reason   string `json:"reason"`
+	Code     int    `json:"code"`
+	Upstream string `json:"upstream,omitempty"`
+}
+
+func refusedRcpt(to string, err error, code int) rcptRefusal {
+	r := rcptRefusal{Local: to, Reason: refusalReason(err), Code: code}
+	if at := strings.LastIndexByte(to, '@'); at >= 0 {
+		r.Local, r.Domain = to[:at], to[at+1:]
+	}
+	r.Local, r.Domain = clip(r.Local), clip(r.Domain)
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		r.Upstream = upstreamText(ue)
+	}
+	return r
+}
+
+// upstreamText is what the smarthost said at a stage (code, enhanced code
+// and text), or how talking to it failed.
+func upstreamText(ue *upstreamError) string {
+	var se *smtp.SMTPError
+	if !errors.As(ue.err, &se) {
+		return clip(ue.stage + ": " + ue.err.Error())
+	}
+	msg := fmt.Sprintf("%s: %d", ue.stage, se.Code)
+	if e := se.EnhancedCode; e[0] > 0 {
+		msg += fmt.Sprintf(" %d.%d.%d", e[0], e[1], e[2])
+	}
+	return clip(msg + " " + se.Message)
+}
+
+func clip(s string) string {
+	if len(s) <= maxLogged {
+		return s
+	}
+	n := maxLogged
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// refusals are a transaction's refused recipients. They log as a list of
+// objects with the JSON handler and as one line of text with the text
+// handler: "local@domain reason code (upstream)" for each, comma-separated.
+type refusals []rcptRefusal
+
+func (rs refusals) MarshalJSON() ([]byte, error) {
+	if rs == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal([]rcptRefusal(rs))
+}
+
+func (rs refusals) MarshalText() ([]byte, error) {
+	var b strings.Builder
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s@%s %s %d", r.Local, r.Domain, r.Reason, r.Code)
+		if r.Upstream != "" {
+			b.WriteString(" (" + r.Upstream + ")")
+		}
+	}
+	return []byte(b.String()), nil
+}
