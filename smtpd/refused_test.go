@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -27,19 +28,27 @@ type jsonLog struct{ buf syncBuffer }
 
 func (j *jsonLog) configure(c *Config) { c.Logger = slog.New(slog.NewJSONHandler(&j.buf, nil)) }
 
-func (j *jsonLog) txLines(t *testing.T) []txLine {
+// txLines waits for n transaction lines (a transaction that ends at
+// QUIT is logged after the 221 went out) and returns them.
+func (j *jsonLog) txLines(t *testing.T, n int) []txLine {
 	t.Helper()
-	var out []txLine
-	for _, l := range strings.Split(strings.TrimSpace(j.buf.String()), "\n") {
-		var tl txLine
-		if err := json.Unmarshal([]byte(l), &tl); err != nil {
-			t.Fatalf("log line %q: %v", l, err)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var out []txLine
+		for _, l := range strings.Split(strings.TrimSpace(j.buf.String()), "\n") {
+			var tl txLine
+			if err := json.Unmarshal([]byte(l), &tl); err != nil {
+				t.Fatalf("log line %q: %v", l, err)
+			}
+			if tl.Msg == "smtp transaction" {
+				out = append(out, tl)
+			}
 		}
-		if tl.Msg == "smtp transaction" {
-			out = append(out, tl)
+		if len(out) >= n || time.Now().After(deadline) {
+			return out
 		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline, not synchronisation by sleeping
 	}
-	return out
 }
 
 // The transaction's one log line names every refused recipient, why and
@@ -83,7 +92,8 @@ func TestTransactionLog(t *testing.T) {
 		t.Errorf("Received header %q does not name transaction %s", received, id)
 	}
 	var line *txLine
-	for _, l := range logs.txLines(t) {
+	// The line of the transaction under test was written before its 250.
+	for _, l := range logs.txLines(t, 2) {
 		if l.TX == id {
 			line = &l
 		}
@@ -138,7 +148,7 @@ func TestTransactionLogUpstream(t *testing.T) {
 			}
 			c.must(221, "QUIT")
 			e.settled()
-			lines := logs.txLines(t)
+			lines := logs.txLines(t, 1)
 			if len(lines) != 1 {
 				t.Fatalf("%d transaction lines, want 1", len(lines))
 			}
