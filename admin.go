@@ -28,7 +28,7 @@ import (
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/metrics"
-	"github.com/tempalias/tempalias/store"
+	"github.com/tempalias/tempalias/store/boltstore"
 )
 
 // adminAlias is an alias as admin commands show it: as the API does.
@@ -46,7 +46,7 @@ type adminOps interface {
 
 // localOps runs admin operations on a store this process holds.
 type localOps struct {
-	st     *store.Store
+	st     *boltstore.Store
 	cfg    *Config
 	limits func() alias.Limits // the creation limits in force (SIGHUP may change them)
 	now    func() time.Time
@@ -248,8 +248,8 @@ func openAdmin(cfg *Config) (ops adminOps, close func(), err error) {
 	return localOps{st: st, cfg: cfg, limits: cfg.limits, now: time.Now}, func() { st.Close() }, nil
 }
 
-func openStore(cfg *Config) (*store.Store, error) {
-	return store.Open(cfg.DataFile, store.Options{
+func openStore(cfg *Config) (*boltstore.Store, error) {
+	return boltstore.Open(cfg.DataFile, boltstore.Options{
 		IDMinLength:      cfg.Limits.IDMinLength,
 		GuessProbability: cfg.Limits.IDGuessProbability,
 		OpenTimeout:      cfg.Store.OpenTimeout.Duration,

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tempalias/tempalias/store"
+	"github.com/tempalias/tempalias/store/boltstore"
 )
 
 // admin runs an admin command of the real binary and returns its stdout.
@@ -84,7 +84,7 @@ func TestAdminCommands(t *testing.T) {
 			if out, err := admin(t, cfgPath, "backup", backup); err != nil {
 				t.Fatalf("backup: %v %s", err, out)
 			}
-			st, err := store.Open(backup, store.Options{OpenTimeout: time.Second})
+			st, err := boltstore.Open(backup, boltstore.Options{OpenTimeout: time.Second})
 			if err != nil {
 				t.Fatalf("backup does not open: %v", err)
 			}
@@ -93,7 +93,7 @@ func TestAdminCommands(t *testing.T) {
 			if err != nil || a.Target != "Someone@example.com" || a.MaxUsage != 4 {
 				t.Fatalf("backup holds %+v, %v", a, err)
 			}
-			if _, err := st.Get(other.ID, time.Now()); err != store.ErrNotFound {
+			if _, err := st.Get(other.ID, time.Now()); err != boltstore.ErrNotFound {
 				t.Errorf("revoked alias in backup: %v", err)
 			}
 			if d := time.Since(begin); d > 60*time.Second {

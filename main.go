@@ -47,7 +47,7 @@ import (
 	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/smtpd"
 	"github.com/tempalias/tempalias/static"
-	"github.com/tempalias/tempalias/store"
+	"github.com/tempalias/tempalias/store/boltstore"
 )
 
 func main() {
@@ -611,7 +611,7 @@ func reload(cur *Config, configPath string, tlsCerts *certs, api *httpd.API, log
 }
 
 // sweep deletes dead aliases every sweep_interval until ctx ends.
-func sweep(ctx context.Context, st *store.Store, cfg *Config, log *slog.Logger) {
+func sweep(ctx context.Context, st *boltstore.Store, cfg *Config, log *slog.Logger) {
 	t := time.NewTicker(cfg.Store.SweepInterval.Duration)
 	defer t.Stop()
 	for {

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/store"
+	"github.com/tempalias/tempalias/store/boltstore"
 )
 
 var testNow = time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
@@ -29,13 +29,13 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 
 type testAPI struct {
 	*httptest.Server
-	store *store.Store
+	store *boltstore.Store
 	clock *clock
 }
 
 func newTestAPI(t *testing.T, mod func(*Config)) *testAPI {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "t.db"), store.Options{})
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "t.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,13 +10,13 @@ import (
 	"testing"
 
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/store"
+	"github.com/tempalias/tempalias/store/boltstore"
 )
 
 // BenchmarkCreateHTTP is durable alias creation through the real router and
 // store over loopback, 50 clients at a time (the client shares the CPU).
 func BenchmarkCreateHTTP(b *testing.B) {
-	st, err := store.Open(filepath.Join(b.TempDir(), "b.db"), store.Options{})
+	st, err := boltstore.Open(filepath.Join(b.TempDir(), "b.db"), boltstore.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,19 +17,19 @@ import (
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/static"
-	"github.com/tempalias/tempalias/store"
+	"github.com/tempalias/tempalias/store/boltstore"
 )
 
 // webServer is the real router with the real page and a real store, on a
 // loopback listener.
 type webServer struct {
 	*httptest.Server
-	store *store.Store
+	store *boltstore.Store
 }
 
 func newWebServer(t testing.TB, mod func(*httpd.Config)) *webServer {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "web.db"), store.Options{})
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "web.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

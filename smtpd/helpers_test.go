@@ -22,7 +22,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/store"
+	"github.com/tempalias/tempalias/store/boltstore"
 )
 
 const testDomain = "tempalias.test"
@@ -211,7 +211,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 // countingStore counts what the server does with uses, on top of the real
 // store.
 type countingStore struct {
-	*store.Store
+	*boltstore.Store
 	reserved, committed, refunded atomic.Int64
 }
 
@@ -291,7 +291,7 @@ func newEnv(t testing.TB, configure func(*Config)) *env {
 // newEnvListener is newEnv whose server accepts through wrap(listener).
 func newEnvListener(t testing.TB, configure func(*Config), wrap func(net.Listener) net.Listener) *env {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "aliases.db"), store.Options{})
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "aliases.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,10 @@ import (
 	"testing"
 
 	"github.com/tempalias/tempalias/internal/testcert"
-	"github.com/tempalias/tempalias/store"
+	"github.com/tempalias/tempalias/store/boltstore"
 )
 
-var _ Store = (*store.Store)(nil)
+var _ Store = (*boltstore.Store)(nil)
 
 // testCert is a self-signed certificate for 127.0.0.1 and the pool that
 // trusts it.

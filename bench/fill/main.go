@@ -1,5 +1,5 @@
 // Command fill creates many aliases in a tempalias data file directly
-// through the store package (store.Open / store.Create, so ids, records and
+// through the store package (boltstore.Open / store.Create, so ids, records and
 // the expiry index are exactly what the server writes), from many
 // goroutines at once so that the group commit packs them into large
 // transactions. It then optionally times in-process look-ups.
@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/store"
+	"github.com/tempalias/tempalias/store/boltstore"
 )
 
 func main() {
@@ -39,7 +39,7 @@ func main() {
 	domain := flag.String("domain", "bench.test", "alias domain for -sample-out")
 	target := flag.String("target", "rcpt@example.net", "target of every alias")
 	workers := flag.Int("workers", 4000, "concurrent creators")
-	batch := flag.Int("batch", 4000, "largest group commit (store.Options.MaxBatch)")
+	batch := flag.Int("batch", 4000, "largest group commit (boltstore.Options.MaxBatch)")
 	lookups := flag.Int("lookups", 0, "after filling, reopen the file and time this many store.Get of random existing ids and as many of unknown ids")
 	maxTime := flag.Duration("max-time", 20*time.Minute, "give up after this long")
 	flag.Parse()
@@ -56,7 +56,7 @@ func main() {
 
 func run(file string, n int, expired bool, days, live, sample int, sampleOut, domain, target string,
 	workers, batch, lookups int, maxTime time.Duration) error {
-	st, err := store.Open(file, store.Options{MaxBatch: batch})
+	st, err := boltstore.Open(file, boltstore.Options{MaxBatch: batch})
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func run(file string, n int, expired bool, days, live, sample int, sampleOut, do
 // ids, then random ids of the same length that were never issued. It
 // returns p50, p99 and max in microseconds for each.
 func timeLookups(file string, ids []string, n int, expired bool) (hit, miss [3]float64, err error) {
-	st, err := store.Open(file, store.Options{})
+	st, err := boltstore.Open(file, boltstore.Options{})
 	if err != nil {
 		return hit, miss, err
 	}
@@ -225,7 +225,7 @@ func timeLookups(file string, ids []string, n int, expired bool) (hit, miss [3]f
 		t0 := time.Now()
 		_, err := st.Get(string(b), now)
 		lat[i] = time.Since(t0)
-		if err != nil && err != store.ErrNotFound {
+		if err != nil && err != boltstore.ErrNotFound {
 			return hit, miss, err
 		}
 	}

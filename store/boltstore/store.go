@@ -1,11 +1,11 @@
-// Package store keeps aliases in a bbolt file: creation with unique ids,
+// Package boltstore keeps aliases in a bbolt file: creation with unique ids,
 // look-up, the reserve/commit/refund cycle of one use, revocation, the sweep
 // of dead aliases and hot backups.
 //
 // Writes that arrive together are committed together (see commit.go): each
 // caller still waits for its own fsync, but one fsync serves many callers,
 // so durable throughput grows with concurrency.
-package store
+package boltstore
 
 import (
 	"bytes"
