@@ -28,6 +28,7 @@ import (
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/metrics"
+	"github.com/tempalias/tempalias/store"
 	"github.com/tempalias/tempalias/store/boltstore"
 )
 
@@ -46,7 +47,7 @@ type adminOps interface {
 
 // localOps runs admin operations on a store this process holds.
 type localOps struct {
-	st     *boltstore.Store
+	st     store.Engine
 	cfg    *Config
 	limits func() alias.Limits // the creation limits in force (SIGHUP may change them)
 	now    func() time.Time
@@ -62,17 +63,17 @@ func (o localOps) Create(req alias.Request) (adminAlias, error) {
 	if err != nil {
 		return adminAlias{}, err
 	}
-	a, token, err := o.st.Create(spec, now)
+	c, err := o.st.Create(context.Background(), spec, now)
 	if err != nil {
 		return adminAlias{}, err
 	}
 	metrics.AliasesCreated.Inc()
-	return o.view(a, token), nil
+	return o.view(c.Alias, c.Token), nil
 }
 
 func (o localOps) List() ([]adminAlias, error) {
 	list := []adminAlias{}
-	err := o.st.Live(o.now(), func(a alias.Alias) bool {
+	err := o.st.Live(context.Background(), o.now(), func(a alias.Alias) bool {
 		list = append(list, o.view(a, ""))
 		return true
 	})
@@ -80,17 +81,17 @@ func (o localOps) List() ([]adminAlias, error) {
 }
 
 func (o localOps) Show(id string) (adminAlias, error) {
-	a, err := o.st.Held(id, o.now())
+	a, err := o.st.Held(context.Background(), id, o.now())
 	if err != nil {
 		return adminAlias{}, err
 	}
 	return o.view(a, ""), nil
 }
 
-func (o localOps) Revoke(id string) error { return o.st.RevokeID(id, o.now()) }
+func (o localOps) Revoke(id string) error { return o.st.RevokeID(context.Background(), id, o.now()) }
 
 func (o localOps) Backup(w io.Writer) error {
-	_, err := o.st.Backup(w)
+	_, err := o.st.Backup(context.Background(), w)
 	return err
 }
 
@@ -248,7 +249,7 @@ func openAdmin(cfg *Config) (ops adminOps, close func(), err error) {
 	return localOps{st: st, cfg: cfg, limits: cfg.limits, now: time.Now}, func() { st.Close() }, nil
 }
 
-func openStore(cfg *Config) (*boltstore.Store, error) {
+func openStore(cfg *Config) (store.Engine, error) {
 	return boltstore.Open(cfg.DataFile, boltstore.Options{
 		IDMinLength:      cfg.Limits.IDMinLength,
 		GuessProbability: cfg.Limits.IDGuessProbability,

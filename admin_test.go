@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tempalias/tempalias/store"
 	"github.com/tempalias/tempalias/store/boltstore"
 )
 
@@ -89,11 +92,11 @@ func TestAdminCommands(t *testing.T) {
 				t.Fatalf("backup does not open: %v", err)
 			}
 			defer st.Close()
-			a, err := st.Get(created.ID, time.Now())
+			a, err := st.Get(context.Background(), created.ID, time.Now())
 			if err != nil || a.Target != "Someone@example.com" || a.MaxUsage != 4 {
 				t.Fatalf("backup holds %+v, %v", a, err)
 			}
-			if _, err := st.Get(other.ID, time.Now()); err != boltstore.ErrNotFound {
+			if _, err := st.Get(context.Background(), other.ID, time.Now()); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("revoked alias in backup: %v", err)
 			}
 			if d := time.Since(begin); d > 60*time.Second {

@@ -47,7 +47,7 @@ import (
 	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/smtpd"
 	"github.com/tempalias/tempalias/static"
-	"github.com/tempalias/tempalias/store/boltstore"
+	"github.com/tempalias/tempalias/store"
 )
 
 func main() {
@@ -433,7 +433,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	}, st)
 	public := http.NewServeMux()
 	public.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := st.Ping(); err != nil {
+		if err := st.Ping(r.Context()); err != nil {
 			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 			return
 		}
@@ -474,7 +474,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		b := buildVersion()
 		metrics.BuildInfo.WithLabelValues(b.Version, cmp.Or(b.Commit, "unknown"), b.Go).Set(1)
 		metrics.StoredAliases(func() float64 {
-			stats, err := st.Stats()
+			stats, err := st.Stats(context.Background())
 			if err != nil {
 				return -1
 			}
@@ -611,7 +611,7 @@ func reload(cur *Config, configPath string, tlsCerts *certs, api *httpd.API, log
 }
 
 // sweep deletes dead aliases every sweep_interval until ctx ends.
-func sweep(ctx context.Context, st *boltstore.Store, cfg *Config, log *slog.Logger) {
+func sweep(ctx context.Context, st store.Engine, cfg *Config, log *slog.Logger) {
 	t := time.NewTicker(cfg.Store.SweepInterval.Duration)
 	defer t.Stop()
 	for {
@@ -619,7 +619,7 @@ func sweep(ctx context.Context, st *boltstore.Store, cfg *Config, log *slog.Logg
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			n, err := st.Sweep(now, cfg.Store.SweepBatch)
+			n, err := st.Sweep(ctx, now, cfg.Store.SweepBatch)
 			if err != nil {
 				log.Error("sweep", "err", err)
 			} else if n > 0 {

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/metrics"
+	"github.com/tempalias/tempalias/store"
 )
 
 // View is an alias as the API (and the admin commands) show it.
@@ -134,26 +135,37 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 		return alias.Alias{}, "", apiErr
 	}
 	if a.cfg.Verify != nil {
-		verified, err := a.store.TargetVerified(spec.Target, now)
+		verified, err := a.store.TargetVerified(r.Context(), spec.Target, now)
 		if err != nil {
-			a.cfg.Logger.Error("create alias", "err", err)
-			return alias.Alias{}, "", errServer
+			a.perTarget.undo(alias.TargetKey(spec.Target)) // nothing was created
+			return alias.Alias{}, "", a.storeError(w, "create alias", err)
 		}
 		if !verified {
 			return a.createPending(w, r, spec, now)
 		}
 	}
-	created, token, err := a.store.Create(spec, now)
-	if errors.Is(err, alias.ErrTargetFull) {
+	c, err := a.store.Create(r.Context(), spec, now)
+	if errors.Is(err, store.ErrTargetFull) {
 		return alias.Alias{}, "", a.targetFull(w, spec.Target)
 	}
 	if err != nil {
-		a.cfg.Logger.Error("create alias", "err", err)
 		a.perTarget.undo(alias.TargetKey(spec.Target)) // nothing was created
-		return alias.Alias{}, "", errServer
+		return alias.Alias{}, "", a.storeError(w, "create alias", err)
 	}
 	metrics.AliasesCreated.Inc()
-	return created, token, nil
+	return c.Alias, c.Token, nil
+}
+
+// storeError answers a store failure: 503 unavailable when the store
+// cannot be reached (the client may retry), else 500 with a log line.
+func (a *API) storeError(w http.ResponseWriter, op string, err error) *apiError {
+	if errors.Is(err, store.ErrUnavailable) {
+		a.cfg.Logger.Warn(op, "err", err)
+		w.Header().Set("Retry-After", retryUnavailable)
+		return errUnavailable
+	}
+	a.cfg.Logger.Error(op, "err", err)
+	return errServer
 }
 
 // targetFull answers a creation for a target with the most live aliases
@@ -176,7 +188,7 @@ func (a *API) checkTarget(w http.ResponseWriter, target string, now time.Time) *
 
 // get is GET /aliases/{id}.
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
-	al, err := a.store.Authorized(chi.URLParam(r, "id"), bearer(r), a.cfg.Now())
+	al, err := a.store.Authorized(r.Context(), chi.URLParam(r, "id"), bearer(r), a.cfg.Now())
 	if err != nil {
 		a.lookupError(w, err)
 		return
@@ -186,7 +198,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 
 // revoke is DELETE /aliases/{id}.
 func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
-	if err := a.store.Revoke(chi.URLParam(r, "id"), bearer(r), a.cfg.Now()); err != nil {
+	if err := a.store.Revoke(r.Context(), chi.URLParam(r, "id"), bearer(r), a.cfg.Now()); err != nil {
 		a.lookupError(w, err)
 		return
 	}
@@ -196,12 +208,11 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 // lookupError answers a failed look-up. Unknown, dead and wrong-token all
 // arrive here as the store's not-found and leave as the same 404.
 func (a *API) lookupError(w http.ResponseWriter, err error) {
-	if errors.Is(err, alias.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, errNotFound)
 		return
 	}
-	a.cfg.Logger.Error("alias lookup", "err", err)
-	writeError(w, errServer)
+	writeError(w, a.storeError(w, "alias lookup", err))
 }
 
 // acceptsHTML reports whether the request's Accept names text/html with a

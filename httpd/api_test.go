@@ -1,7 +1,9 @@
 package httpd
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,10 +15,25 @@ import (
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/store"
 	"github.com/tempalias/tempalias/store/boltstore"
 )
 
 var testNow = time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+
+var bg = context.Background()
+
+// deliver spends one use of alias id, as a relayed message does.
+func deliver(t testing.TB, st store.Engine, id string, now time.Time) {
+	t.Helper()
+	r, err := st.Reserve(bg, id, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Commit(bg, now); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // clock is an adjustable test clock.
 type clock struct {
@@ -122,7 +139,7 @@ func TestCreate(t *testing.T) {
 	}
 
 	// The stored alias matches, and the token is kept only as a hash.
-	a, err := ta.store.Get(id, testNow)
+	a, err := ta.store.Get(bg, id, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +165,7 @@ func TestCreate(t *testing.T) {
 	if d := ta.do(t, "DELETE", "/aliases/"+id, "", "", "Authorization", "Bearer "+token); d.status != 404 {
 		t.Errorf("second DELETE: %d", d.status)
 	}
-	if _, err := ta.store.Reserve(id, testNow); err != alias.ErrNotFound {
+	if _, err := ta.store.Reserve(bg, id, testNow); err != alias.ErrNotFound {
 		t.Errorf("Reserve after revoke: %v", err)
 	}
 }
@@ -160,14 +177,9 @@ func TestUsedUpForHolder(t *testing.T) {
 	ta := newTestAPI(t, nil)
 	r := ta.do(t, "POST", "/aliases", jsonType, `{"target":"t@example.com","days":2,"max-usage":1}`)
 	id, token := r.body["id"].(string), r.body["token"].(string)
-	if _, err := ta.store.Reserve(id, testNow); err != nil {
-		t.Fatal(err)
-	}
-	if err := ta.store.Commit(id, testNow); err != nil {
-		t.Fatal(err)
-	}
+	deliver(t, ta.store, id, testNow)
 	for range 2 {
-		if _, err := ta.store.Reserve(id, testNow); err != alias.ErrNotFound {
+		if _, err := ta.store.Reserve(bg, id, testNow); err != alias.ErrNotFound {
 			t.Fatalf("Reserve of a used-up alias: %v", err)
 		}
 	}
@@ -191,12 +203,7 @@ func TestUsedUpForHolder(t *testing.T) {
 	// At expiry it is gone for its holder too, as DESIGN says.
 	r = ta.do(t, "POST", "/aliases", jsonType, `{"target":"t@example.com","days":1,"max-usage":1}`)
 	id, token = r.body["id"].(string), r.body["token"].(string)
-	if _, err := ta.store.Reserve(id, testNow); err != nil {
-		t.Fatal(err)
-	}
-	if err := ta.store.Commit(id, testNow); err != nil {
-		t.Fatal(err)
-	}
+	deliver(t, ta.store, id, testNow)
 	ta.clock.Add(24 * time.Hour)
 	if g := ta.do(t, "GET", "/aliases/"+id, "", "", "Authorization", "Bearer "+token); g.status != 404 || g.raw != unknown.raw {
 		t.Errorf("GET of a used-up alias at expiry: %d %s", g.status, g.raw)
@@ -280,7 +287,7 @@ func TestCreateErrors(t *testing.T) {
 			}
 		})
 	}
-	st, err := ta.store.Stats()
+	st, err := ta.store.Stats(bg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,5 +543,48 @@ func TestIDCaseInsensitive(t *testing.T) {
 	}
 	if d := ta.do(t, "DELETE", "/aliases/"+id, "", "", "Authorization", "Bearer "+token); d.status != 204 {
 		t.Fatalf("DELETE %s: %d %s", id, d.status, d.raw)
+	}
+}
+
+// unreachable is a store that cannot be reached, as an etcd cluster
+// without quorum answers.
+type unreachable struct{ store.Engine }
+
+var errUnreachable = fmt.Errorf("test: no quorum: %w", store.ErrUnavailable)
+
+func (unreachable) Create(context.Context, alias.Spec, time.Time, ...store.CreateOption) (store.Created, error) {
+	return store.Created{}, errUnreachable
+}
+
+func (unreachable) Authorized(context.Context, string, string, time.Time) (alias.Alias, error) {
+	return alias.Alias{}, errUnreachable
+}
+
+func (unreachable) Revoke(context.Context, string, string, time.Time) error { return errUnreachable }
+
+// A store that cannot be reached is 503 unavailable with Retry-After for
+// every API call that needs it, never a 500 or a 404.
+func TestStoreUnavailable(t *testing.T) {
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "t.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := httptest.NewServer(New(Config{
+		Domains: []string{"tempalias.test"},
+		Limits:  alias.Limits{DefaultDays: 3, MaxDays: 60, MaxUsage: 100},
+		Now:     func() time.Time { return testNow },
+	}, unreachable{st}))
+	t.Cleanup(srv.Close)
+	ta := &testAPI{srv, st, &clock{t: testNow}}
+	for _, req := range []struct{ method, path, ctype, body string }{
+		{"POST", "/aliases", jsonType, `{"target":"t@example.com"}`},
+		{"GET", "/aliases/abcdef", "", ""},
+		{"DELETE", "/aliases/abcdef", "", ""},
+	} {
+		r := ta.do(t, req.method, req.path, req.ctype, req.body, "Authorization", "Bearer x")
+		if r.status != 503 || r.body["error"] != "unavailable" || r.header.Get("Retry-After") == "" {
+			t.Errorf("%s %s: %d %s Retry-After %q; want 503 unavailable with Retry-After", req.method, req.path, r.status, r.raw, r.header.Get("Retry-After"))
+		}
 	}
 }

@@ -212,7 +212,7 @@ func TestBrowser(t *testing.T) {
 		screenshot(t, ctx, "desktop-result", desktop)
 
 		// The alias exists with the chosen limits, in the store and the API.
-		al, err := ws.store.Get(m[1], time.Now())
+		al, err := ws.store.Get(bg, m[1], time.Now())
 		if err != nil {
 			t.Fatalf("store: %v", err)
 		}
@@ -228,12 +228,7 @@ func TestBrowser(t *testing.T) {
 		}
 
 		// Status: one message relayed shows up for the token holder.
-		if _, err := ws.store.Reserve(m[1], time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		if err := ws.store.Commit(m[1], time.Now()); err != nil {
-			t.Fatal(err)
-		}
+		deliver(t, ws.store, m[1], time.Now())
 		run(t, ctx,
 			chromedp.Click(chromedp.ID("status-check")),
 			chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent !== ''`),
@@ -244,14 +239,9 @@ func TestBrowser(t *testing.T) {
 
 		// Used up: the holder still sees it, with the mail refused since.
 		for range 4 {
-			if _, err := ws.store.Reserve(m[1], time.Now()); err != nil {
-				t.Fatal(err)
-			}
-			if err := ws.store.Commit(m[1], time.Now()); err != nil {
-				t.Fatal(err)
-			}
+			deliver(t, ws.store, m[1], time.Now())
 		}
-		if _, err := ws.store.Reserve(m[1], time.Now()); err == nil {
+		if _, err := ws.store.Reserve(bg, m[1], time.Now()); err == nil {
 			t.Fatal("a used-up alias took a reservation")
 		}
 		run(t, ctx,
@@ -297,7 +287,7 @@ func TestBrowser(t *testing.T) {
 		if got := value(t, ctx, chromedp.Text(chromedp.ID("status"))); !strings.Contains(got, "is gone") {
 			t.Errorf("status after revoke: %q", got)
 		}
-		if _, err := ws.store.Get(m2[1], time.Now()); !errors.Is(err, alias.ErrNotFound) {
+		if _, err := ws.store.Get(bg, m2[1], time.Now()); !errors.Is(err, alias.ErrNotFound) {
 			t.Errorf("revoked alias still there: %v", err)
 		}
 	})
@@ -365,7 +355,7 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("lifetime %q", got)
 		}
 		screenshot(t, ctx, "desktop-nojs-result", desktop)
-		al, err := ws.store.Get(m[1], time.Now())
+		al, err := ws.store.Get(bg, m[1], time.Now())
 		if err != nil || al.Target != "nojs@example.com" || al.MaxUsage != 7 {
 			t.Errorf("store: %+v %v", al, err)
 		}
@@ -436,7 +426,7 @@ func TestBrowser(t *testing.T) {
 			if m == nil {
 				t.Fatalf("%s holds %q", sel, v)
 			}
-			al, err := ws.store.Get(m[1], time.Now())
+			al, err := ws.store.Get(bg, m[1], time.Now())
 			if err != nil {
 				t.Fatalf("the API does not know %s: %v", v, err)
 			}
@@ -510,7 +500,7 @@ func TestBrowser(t *testing.T) {
 		addr := value(t, popup, chromedp.Text(chromedp.ID("alias")))
 		if m := aliasRE.FindStringSubmatch(addr); m == nil {
 			t.Errorf("popup without opener shows %q", addr)
-		} else if _, err := ws.store.Get(m[1], time.Now()); err != nil {
+		} else if _, err := ws.store.Get(bg, m[1], time.Now()); err != nil {
 			t.Errorf("popup alias: %v", err)
 		}
 		popupTokenWorks(t, popup)

@@ -22,7 +22,12 @@ var (
 	errBlocked          = &apiError{http.StatusForbidden, "blocked", "Your address is on a blocklist this service uses; aliases cannot be created from it."}
 	errUnknownClient    = invalid("The proxy in front of this service did not say which address the request came from, so it cannot be counted; its operator should check the X-Forwarded-For it sends.")
 	errServer           = &apiError{http.StatusInternalServerError, "server-error", "Something went wrong on our side; nothing was created. Please try again."}
+	errUnavailable      = &apiError{http.StatusServiceUnavailable, "unavailable", "The alias store cannot be reached just now; nothing was changed. Please try again shortly."}
 )
+
+// retryUnavailable is the Retry-After of errUnavailable, in seconds: an
+// etcd cluster elects a new leader within a few.
+const retryUnavailable = "5"
 
 func invalid(description string) *apiError {
 	return &apiError{http.StatusBadRequest, "invalid-data", description}

@@ -59,7 +59,7 @@ func TestFormCreate(t *testing.T) {
 	if id == "" {
 		t.Fatal("no Location")
 	}
-	al, err := ws.store.Get(id, time.Now())
+	al, err := ws.store.Get(bg, id, time.Now())
 	if err != nil {
 		t.Fatalf("the store does not know %s: %v", id, err)
 	}

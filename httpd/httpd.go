@@ -16,17 +16,17 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/httprate"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/store"
 )
 
-// Store is what the API needs from the alias store.
+// Store is what the API needs from the alias store; every store.Engine
+// satisfies it. A pending alias is made by Create with store.Pending().
 type Store interface {
-	Create(spec alias.Spec, now time.Time) (alias.Alias, string, error)
-	CreateUnverified(spec alias.Spec, now time.Time) (a alias.Alias, token, confirm string, err error)
-	Authorized(id, token string, now time.Time) (alias.Alias, error)
-	Revoke(id, token string, now time.Time) error
-	RevokeID(id string, now time.Time) error
-	TargetVerified(target string, now time.Time) (bool, error)
-	Confirm(token string, now time.Time, remember time.Duration) (alias.Alias, error)
+	Create(ctx context.Context, spec alias.Spec, now time.Time, opts ...store.CreateOption) (store.Created, error)
+	Authorized(ctx context.Context, id, token string, now time.Time) (alias.Alias, error)
+	Revoke(ctx context.Context, id, token string, now time.Time) error
+	TargetVerified(ctx context.Context, target string, now time.Time) (bool, error)
+	Confirm(ctx context.Context, token string, now time.Time, remember time.Duration) (alias.Alias, error)
 }
 
 // Blocklist tells whether a client address is listed (a DNSBL).

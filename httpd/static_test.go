@@ -3,6 +3,7 @@ package httpd_test
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,12 +14,28 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/static"
+	"github.com/tempalias/tempalias/store"
 	"github.com/tempalias/tempalias/store/boltstore"
 )
+
+var bg = context.Background()
+
+// deliver spends one use of alias id, as a relayed message does.
+func deliver(t testing.TB, st store.Engine, id string, now time.Time) {
+	t.Helper()
+	r, err := st.Reserve(bg, id, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Commit(bg, now); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // webServer is the real router with the real page and a real store, on a
 // loopback listener.

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/metrics"
+	"github.com/tempalias/tempalias/store"
 )
 
 // Target verification keeps a public instance from being used to mail-bomb
@@ -53,17 +54,17 @@ func (a *API) createPending(w http.ResponseWriter, r *http.Request, spec alias.S
 			"Too many confirmation messages went to this address today; confirm one of them, or try again tomorrow."}
 	}
 	key := alias.TargetKey(spec.Target)
-	created, token, confirm, err := a.store.CreateUnverified(spec, now)
-	if errors.Is(err, alias.ErrTargetFull) {
+	c, err := a.store.Create(r.Context(), spec, now, store.Pending())
+	if errors.Is(err, store.ErrTargetFull) {
 		a.confirmations.undo(key) // no mail goes out
 		return alias.Alias{}, "", a.targetFull(w, spec.Target)
 	}
 	if err != nil {
-		a.cfg.Logger.Error("create pending alias", "err", err)
 		a.confirmations.undo(key)
 		a.perTarget.undo(key)
-		return alias.Alias{}, "", errServer
+		return alias.Alias{}, "", a.storeError(w, "create pending alias", err)
 	}
+	created, token, confirm := c.Alias, c.Token, c.Confirm
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
 	err = v.Mailer.SendConfirmation(ctx, Confirmation{
@@ -74,7 +75,9 @@ func (a *API) createPending(w http.ResponseWriter, r *http.Request, spec alias.S
 	})
 	if err != nil {
 		a.cfg.Logger.Error("send confirmation", "alias", created.ID, "err", err)
-		if err := a.store.RevokeID(created.ID, now); err != nil {
+		// Revoked with the token just made: the holder's own right,
+		// used before the holder ever saw it.
+		if err := a.store.Revoke(context.WithoutCancel(r.Context()), created.ID, token, now); err != nil {
 			a.cfg.Logger.Error("revoke unconfirmable alias", "alias", created.ID, "err", err)
 		}
 		// Nothing was sent and nothing made: the day's quotas stay whole.
@@ -99,14 +102,19 @@ func (a *API) confirm(w http.ResponseWriter, r *http.Request) {
 		a.formPage(w, http.StatusForbidden, "confirm-failed", "This confirmation can only be sent from its own page.")
 		return
 	}
-	al, err := a.store.Confirm(chi.URLParam(r, "token"), a.cfg.Now(), a.cfg.Verify.Remember)
-	if errors.Is(err, alias.ErrNotFound) {
+	al, err := a.store.Confirm(r.Context(), chi.URLParam(r, "token"), a.cfg.Now(), a.cfg.Verify.Remember)
+	if errors.Is(err, store.ErrNotFound) {
 		a.formPage(w, http.StatusNotFound, "confirm-failed", "This link is not valid any more: it was used already, or its alias expired.")
 		return
 	}
 	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, store.ErrUnavailable) {
+			status = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", retryUnavailable)
+		}
 		a.cfg.Logger.Error("confirm", "err", err)
-		a.formPage(w, http.StatusInternalServerError, "confirm-failed", "Something went wrong on our side; please try the link again later.")
+		a.formPage(w, status, "confirm-failed", "Something went wrong on our side; please try the link again later.")
 		return
 	}
 	a.cfg.Logger.Info("target confirmed", "alias", al.ID)

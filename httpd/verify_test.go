@@ -59,7 +59,7 @@ func TestVerifiedTargets(t *testing.T) {
 	if c.Target != "new@example.com" || c.Alias != id+"@tempalias.test" || !strings.HasPrefix(c.Link, "https://tempalias.test/confirm/") {
 		t.Fatalf("confirmation %+v", c)
 	}
-	if _, err := ta.store.Reserve(id, testNow); err != alias.ErrNotFound {
+	if _, err := ta.store.Reserve(bg, id, testNow); err != alias.ErrNotFound {
 		t.Fatalf("pending alias takes mail: %v", err)
 	}
 	if g := ta.do(t, "GET", "/aliases/"+id, "", "", "Authorization", "Bearer "+token); g.body["status"] != "pending" {
@@ -72,7 +72,7 @@ func TestVerifiedTargets(t *testing.T) {
 	if page.status != 200 || !strings.Contains(page.raw, `method="post"`) {
 		t.Fatalf("confirm page: %d %s", page.status, page.raw)
 	}
-	if _, err := ta.store.Reserve(id, testNow); err != alias.ErrNotFound {
+	if _, err := ta.store.Reserve(bg, id, testNow); err != alias.ErrNotFound {
 		t.Fatalf("GET confirmed the alias: %v", err)
 	}
 	// A cross-site POST is refused.
@@ -86,7 +86,7 @@ func TestVerifiedTargets(t *testing.T) {
 	if again := ta.do(t, "POST", path, "", "", "Sec-Fetch-Site", "same-origin"); again.status != 404 {
 		t.Fatalf("second confirm: %d", again.status)
 	}
-	if _, err := ta.store.Reserve(id, testNow); err != nil {
+	if _, err := ta.store.Reserve(bg, id, testNow); err != nil {
 		t.Fatalf("confirmed alias refuses mail: %v", err)
 	}
 	// The target is remembered: the next alias is active at once, no mail.
@@ -124,7 +124,7 @@ func TestVerifyMailFailure(t *testing.T) {
 		t.Fatalf("after the mailer recovered: %d %s", r.status, r.raw)
 	}
 	// Only the alias whose mail went out lives.
-	if n, err := ta.store.LiveForTarget("new@example.com", testNow); n != 1 || err != nil {
+	if n, err := ta.store.LiveForTarget(bg, "new@example.com", testNow); n != 1 || err != nil {
 		t.Fatalf("%d aliases alive, want 1 (%v)", n, err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/store"
 	"github.com/tempalias/tempalias/store/boltstore"
 )
 
@@ -38,6 +39,7 @@ type fakeSmarthost struct {
 	failAt   map[string]error
 	hangAt   string
 	keepBody bool
+	atEnd    func() // called with the whole message in, before the reply to its end
 
 	sessions atomic.Int64 // connections that said EHLO
 	aborted  atomic.Int64 // DATA transfers that did not reach the final dot
@@ -194,6 +196,12 @@ func (s *fakeSession) Data(r io.Reader) error {
 		s.f.aborted.Add(1)
 		return err
 	}
+	s.f.mu.Lock()
+	atEnd := s.f.atEnd
+	s.f.mu.Unlock()
+	if atEnd != nil {
+		atEnd()
+	}
 	if err := s.f.stage("END"); err != nil {
 		return err
 	}
@@ -209,30 +217,56 @@ func (s *fakeSession) Data(r io.Reader) error {
 }
 
 // countingStore counts what the server does with uses, on top of the real
-// store.
+// store: each reservation it hands out settles through the real one and
+// is counted on the way. A refund after a commit moves the use from
+// committed to refunded, so that reserved = committed + refunded once
+// every reservation is settled.
 type countingStore struct {
 	*boltstore.Store
 	reserved, committed, refunded atomic.Int64
+	failCommit                    atomic.Bool // every Commit fails
+	unavailable                   atomic.Bool // every Reserve finds the store unreachable
 }
 
-func (c *countingStore) Reserve(id string, now time.Time) (alias.Alias, error) {
-	a, err := c.Store.Reserve(id, now)
-	if err == nil {
-		c.reserved.Add(1)
+var errCommitFailed = errors.New("test: commit failed")
+
+func (c *countingStore) Reserve(ctx context.Context, id string, now time.Time) (*store.Reservation, error) {
+	if c.unavailable.Load() {
+		return nil, fmt.Errorf("test: no quorum: %w", store.ErrUnavailable)
 	}
-	return a, err
+	r, err := c.Store.Reserve(ctx, id, now)
+	if err != nil {
+		return nil, err
+	}
+	c.reserved.Add(1)
+	return store.NewReservation(r.Alias, r.Key(), countingSettler{c, r}), nil
+}
+
+type countingSettler struct {
+	c     *countingStore
+	inner *store.Reservation
 }
 
 // Commit and Refund count once the store is done, so that a test that
 // saw them settled also sees their effect in the store.
-func (c *countingStore) Commit(id string, now time.Time) error {
-	defer c.committed.Add(1)
-	return c.Store.Commit(id, now)
+func (s countingSettler) Commit(ctx context.Context, _ *store.Reservation, now time.Time) error {
+	if s.c.failCommit.Load() {
+		return errCommitFailed
+	}
+	if err := s.inner.Commit(ctx, now); err != nil {
+		return err
+	}
+	s.c.committed.Add(1)
+	return nil
 }
 
-func (c *countingStore) Refund(id string) error {
-	defer c.refunded.Add(1)
-	return c.Store.Refund(id)
+func (s countingSettler) Refund(ctx context.Context, _ *store.Reservation, committed bool, now time.Time) error {
+	err := s.inner.Refund(ctx, now)
+	if committed {
+		s.c.committed.Add(-1)
+	}
+	s.c.refunded.Add(1)
+	return err
 }
 
 // testClock is an injected clock that tests move by hand.
@@ -350,7 +384,7 @@ func newEnvListener(t testing.TB, configure func(*Config), wrap func(net.Listene
 func (e *env) newAlias(target string, days, maxUsage int) (id, addr string) {
 	e.t.Helper()
 	now := e.clock.Now()
-	a, _, err := e.st.Create(alias.Spec{
+	c, err := e.st.Create(context.Background(), alias.Spec{
 		Target:   target,
 		Expires:  now.Add(time.Duration(days) * 24 * time.Hour),
 		MaxUsage: maxUsage,
@@ -358,7 +392,7 @@ func (e *env) newAlias(target string, days, maxUsage int) (id, addr string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return a.ID, a.ID + "@" + testDomain
+	return c.Alias.ID, c.Alias.ID + "@" + testDomain
 }
 
 // settled waits until every reservation is committed or refunded and
@@ -406,7 +440,7 @@ func (e *env) nothingDelivered(t testing.TB, id string) {
 // is dead.
 func (e *env) uses(id string) (used, pending int, ok bool) {
 	e.t.Helper()
-	a, err := e.st.Get(id, e.clock.Now())
+	a, err := e.st.Get(context.Background(), id, e.clock.Now())
 	if errors.Is(err, alias.ErrNotFound) {
 		return 0, 0, false
 	}

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"context"
 	"maps"
 	"strconv"
 	"testing"
@@ -79,10 +80,11 @@ func TestMetrics(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxBadRecipients = 100 })
 	_, live := e.newAlias("t@example.com", 3, 0)
 	busyID, busy := e.newAlias("t@example.com", 3, 1)
-	if _, err := e.st.Store.Reserve(busyID, e.clock.Now()); err != nil {
+	busyRes, err := e.st.Store.Reserve(context.Background(), busyID, e.clock.Now())
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.st.Store.Refund(busyID) })
+	t.Cleanup(func() { busyRes.Refund(context.Background(), e.clock.Now()) })
 
 	rcpts := []struct {
 		rcpt   string

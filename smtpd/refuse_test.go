@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -14,18 +15,21 @@ func TestRefuseRecipients(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxBadRecipients = 100 })
 	_, live := e.newAlias("t@example.com", 3, 0)
 	now := e.clock.Now()
-	revoked, token, err := e.st.Create(alias.Spec{Target: "t@example.com", Expires: now.Add(time.Hour)}, now)
+	ctx := context.Background()
+	c, err := e.st.Create(ctx, alias.Spec{Target: "t@example.com", Expires: now.Add(time.Hour)}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.Revoke(revoked.ID, token, now); err != nil {
+	revoked := c.Alias
+	if err := e.st.Revoke(ctx, revoked.ID, c.Token, now); err != nil {
 		t.Fatal(err)
 	}
 	usedUpID, usedUp := e.newAlias("t@example.com", 3, 1)
-	if _, err := e.st.Store.Reserve(usedUpID, now); err != nil {
+	r, err := e.st.Store.Reserve(ctx, usedUpID, now)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.Store.Commit(usedUpID, now); err != nil {
+	if err := r.Commit(ctx, now); err != nil {
 		t.Fatal(err)
 	}
 	liveLocal := strings.TrimSuffix(live, "@"+testDomain)
@@ -222,23 +226,24 @@ func TestAcceptFiftyReceived(t *testing.T) {
 func TestRefusedAfterDeathCounted(t *testing.T) {
 	e := newEnv(t, nil)
 	now := e.clock.Now()
-	a, token, err := e.st.Create(alias.Spec{Target: "t@example.com", Expires: now.Add(24 * time.Hour), MaxUsage: 1}, now)
+	c, err := e.st.Create(context.Background(), alias.Spec{Target: "t@example.com", Expires: now.Add(24 * time.Hour), MaxUsage: 1}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
+	a, token := c.Alias, c.Token
 	addr := a.ID + "@" + testDomain
 	if err := sendMail(e.addr, "s@example.org", []string{addr}, "Subject: x\r\n\r\nbody\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	e.settled()
-	c := e.dial()
-	c.must(250, "EHLO client.example")
-	c.must(250, "MAIL FROM:<s@example.org>")
+	cl := e.dial()
+	cl.must(250, "EHLO client.example")
+	cl.must(250, "MAIL FROM:<s@example.org>")
 	for range 3 {
-		c.must(550, "RCPT TO:<%s>", strings.ToUpper(addr))
+		cl.must(550, "RCPT TO:<%s>", strings.ToUpper(addr))
 	}
-	c.must(221, "QUIT")
-	got, err := e.st.Authorized(a.ID, token, e.clock.Now())
+	cl.must(221, "QUIT")
+	got, err := e.st.Authorized(context.Background(), a.ID, token, e.clock.Now())
 	if err != nil || got.Used != 1 || got.Refused != 3 {
 		t.Fatalf("holder sees %+v, %v; want 1 relayed, 3 refused", got, err)
 	}

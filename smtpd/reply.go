@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-smtp"
+	"github.com/tempalias/tempalias/store"
 )
 
 // refusal is a reply this package decided on. Every error a session
@@ -87,6 +88,10 @@ var (
 	errBroken    = &refusal{code: 421, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Connection error, closing connection", close: true}
 	errTooBig    = &refusal{code: 552, enh: smtp.EnhancedCode{5, 3, 4}, msg: "Message too big"} // rfc 1870
 	errLocal     = &refusal{code: 451, enh: smtp.EnhancedCode{4, 3, 0}, msg: "Local error, try again later"}
+	// The alias store cannot be reached (an etcd cluster without quorum):
+	// nothing is refused for it, the sender retries. rfc 3463:3.5 X.4.3 is
+	// a directory server failure.
+	errStoreUnavailable = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 3}, msg: "Alias directory unavailable, try again later"}
 
 	errUnreachable     = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 1}, msg: "Next hop unreachable, try again later"}
 	errUpstreamTimeout = &refusal{code: 451, enh: smtp.EnhancedCode{4, 4, 2}, msg: "Next hop timed out, try again later"}
@@ -215,6 +220,9 @@ func classify(err error) (r *refusal, internal bool) {
 			return errUpstreamTimeout, true
 		}
 		return errUpstreamBroken, true
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return errStoreUnavailable, true
 	}
 	return errLocal, true
 }

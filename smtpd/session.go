@@ -16,6 +16,7 @@ import (
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/srs"
+	"github.com/tempalias/tempalias/store"
 )
 
 // session is one client connection. go-smtp calls its methods from the
@@ -46,33 +47,36 @@ type transaction struct {
 	helo    string
 	from    string
 	size    int64
-	aliases []string        // reserved: one use each
-	addrs   []string        // the alias addresses, as named, for Delivered-To
-	rcpt    string          // the last accepted alias address; named in Received if it is the only one
-	ident   string          // the first accepted recipient address: the From of RewriteFrom
-	bounces int             // recipients that were SRS addresses
-	pm      bool            // postmaster@ is a recipient (for Config.Postmaster)
-	targets map[string]bool // already given to the smarthost
-	timer   *time.Timer     // ends a transaction that never reaches DATA
-	up      *upstream       // with MAIL FROM replayed
-	upErr   error           // the smarthost could not be reached; later RCPTs fail the same way
-	refused refusals        // recipients refused, for the log line
-	code    int             // the last reply code we chose
-	bytes   int64           // from the client
-	upBytes int64           // to the smarthost, added headers included
+	aliases []string             // reserved: one use each
+	res     []*store.Reservation // the use of each of aliases
+	addrs   []string             // the alias addresses, as named, for Delivered-To
+	rcpt    string               // the last accepted alias address; named in Received if it is the only one
+	ident   string               // the first accepted recipient address: the From of RewriteFrom
+	bounces int                  // recipients that were SRS addresses
+	pm      bool                 // postmaster@ is a recipient (for Config.Postmaster)
+	targets map[string]bool      // already given to the smarthost
+	timer   *time.Timer          // ends a transaction that never reaches DATA
+	up      *upstream            // with MAIL FROM replayed
+	upErr   error                // the smarthost could not be reached; later RCPTs fail the same way
+	refused refusals             // recipients refused, for the log line
+	code    int                  // the last reply code we chose
+	bytes   int64                // from the client
+	upBytes int64                // to the smarthost, added headers included
 	// upReply is the smarthost's refusal of the message (its code and
 	// text, or the error), for the log line only: the client gets our
 	// words (classify).
 	upReply string
 }
 
-// result is how a transaction ends for usage accounting.
+// result is how a transaction ends for usage accounting. Every
+// reservation is committed just before the final dot goes upstream
+// (DESIGN "Usage accounting"), so only a failure has anything left to do.
 type result int
 
 const (
-	failed         result = iota // refund every reservation
-	delivered                    // the smarthost said 250: commit
-	maybeDelivered               // the final dot went out but no reply came back
+	failed         result = iota // refund every reservation, committed or not
+	delivered                    // the smarthost accepted the message: the uses stay spent
+	maybeDelivered               // the final dot went out but no reply came back: the uses stay spent
 )
 
 func (s *session) idle() bool {
@@ -203,11 +207,11 @@ func (s *session) rcpt(tx *transaction, to string) error {
 		return nil // named twice, one use (rfc 5321 allows duplicates)
 	}
 	now := cfg.Now()
-	a, err := s.srv.st.Reserve(id, now)
+	res, err := s.srv.st.Reserve(s.srv.dialCtx, id, now)
 	switch {
-	case errors.Is(err, alias.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		return errNoSuchUser
-	case errors.Is(err, alias.ErrExhausted):
+	case errors.Is(err, store.ErrExhausted):
 		return errAliasBusy
 	case err != nil:
 		return err
@@ -216,15 +220,16 @@ func (s *session) rcpt(tx *transaction, to string) error {
 	// reserved (and refunded if over), so that a dead alias answers
 	// exactly like an unknown one.
 	if !s.srv.aliasRate.take(id, now) {
-		s.refund(id)
+		s.refund(tx, res)
 		return errAliasRate
 	}
-	if err := s.forward(tx, a.Target); err != nil {
-		s.refund(id)
+	if err := s.forward(tx, res.Alias.Target); err != nil {
+		s.refund(tx, res)
 		s.srv.aliasRate.settle(id, false)
 		return err
 	}
 	tx.aliases = append(tx.aliases, id)
+	tx.res = append(tx.res, res)
 	tx.rcpt = id + "@" + addr.Domain
 	tx.addrs = append(tx.addrs, tx.rcpt)
 	if tx.ident == "" {
@@ -502,6 +507,13 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 	if s.conn.readFailed.Load() {
 		return failed, &clientError{io.ErrUnexpectedEOF}
 	}
+	// The uses become durable now, before the end of the message can
+	// make the smarthost deliver it: a crash from here on costs them,
+	// never delivers past max-usage. If that fails the message is not
+	// finished (settle drops the connection before the dot).
+	if err := s.commit(tx); err != nil {
+		return failed, err
+	}
 	// Close sends the final dot and waits for the smarthost's verdict;
 	// any 2xx is an acceptance (DESIGN "Usage accounting").
 	start := time.Now()
@@ -512,6 +524,7 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 	}
 	if err != nil {
 		if se != nil {
+			// Refused: failed gives the committed uses back.
 			return failed, &upstreamError{"end of DATA", err}
 		}
 		// The dot went out but no verdict came back: the smarthost may
@@ -597,24 +610,30 @@ func (s *session) Logout() error {
 	return nil
 }
 
-// settle commits or refunds every reservation of tx, disposes of its
-// upstream connection and logs the transaction.
+// commit makes every reservation of tx durable, just before the end of
+// the message goes upstream.
+func (s *session) commit(tx *transaction) error {
+	now := s.srv.cfg.Now()
+	for _, r := range tx.res {
+		if err := r.Commit(s.srv.dialCtx, now); err != nil {
+			return fmt.Errorf("commit %s: %w", r.Alias.ID, err)
+		}
+	}
+	return nil
+}
+
+// settle refunds every reservation of a failed transaction (committed
+// ones too: the smarthost refused the message, or the end never went
+// out), disposes of its upstream connection and logs the transaction.
 func (s *session) settle(tx *transaction, res result, outcome string) {
 	tx.timer.Stop()
-	now := s.srv.cfg.Now()
 	if tx.pm {
 		s.srv.pmRate.settle(postmasterKey, res != failed)
 	}
-	for _, id := range tx.aliases {
+	for i, id := range tx.aliases {
 		s.srv.aliasRate.settle(id, res != failed)
 		if res == failed {
-			s.refund(id)
-			continue
-		}
-		if err := s.srv.st.Commit(id, now); err != nil {
-			// The message is delivered either way. The reservation stays
-			// pending, which blocks that use: never over-delivery.
-			s.srv.log.Error("smtp: commit failed", "tx", tx.id, "alias", id, "err", err)
+			s.refund(tx, tx.res[i])
 		}
 	}
 	if tx.up != nil {
@@ -644,10 +663,10 @@ func (s *session) settle(tx *transaction, res result, outcome string) {
 	s.srv.txs.Done()
 }
 
-func (s *session) refund(id string) {
-	if err := s.srv.st.Refund(id); err != nil {
-		// The use stays reserved: lost, never over-delivered.
-		s.srv.log.Error("smtp: refund failed", "alias", id, "err", err)
+func (s *session) refund(tx *transaction, r *store.Reservation) {
+	if err := r.Refund(s.srv.dialCtx, s.srv.cfg.Now()); err != nil {
+		// The use stays reserved or spent: lost, never over-delivered.
+		s.srv.log.Error("smtp: refund failed", "tx", tx.id, "alias", r.Alias.ID, "err", err)
 	}
 }
 

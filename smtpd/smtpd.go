@@ -26,17 +26,16 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/srs"
+	"github.com/tempalias/tempalias/store"
 )
 
-// Store is what the SMTP front end needs from the alias store; *store.Store
-// satisfies it. Every successful Reserve is followed by exactly one Commit
-// or Refund.
+// Store is what the SMTP front end needs from the alias store; every
+// store.Engine satisfies it. A reservation is committed just before the
+// end of the message goes to the smarthost, and refunded if the
+// transaction ends before that or the smarthost then refuses the message.
 type Store interface {
-	Reserve(id string, now time.Time) (alias.Alias, error)
-	Commit(id string, now time.Time) error
-	Refund(id string) error
+	Reserve(ctx context.Context, id string, now time.Time) (*store.Reservation, error)
 }
 
 // Config configures a Server. Every zero value gets the default named in

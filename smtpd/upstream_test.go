@@ -8,10 +8,10 @@ import (
 	"testing"
 
 	"github.com/tempalias/tempalias/internal/testcert"
-	"github.com/tempalias/tempalias/store/boltstore"
+	"github.com/tempalias/tempalias/store"
 )
 
-var _ Store = (*boltstore.Store)(nil)
+var _ Store = store.Engine(nil)
 
 // testCert is a self-signed certificate for 127.0.0.1 and the pool that
 // trusts it.

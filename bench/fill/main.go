@@ -1,5 +1,5 @@
 // Command fill creates many aliases in a tempalias data file directly
-// through the store package (boltstore.Open / store.Create, so ids, records and
+// through the store package (boltstore.Open / Create, so ids, records and
 // the expiry index are exactly what the server writes), from many
 // goroutines at once so that the group commit packs them into large
 // transactions. It then optionally times in-process look-ups.
@@ -13,7 +13,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -25,6 +27,7 @@ import (
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/store"
 	"github.com/tempalias/tempalias/store/boltstore"
 )
 
@@ -56,6 +59,7 @@ func main() {
 
 func run(file string, n int, expired bool, days, live, sample int, sampleOut, domain, target string,
 	workers, batch, lookups int, maxTime time.Duration) error {
+	ctx := context.Background()
 	st, err := boltstore.Open(file, boltstore.Options{MaxBatch: batch})
 	if err != nil {
 		return err
@@ -94,14 +98,14 @@ func run(file string, n int, expired bool, days, live, sample int, sampleOut, do
 		wg.Go(func() {
 			var mine []string
 			for next.Add(1) <= int64(n) && time.Now().Before(deadline) {
-				a, _, err := st.Create(spec, now)
+				c, err := st.Create(ctx, spec, now)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
 				}
 				done.Add(1)
 				if needIDs {
-					mine = append(mine, a.ID)
+					mine = append(mine, c.Alias.ID)
 				}
 			}
 			if needIDs {
@@ -125,14 +129,14 @@ func run(file string, n int, expired bool, days, live, sample int, sampleOut, do
 
 	var liveIDs []string
 	for range live {
-		a, _, err := st.Create(alias.Spec{Target: target, Expires: now.Add(60 * 24 * time.Hour)}, now)
+		c, err := st.Create(ctx, alias.Spec{Target: target, Expires: now.Add(60 * 24 * time.Hour)}, now)
 		if err != nil {
 			st.Close()
 			return err
 		}
-		liveIDs = append(liveIDs, a.ID)
+		liveIDs = append(liveIDs, c.Alias.ID)
 	}
-	stats, err := st.Stats()
+	stats, err := st.Stats(ctx)
 	if err != nil {
 		st.Close()
 		return err
@@ -197,6 +201,7 @@ func run(file string, n int, expired bool, days, live, sample int, sampleOut, do
 // ids, then random ids of the same length that were never issued. It
 // returns p50, p99 and max in microseconds for each.
 func timeLookups(file string, ids []string, n int, expired bool) (hit, miss [3]float64, err error) {
+	ctx := context.Background()
 	st, err := boltstore.Open(file, boltstore.Options{})
 	if err != nil {
 		return hit, miss, err
@@ -208,7 +213,7 @@ func timeLookups(file string, ids []string, n int, expired bool) (hit, miss [3]f
 	for i := range n {
 		id := ids[rng.IntN(len(ids))]
 		t0 := time.Now()
-		_, err := st.Get(id, now)
+		_, err := st.Get(ctx, id, now)
 		lat[i] = time.Since(t0)
 		if err != nil && !expired {
 			return hit, miss, fmt.Errorf("Get(%s): %w", id, err)
@@ -223,9 +228,9 @@ func timeLookups(file string, ids []string, n int, expired bool) (hit, miss [3]f
 			b[j] = chars[rng.IntN(len(chars))]
 		}
 		t0 := time.Now()
-		_, err := st.Get(string(b), now)
+		_, err := st.Get(ctx, string(b), now)
 		lat[i] = time.Since(t0)
-		if err != nil && err != boltstore.ErrNotFound {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return hit, miss, err
 		}
 	}

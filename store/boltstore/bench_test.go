@@ -44,7 +44,7 @@ func BenchmarkCreateParallel(b *testing.B) {
 	reportOps(b)
 }
 
-func seedAliases(b *testing.B, s *Store, n int) []string {
+func seedAliases(b *testing.B, s *testStore, n int) []string {
 	b.Helper()
 	ids := make([]string, n)
 	for i := range ids {

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"context"
 	"errors"
 	"sync"
 
@@ -44,12 +45,47 @@ func newCommitter(db *bolt.DB, maxBatch int) *committer {
 	return c
 }
 
-// do runs fn in a write transaction, possibly shared with other callers'
-// functions, and returns once that transaction is on disk. fn may run more
-// than once (see run), so it must set its results afresh on every call and
-// report refusals through its own variables rather than as errors: an
-// error from fn rolls back the whole shared transaction.
-func (c *committer) do(fn func(*bolt.Tx) error) error {
+// write runs fn in a write transaction, possibly shared with other
+// callers' functions, and returns fn's result once that transaction is on
+// disk. fn may run more than once (see run): only its last run's result
+// counts, and it is returned with a refusal too. fn reports a refusal (store.ErrNotFound, say) as refuse(err),
+// having written nothing, which leaves the others' writes in the
+// transaction; any other error rolls back the whole shared transaction.
+// ctx is checked before the write is queued: once queued it runs, and
+// write waits for it, so that no caller gives up on a write that later
+// takes effect (a reservation nobody holds).
+func write[T any](ctx context.Context, c *committer, fn func(tx *bolt.Tx) (T, error)) (T, error) {
+	var v T
+	var refused error
+	err := c.do(ctx, func(tx *bolt.Tx) error {
+		var err error
+		v, err = fn(tx)
+		refused = nil
+		if r, ok := err.(refusal); ok {
+			refused, err = r.err, nil
+		}
+		return err
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, refused
+}
+
+// refusal is an answer of a write function, not a failure of the
+// transaction: see write.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+
+func refuse(err error) error { return refusal{err} }
+
+// do is write for functions without a result or refusal of their own.
+func (c *committer) do(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	o := &op{fn: fn, err: make(chan error, 1)}
 	c.mu.RLock()
 	if c.closed {

@@ -40,7 +40,7 @@ func holdWriter(t *testing.T, c *committer) (release func()) {
 	entered, released := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- c.do(func(*bolt.Tx) error {
+		done <- c.do(bg, func(*bolt.Tx) error {
 			close(entered)
 			<-released
 			return nil
@@ -77,7 +77,7 @@ func TestCommitterSharesTransaction(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = c.do(func(tx *bolt.Tx) error {
+			errs[i] = c.do(bg, func(tx *bolt.Tx) error {
 				txIDs[i] = tx.ID()
 				return tx.Bucket(bucketTest).Put(fmt.Append(nil, i), []byte("v"))
 			})
@@ -110,7 +110,7 @@ func TestCommitterMaxBatch(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			err := c.do(func(tx *bolt.Tx) error {
+			err := c.do(bg, func(tx *bolt.Tx) error {
 				mu.Lock()
 				perTx[tx.ID()]++
 				mu.Unlock()
@@ -143,7 +143,7 @@ func TestCommitterIsolatesFailure(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = c.do(func(tx *bolt.Tx) error {
+			errs[i] = c.do(bg, func(tx *bolt.Tx) error {
 				if err := tx.Bucket(bucketTest).Put(fmt.Append(nil, i), []byte("v")); err != nil {
 					return err
 				}
@@ -184,7 +184,7 @@ func TestCommitterClose(t *testing.T) {
 	results := make(chan error, n)
 	for i := range n {
 		go func() {
-			results <- c.do(func(tx *bolt.Tx) error {
+			results <- c.do(bg, func(tx *bolt.Tx) error {
 				return tx.Bucket(bucketTest).Put(fmt.Append(nil, i), []byte("v"))
 			})
 		}()
@@ -208,7 +208,7 @@ func TestCommitterClose(t *testing.T) {
 			t.Errorf("queued write: %v", err)
 		}
 	}
-	if err := c.do(func(*bolt.Tx) error { return nil }); !errors.Is(err, errClosed) {
+	if err := c.do(bg, func(*bolt.Tx) error { return nil }); !errors.Is(err, errClosed) {
 		t.Errorf("write after close = %v, want errClosed", err)
 	}
 	c.close() // idempotent

@@ -62,7 +62,7 @@ func TestConcurrentCreate(t *testing.T) {
 
 // reserveRace has n goroutines call Reserve on id at once and returns
 // how many succeeded and how many were refused with ErrExhausted.
-func reserveRace(t *testing.T, s *Store, id string, n int) (ok, exhausted int) {
+func reserveRace(t *testing.T, s *testStore, id string, n int) (ok, exhausted int) {
 	t.Helper()
 	var okN, exN atomic.Int64
 	start := make(chan struct{})

@@ -29,7 +29,7 @@ func rewriteFile(t *testing.T, path string, fn func(*bolt.Tx) error) {
 func newFile(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tempalias.db")
-	s, err := Open(path, Options{})
+	s, err := openTest(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func toFormat1(t *testing.T, path string) {
 func TestMigrateFormat1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tempalias.db")
 	opts := Options{IDMinLength: 1, GuessProbability: 1}
-	s, err := Open(path, opts)
+	s, err := openTest(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestMigrateFormat1(t *testing.T) {
 	}
 	toFormat1(t, path)
 
-	s, err = Open(path, opts)
+	s, err = openTest(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestMigrateLargeFormat1(t *testing.T) {
 		}
 		return nil
 	})
-	s, err := Open(path, Options{})
+	s, err := openTest(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestNewerFormatRefused(t *testing.T) {
 	rewriteFile(t, path, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint64(nil, format+1))
 	})
-	if s, err := Open(path, Options{}); err == nil {
+	if s, err := openTest(path, Options{}); err == nil {
 		s.Close()
 		t.Fatal("opened a file of a later format")
 	} else if !strings.Contains(err.Error(), "newer tempalias") {

@@ -16,7 +16,7 @@ import (
 // not counted.
 func TestRefusedAfterDeath(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tempalias.db")
-	s, err := Open(path, Options{})
+	s, err := openTest(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestRefusedAfterDeath(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(path, Options{})
+	s, err = openTest(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package boltstore
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -19,7 +18,7 @@ import (
 // alias has exactly the sweep entry its record names, no later than a
 // second after its expiry; every sweep entry belongs to a stored alias;
 // every other key of the aliases bucket is a swept alias's tombstone.
-func checkSweepIndex(tb testing.TB, s *Store) {
+func checkSweepIndex(tb testing.TB, s *testStore) {
 	tb.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		aliases, sweep := tx.Bucket(bucketAliases), tx.Bucket(bucketSweep)
@@ -27,9 +26,9 @@ func checkSweepIndex(tb testing.TB, s *Store) {
 			if isTombstone(v) {
 				return nil
 			}
-			var r record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decode %s: %w", k, err)
+			r, err := decode(k, v)
+			if err != nil {
+				return err
 			}
 			if string(k) != r.ID {
 				return fmt.Errorf("key %s holds alias %s", k, r.ID)
@@ -53,8 +52,8 @@ func checkSweepIndex(tb testing.TB, s *Store) {
 			if v == nil || isTombstone(v) {
 				return fmt.Errorf("sweep entry %d/%s without an alias", at, id)
 			}
-			var r record
-			if err := json.Unmarshal(v, &r); err != nil {
+			r, err := decode(id, v)
+			if err != nil {
 				return err
 			}
 			if r.SweepAt != at {
@@ -69,7 +68,7 @@ func checkSweepIndex(tb testing.TB, s *Store) {
 }
 
 // checkGone checks that a swept alias left nothing behind but its id.
-func checkGone(tb testing.TB, s *Store, id string) {
+func checkGone(tb testing.TB, s *testStore, id string) {
 	tb.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketAliases).Get([]byte(id)); v == nil {
@@ -421,8 +420,10 @@ func TestSweepNeverTakesTheLiving(t *testing.T) {
 				}
 				records++
 				if !alive[string(k)] {
-					var r record
-					json.Unmarshal(v, &r)
+					r, err := decode(k, v)
+					if err != nil {
+						return err
+					}
 					if r.SweepAt <= now.Unix() {
 						t.Errorf("round %d: dead alias %s left after a sweep", round, k)
 					}

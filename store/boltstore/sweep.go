@@ -1,0 +1,107 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Sweep deletes aliases that are expired or revoked at now, at most batch
+// per write transaction so that the writer lock is never held for long,
+// and returns how many it deleted. Only the ids stay behind, so they are
+// never reused. It writes the refusal counts first (FlushCounts).
+func (s *Store) Sweep(ctx context.Context, now time.Time, batch int) (int, error) {
+	if batch <= 0 {
+		batch = 500
+	}
+	flushErr := s.FlushCounts(ctx) // reported, but no reason not to sweep
+	total := 0
+	for {
+		if due, err := s.sweepDue(ctx, now); err != nil || !due {
+			return total, errors.Join(flushErr, err)
+		}
+		n, more, err := s.sweepOnce(ctx, now, batch)
+		total += n
+		if err != nil || !more {
+			return total, errors.Join(flushErr, err)
+		}
+	}
+}
+
+// sweepDue reports, from a read transaction, whether any sweep entry is
+// due at now, so that an idle sweeper tick costs no write and no fsync.
+func (s *Store) sweepDue(ctx context.Context, now time.Time) (bool, error) {
+	var due bool
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketSweep).Cursor().First()
+		due = len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) <= now.Unix()
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: sweep: %w", err)
+	}
+	return due, nil
+}
+
+// sweepOnce deletes up to batch aliases whose sweep entry is due at now.
+// An entry's time is the alias's expiry, or the moment it was revoked if
+// that came first (see put's callers), so a due entry is a dead alias:
+// nothing needs decoding. It runs through the group commit,
+// so reservations queued meanwhile share its transaction instead of
+// waiting for it.
+func (s *Store) sweepOnce(ctx context.Context, now time.Time, batch int) (deleted int, more bool, err error) {
+	type result struct {
+		deleted int
+		more    bool
+	}
+	limit := now.Unix()
+	res, err := write(ctx, s.w, func(tx *bolt.Tx) (result, error) {
+		var res result
+		aliases, targets, confirm := tx.Bucket(bucketAliases), tx.Bucket(bucketTargets), tx.Bucket(bucketConfirm)
+		c := tx.Bucket(bucketSweep).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.First() {
+			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > limit {
+				return res, nil
+			}
+			if res.deleted == batch {
+				res.more = true
+				return res, nil
+			}
+			id := append([]byte(nil), k[8:]...)
+			var targetKey, confirmHash []byte
+			if len(v) > 0 && int(v[0]) <= len(v)-1 {
+				n := int(v[0])
+				targetKey, confirmHash = append(append([]byte(nil), v[1:1+n]...), id...), append([]byte(nil), v[1+n:]...)
+			}
+			if err := c.Delete(); err != nil {
+				return res, err
+			}
+			if err := aliases.Put(id, tombstone); err != nil {
+				return res, err
+			}
+			if targetKey != nil {
+				if err := targets.Delete(targetKey); err != nil {
+					return res, err
+				}
+			}
+			if len(confirmHash) > 0 {
+				if err := confirm.Delete(confirmHash); err != nil {
+					return res, err
+				}
+			}
+			if err := addStored(tx, -1); err != nil {
+				return res, err
+			}
+			res.deleted++
+		}
+		return res, nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("store: sweep: %w", err)
+	}
+	return res.deleted, res.more, nil
+}

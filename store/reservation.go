@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/tempalias/tempalias/alias"
+)
+
+// A Reservation is one use of an alias taken at RCPT TO for a message
+// under way, settled exactly once (DESIGN "Usage accounting"):
+//
+//   - Commit, just before the end of the message goes to the smarthost,
+//     makes the use durable: from then on it counts as delivered, and a
+//     crash keeps it spent (the message may have been delivered).
+//   - Refund gives the use back: before Commit, for a transaction that
+//     ended early (RSET, QUIT, disconnect, timeout, a refusal, a failed
+//     commit); after Commit, when the smarthost refused the message.
+//
+// A second Refund, or a Commit after Refund or after Commit, returns
+// ErrSettled and changes nothing, so a use is never given back twice. A
+// reservation never settled (its process died) is released by the
+// engine once its owner is gone.
+//
+// The key identifies the reservation in the engine's record, so that an
+// engine whose writes may take effect after a timeout can repeat a commit
+// or refund safely. An alias without a use limit may reserve nothing
+// (its key is ""); its Commit still counts the delivery.
+type Reservation struct {
+	// Alias is the alias as it was when the use was reserved.
+	Alias alias.Alias
+
+	key string
+	s   Settler
+
+	mu    sync.Mutex
+	state reservationState
+}
+
+type reservationState int
+
+const (
+	reserved reservationState = iota
+	committed
+	settled
+)
+
+// Settler carries out a Reservation's settlement in an engine. The
+// Reservation calls it at most once per step, in order: Commit at most
+// once, then Refund at most once.
+type Settler interface {
+	// Commit makes r's use durable.
+	Commit(ctx context.Context, r *Reservation, now time.Time) error
+	// Refund gives r's use back: a reservation still open if committed
+	// is false, a committed use if it is true. An engine whose writes may
+	// take effect late decides by r's key, not by committed alone.
+	Refund(ctx context.Context, r *Reservation, committed bool, now time.Time) error
+}
+
+// NewReservation is for engines: a reservation of a's use under key,
+// settled through s.
+func NewReservation(a alias.Alias, key string, s Settler) *Reservation {
+	return &Reservation{Alias: a, key: key, s: s}
+}
+
+// Key is the reservation's identity in the engine's record ("" when the
+// alias has no use limit and nothing was reserved).
+func (r *Reservation) Key() string { return r.key }
+
+// Commit makes the use durable; call it just before the end of the
+// message goes to the smarthost. If it fails the use is not committed and
+// the message must not be finished: Refund it.
+func (r *Reservation) Commit(ctx context.Context, now time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state != reserved {
+		return ErrSettled
+	}
+	if err := r.s.Commit(ctx, r, now); err != nil {
+		return err
+	}
+	r.state = committed
+	return nil
+}
+
+// Refund gives the use back, whether or not it was committed. The
+// reservation is settled afterwards even if the engine failed: a use is
+// lost rather than ever given back twice.
+func (r *Reservation) Refund(ctx context.Context, now time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state == settled {
+		return ErrSettled
+	}
+	wasCommitted := r.state == committed
+	r.state = settled
+	return r.s.Refund(ctx, r, wasCommitted, now)
+}
+
+// Committed reports whether Commit succeeded and no Refund followed.
+func (r *Reservation) Committed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state == committed
+}

@@ -1,0 +1,124 @@
+// Package store is the contract between tempalias and the engines that keep
+// its aliases (store/boltstore, one host; an etcd engine for several): the
+// errors every engine answers with, the Reservation of one use, and Engine,
+// the whole of what the program needs from a store. It holds no engine
+// code. The front ends declare their own smaller interfaces with these
+// types; store/storetest checks that an engine keeps the guarantees.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/tempalias/tempalias/alias"
+)
+
+var (
+	// ErrNotFound is the answer for an id that has no live alias: unknown,
+	// expired, used up or revoked, deliberately alike.
+	ErrNotFound = alias.ErrNotFound
+	// ErrExhausted is Reserve's answer when the alias is alive but every
+	// remaining use is reserved by transactions still under way.
+	ErrExhausted = alias.ErrExhausted
+	// ErrTargetFull is Create's answer when the target already has
+	// Spec.MaxLive live aliases.
+	ErrTargetFull = alias.ErrTargetFull
+	// ErrUnavailable is wrapped by any error that means the store cannot
+	// be reached (an etcd cluster without quorum, say): nothing was
+	// decided, and the same call may succeed later. HTTP answers it with
+	// 503, SMTP with a 4xx.
+	ErrUnavailable = errors.New("the store cannot be reached")
+	// ErrSettled is the answer to settling a Reservation a second time.
+	ErrSettled = errors.New("store: reservation already settled")
+)
+
+// Engine is a store as the program holds it: the union of what the SMTP
+// and HTTP front ends, the admin commands and the sweeper need. Every
+// method takes the caller's context first, so that a session's or a
+// request's deadline reaches the store. Methods are safe for concurrent
+// use.
+type Engine interface {
+	// Create stores a new alias for spec with a fresh id, never issued
+	// before, and returns it with its management token (only a hash of
+	// which is kept); with Pending, also with the confirmation token. The
+	// alias is durable when Create returns.
+	Create(ctx context.Context, spec alias.Spec, now time.Time, opts ...CreateOption) (Created, error)
+	// Get returns the alias id if it is alive at now.
+	Get(ctx context.Context, id string, now time.Time) (alias.Alias, error)
+	// Held returns alias id as its holder sees it: while alive, and once
+	// used up until it expires, with the mail refused since.
+	Held(ctx context.Context, id string, now time.Time) (alias.Alias, error)
+	// Authorized is Held for the holder of the alias's token; a wrong
+	// token is ErrNotFound.
+	Authorized(ctx context.Context, id, token string, now time.Time) (alias.Alias, error)
+	// Reserve takes one use of alias id for a message about to be
+	// relayed: ErrNotFound if it is not alive, ErrExhausted if every
+	// remaining use is reserved already.
+	Reserve(ctx context.Context, id string, now time.Time) (*Reservation, error)
+	// Revoke kills alias id if token is its token; RevokeID without one
+	// (for the operator).
+	Revoke(ctx context.Context, id, token string, now time.Time) error
+	RevokeID(ctx context.Context, id string, now time.Time) error
+	// TargetVerified reports whether target confirmed it wants mail and
+	// that has not run out at now.
+	TargetVerified(ctx context.Context, target string, now time.Time) (bool, error)
+	// Confirm takes a confirmation token (once): its pending alias starts
+	// relaying and its target counts as verified until now+remember.
+	Confirm(ctx context.Context, token string, now time.Time, remember time.Duration) (alias.Alias, error)
+	// LiveForTarget counts the aliases alive at now that forward to target.
+	LiveForTarget(ctx context.Context, target string, now time.Time) (int, error)
+	// Live calls fn for every alias alive at now, in id order; fn
+	// returning false stops the walk.
+	Live(ctx context.Context, now time.Time, fn func(alias.Alias) bool) error
+	// Sweep deletes aliases expired or revoked at now, at most batch per
+	// write, keeping their ids; it returns how many it deleted.
+	Sweep(ctx context.Context, now time.Time, batch int) (int, error)
+	// Backup writes a consistent copy of the store to w.
+	Backup(ctx context.Context, w io.Writer) (int64, error)
+	// Stats counts stored aliases and issued ids.
+	Stats(ctx context.Context) (Stats, error)
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
+	// Close releases the store; reservations not yet settled are released
+	// by the next owner (see Reservation).
+	Close() error
+}
+
+// Created is what Create returns.
+type Created struct {
+	Alias alias.Alias
+	Token string // the management token, shown once
+	// Confirm is the confirmation token of a Pending alias, else "".
+	Confirm string
+}
+
+// CreateOptions are the choices Create offers; engines read them with
+// NewCreateOptions.
+type CreateOptions struct {
+	// Pending makes the alias refuse mail, like an unknown one, until its
+	// target confirms with Created.Confirm (see Engine.Confirm).
+	Pending bool
+}
+
+// CreateOption sets one of CreateOptions.
+type CreateOption func(*CreateOptions)
+
+// Pending creates the alias unverified: see CreateOptions.Pending.
+func Pending() CreateOption { return func(o *CreateOptions) { o.Pending = true } }
+
+// NewCreateOptions applies opts.
+func NewCreateOptions(opts []CreateOption) CreateOptions {
+	var o CreateOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// Stats is a summary for operators and metrics.
+type Stats struct {
+	Aliases int    // stored aliases, dead ones not yet swept included
+	Issued  uint64 // ids ever issued
+}
