@@ -59,7 +59,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 		}
 		// verify wants the ExecStart binary to exist; the commented-out
 		// LoadCredential= examples are verified as if in use.
-		text := strings.ReplaceAll(string(b), "/usr/local/bin/tempalias", binary)
+		text := strings.ReplaceAll(string(b), "/usr/bin/tempalias", binary)
 		text = strings.ReplaceAll(text, "\n#LoadCredential=", "\nLoadCredential=")
 		writeFile(t, filepath.Join(dir, name), []byte(text), 0o644)
 	}
