@@ -16,7 +16,10 @@ import (
 // it is given into a Maildir. It takes the place of a smarthost: it
 // answers 250 to the end of the data only once the message is durable in
 // new/, and 451 when it could not write it, so the client keeps the
-// message. It relays nothing anywhere.
+// message. It relays nothing anywhere, and asks nothing of its clients:
+// anyone who can reach the loopback port can write into the Maildir,
+// which is fine for trying tempalias out and why it is no smarthost for
+// a shared host.
 type Sink struct {
 	dir Dir
 	log *slog.Logger
