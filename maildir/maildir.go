@@ -66,7 +66,11 @@ func (d Dir) Deliver(r io.Reader) (path string, err error) {
 		}
 	}()
 	w := bufio.NewWriterSize(f, 32<<10)
-	if _, err := io.Copy(&lfWriter{w: w}, r); err != nil {
+	lw := &lfWriter{w: w}
+	if _, err := io.Copy(lw, r); err != nil {
+		return "", fmt.Errorf("maildir: writing %s: %w", tmp, err)
+	}
+	if err := lw.flush(); err != nil {
 		return "", fmt.Errorf("maildir: writing %s: %w", tmp, err)
 	}
 	if err := w.Flush(); err != nil {
@@ -111,6 +115,16 @@ func syncDir(dir string) error {
 type lfWriter struct {
 	w  io.Writer
 	cr bool // a CR is held back
+}
+
+// flush writes a CR held back at the very end.
+func (l *lfWriter) flush() error {
+	if !l.cr {
+		return nil
+	}
+	l.cr = false
+	_, err := l.w.Write([]byte{'\r'})
+	return err
 }
 
 func (l *lfWriter) Write(p []byte) (int, error) {
