@@ -40,6 +40,8 @@ type Config struct {
 		TrustedProxies []string `toml:"trusted_proxies"`
 		PublicURL      string   `toml:"public_url"`
 		DNSBL          []string `toml:"dnsbl"`
+		MaxConns       int      `toml:"max_connections"`
+		MaxConnsPerIP  int      `toml:"max_connections_per_client"`
 	} `toml:"http"`
 
 	SMTP struct {
@@ -480,11 +482,22 @@ func (c *Config) check() error {
 		{"limits.creations_per_target_per_day", c.Limits.CreationsPerTargetPerDay},
 		{"limits.messages_per_alias_hour", c.Limits.MessagesPerAliasHour},
 		{"limits.bad_recipients_per_client", c.Limits.BadRecipientsPerClient},
-		{"smtp.max_connections", c.SMTP.MaxConns},
-		{"smtp.max_connections_per_client", c.SMTP.MaxConnsPerIP},
 	} {
 		if n.v < 0 {
 			return bad(n.key, "must be 0 (no limit) or more, got %d", n.v)
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{
+		{"smtp.max_connections", c.SMTP.MaxConns},
+		{"smtp.max_connections_per_client", c.SMTP.MaxConnsPerIP},
+		{"http.max_connections", c.HTTP.MaxConns},
+		{"http.max_connections_per_client", c.HTTP.MaxConnsPerIP},
+	} {
+		if n.v < 0 {
+			return bad(n.key, "must be 0 (from the open files limit) or more, got %d", n.v)
 		}
 	}
 	if c.Limits.VerifyTargets {

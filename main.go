@@ -386,6 +386,10 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	} else if cfg.implicitSmarthost {
 		log.Warn("the configuration file sets no smarthost.address: mail goes to the default smarthost", "smarthost", cfg.Smarthost.Address, "config", configPath)
 	}
+	budget, err := connLimits(cfg, log)
+	if err != nil {
+		return err
+	}
 	mta := smtpd.New(smtpd.Config{
 		Hostname:                  cfg.SMTP.Hostname,
 		Domains:                   cfg.Domains,
@@ -403,8 +407,8 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		MaxMessagesPerAliasHour:   cfg.Limits.MessagesPerAliasHour,
 		MaxBadRecipientsPerClient: cfg.Limits.BadRecipientsPerClient,
 		BadRecipientWindow:        cfg.Limits.BadRecipientWindow.Duration,
-		MaxConnsPerClient:         cfg.SMTP.MaxConnsPerIP,
-		MaxConns:                  cfg.SMTP.MaxConns,
+		MaxConnsPerClient:         budget.smtpPerClient,
+		MaxConns:                  budget.smtp,
 		Postmaster:                cfg.SMTP.Postmaster,
 		Smarthost:                 smarthost,
 		Logger:                    log,
@@ -440,7 +444,10 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		io.WriteString(w, "ok\n")
 	})
 	public.Handle("/", api)
-	servers = append(servers, server{"http", httpd.NewServer(public, log), httpLn})
+	// http and https share one budget; the trusted proxies have no
+	// per-client share.
+	conns := httpd.NewConns(httpd.ConnLimits{Max: budget.http, PerClient: budget.httpPerClient, Exempt: cfg.trusted}, log)
+	servers = append(servers, server{"http", conns.Manage(httpd.NewServer(public, log)), httpLn})
 	if cfg.HTTP.TLSListen != "" || len(handed["https"]) > 0 {
 		if tlsCerts == nil {
 			return errors.New("http.tls_listen: an https socket needs tls.cert_file and tls.key_file")
@@ -449,7 +456,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		if err != nil {
 			return err
 		}
-		srv := httpd.NewServer(public, log)
+		srv := conns.Manage(httpd.NewServer(public, log))
 		srv.TLSConfig = tlsCerts.config()
 		servers = append(servers, server{"https", srv, ln})
 	}

@@ -101,7 +101,14 @@ func start(t *testing.T, configText string) *proc {
 // directory when "") and waits for its start-up line.
 func launch(t *testing.T, dir string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binary, args...), lines: make(chan string, 100), done: make(chan error, 1)}
+	return launchCmd(t, dir, exec.Command(binary, args...))
+}
+
+// launchCmd is launch for a command of the caller's making (the binary
+// under prlimit, say).
+func launchCmd(t *testing.T, dir string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, lines: make(chan string, 100), done: make(chan error, 1)}
 	p.cmd.Dir = dir
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
