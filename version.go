@@ -56,7 +56,7 @@ func buildVersion() build {
 func (b build) String() string {
 	commit, date := b.Commit, b.Date
 	if commit == "" {
-		commit = "unknown (built without version control information, e.g. by go run)"
+		commit = "unknown (built without version control information: go run, -buildvcs=false, or no git checkout)"
 	} else if b.Modified {
 		commit += " (with uncommitted changes)"
 	}
