@@ -8,6 +8,7 @@ import (
 	"net/smtp"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -149,5 +150,46 @@ func TestSinkRefusesWhatItCannotStore(t *testing.T) {
 	}
 	if left := files(t, filepath.Join(string(d), "new")); len(left) != 0 {
 		t.Errorf("new/ holds %v", left)
+	}
+}
+
+// repeat is an endless message body, line after line.
+type repeat struct{ line []byte }
+
+func (r repeat) Read(p []byte) (int, error) {
+	n := 0
+	for n+len(r.line) <= len(p) {
+		n += copy(p[n:], r.line)
+	}
+	if n == 0 {
+		n = copy(p, r.line)
+	}
+	return n, nil
+}
+
+// Memory does not grow with the message: a 54 MiB message costs a few
+// buffers, not its size.
+func TestDeliverStreams(t *testing.T) {
+	d := Dir(t.TempDir())
+	if err := d.Init(); err != nil {
+		t.Fatal(err)
+	}
+	const size = 27 << 21 // whole lines of 27 bytes
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	path, err := d.Deliver(io.LimitReader(repeat{[]byte("a line of a large message\r\n")}, size))
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Errorf("delivering %d MiB allocated %d KiB", size>>20, alloc>>10)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != 26<<21 {
+		t.Errorf("file size %d, want %d (LF line endings)", fi.Size(), 26<<21)
 	}
 }
