@@ -37,7 +37,27 @@ type Cluster struct {
 	dir     string
 	token   string
 	members []*member
+	tls     *TLSFiles
 }
+
+// TLSFiles are the PEM files of a cluster started WithTLS: its CA, and a
+// client certificate it accepts.
+type TLSFiles struct {
+	CA, ClientCert, ClientKey string
+	serverCert, serverKey     string
+}
+
+// Option changes how Start runs the cluster.
+type Option func(*Cluster)
+
+// WithTLS serves clients over TLS only, with certificates made for the
+// test, and requires a client certificate signed by the test's CA.
+func WithTLS() Option {
+	return func(c *Cluster) { c.tls = &TLSFiles{} }
+}
+
+// TLS is the cluster's certificate files, or nil without WithTLS.
+func (c *Cluster) TLS() *TLSFiles { return c.tls }
 
 type member struct {
 	name      string
@@ -66,29 +86,59 @@ func Binary(t testing.TB) string {
 
 // Start runs a new Size-member cluster and waits until every member is
 // healthy. The cluster is stopped when the test ends.
-func Start(t testing.TB) *Cluster {
+func Start(t testing.TB, opts ...Option) *Cluster {
 	t.Helper()
 	bin := Binary(t)
 	c := &Cluster{t: t, bin: bin, dir: t.TempDir(), token: fmt.Sprintf("tempalias-test-%d", time.Now().UnixNano())}
-	ports := freePorts(t, 2*Size)
+	for _, o := range opts {
+		o(c)
+	}
+	scheme := "http"
+	if c.tls != nil {
+		makeCerts(t, c.dir, c.tls)
+		scheme = "https"
+	}
+	t.Cleanup(c.stopAll)
+	// The ports are free when chosen but another process may take one
+	// before etcd binds it (other tests run beside these): a member that
+	// exits at start makes a new attempt on new ports.
+	for attempt := 1; ; attempt++ {
+		err := c.form(scheme, attempt)
+		if err == nil {
+			return c
+		}
+		logs := c.logs()
+		for i := range c.members {
+			c.Kill(i)
+		}
+		if attempt == 3 {
+			t.Fatalf("etcdtest: %v\n%s", err, logs)
+		}
+		t.Logf("etcdtest: attempt %d: %v; trying again on other ports", attempt, err)
+	}
+}
+
+// form launches a new cluster in a directory of its own and waits until
+// every member is healthy.
+func (c *Cluster) form(scheme string, attempt int) error {
+	ports := freePorts(c.t, 2*Size)
 	var initial []string
+	c.members = nil
 	for i := 0; i < Size; i++ {
 		m := &member{
 			name:      fmt.Sprintf("m%d", i),
-			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			clientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]),
 			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
 		}
-		m.dataDir = filepath.Join(c.dir, m.name)
-		m.logPath = filepath.Join(c.dir, m.name+".log")
+		m.dataDir = filepath.Join(c.dir, fmt.Sprintf("%s.%d", m.name, attempt))
+		m.logPath = m.dataDir + ".log"
 		c.members = append(c.members, m)
 		initial = append(initial, m.name+"="+m.peerURL)
 	}
-	t.Cleanup(c.stopAll)
 	for i := range c.members {
 		c.launch(i, strings.Join(initial, ","), "new")
 	}
-	c.WaitHealthy(Size)
-	return c
+	return c.waitHealthy(Size)
 }
 
 // Endpoints are the client URLs of every member.
@@ -129,6 +179,11 @@ func (c *Cluster) launch(i int, initialCluster, state string) {
 	}
 	if initialCluster != "" {
 		args = append(args, "--initial-cluster", initialCluster)
+	}
+	if c.tls != nil {
+		args = append(args,
+			"--cert-file", c.tls.serverCert, "--key-file", c.tls.serverKey,
+			"--trusted-ca-file", c.tls.CA, "--client-cert-auth")
 	}
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -180,7 +235,7 @@ func (c *Cluster) Leader() int {
 		if m.cmd == nil {
 			continue
 		}
-		st, err := status(m.clientURL)
+		st, err := c.status(m.clientURL)
 		if err != nil {
 			continue
 		}
@@ -188,7 +243,7 @@ func (c *Cluster) Leader() int {
 			if o.cmd == nil {
 				continue
 			}
-			ost, err := status(o.clientURL)
+			ost, err := c.status(o.clientURL)
 			if err == nil && ost.Header.MemberID == st.Leader {
 				return j
 			}
@@ -201,19 +256,25 @@ func (c *Cluster) Leader() int {
 // (a member is healthy when the cluster has a leader and quorum).
 func (c *Cluster) WaitHealthy(n int) {
 	c.t.Helper()
+	if err := c.waitHealthy(n); err != nil {
+		c.t.Fatalf("etcdtest: %v\n%s", err, c.logs())
+	}
+}
+
+func (c *Cluster) waitHealthy(n int) error {
 	deadline := time.Now().Add(startTimeout)
 	for {
 		healthy := 0
 		for _, m := range c.members {
-			if m.cmd != nil && health(m.clientURL) {
+			if m.cmd != nil && c.health(m.clientURL) {
 				healthy++
 			}
 		}
 		if healthy >= n {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("etcdtest: %d of %d members healthy after %s\n%s", healthy, n, startTimeout, c.logs())
+			return fmt.Errorf("%d of %d members healthy after %s", healthy, n, startTimeout)
 		}
 		for _, m := range c.members {
 			if m.cmd == nil {
@@ -221,7 +282,7 @@ func (c *Cluster) WaitHealthy(n int) {
 			}
 			select {
 			case <-m.exited:
-				c.t.Fatalf("etcdtest: %s exited\n%s", m.name, c.logs())
+				return fmt.Errorf("%s exited", m.name)
 			default:
 			}
 		}
@@ -251,11 +312,18 @@ func (c *Cluster) logs() string {
 	return b.String()
 }
 
-var httpc = &http.Client{Timeout: 2 * time.Second}
+// client is what the harness itself asks the members with.
+func (c *Cluster) client() *http.Client {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	if c.tls != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: c.tls.Config(c.t)}
+	}
+	return hc
+}
 
 // health asks a member's /health: true only with a leader and quorum.
-func health(url string) bool {
-	resp, err := httpc.Get(url + "/health")
+func (c *Cluster) health(url string) bool {
+	resp, err := c.client().Get(url + "/health")
 	if err != nil {
 		return false
 	}
@@ -275,9 +343,9 @@ type statusResponse struct {
 
 // status reads a member's view of the cluster through etcd's JSON
 // gateway.
-func status(url string) (statusResponse, error) {
+func (c *Cluster) status(url string) (statusResponse, error) {
 	var st statusResponse
-	resp, err := httpc.Post(url+"/v3/maintenance/status", "application/json", bytes.NewReader([]byte("{}")))
+	resp, err := c.client().Post(url+"/v3/maintenance/status", "application/json", bytes.NewReader([]byte("{}")))
 	if err != nil {
 		return st, err
 	}

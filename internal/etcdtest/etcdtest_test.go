@@ -19,7 +19,7 @@ func TestCluster(t *testing.T) {
 	}
 	c.Kill(next)
 	for i := range c.members {
-		if c.members[i].cmd != nil && health(c.Endpoint(i)) {
+		if c.members[i].cmd != nil && c.health(c.Endpoint(i)) {
 			t.Fatalf("member %d healthy without quorum", i)
 		}
 	}

@@ -1,0 +1,419 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// record is an alias as this engine stores it.
+type record struct {
+	ID          string `json:"id"`
+	Target      string `json:"target"`
+	Created     int64  `json:"created"`
+	Expires     int64  `json:"expires"`
+	MaxUsage    int    `json:"max_usage,omitempty"`
+	Used        int    `json:"used,omitempty"`
+	Refused     int    `json:"refused,omitempty"`
+	Revoked     bool   `json:"revoked,omitempty"`
+	Unverified  bool   `json:"unverified,omitempty"`
+	TokenHash   []byte `json:"token_hash"`
+	TargetHash  []byte `json:"target_hash"`
+	ConfirmHash []byte `json:"confirm_hash,omitempty"`
+	SweepAt     int64  `json:"sweep_at"` // the time part of its sweep key
+	// Recent are the keys of the latest committed reservations (see
+	// recentUses).
+	Recent []string `json:"recent,omitempty"`
+}
+
+// tombstone is the value of a swept alias's key: only the id stays.
+const tombstone = "\x00"
+
+func (r *record) alias(pending int) alias.Alias {
+	return alias.Alias{
+		ID:         r.ID,
+		Target:     r.Target,
+		Created:    time.Unix(r.Created, 0).UTC(),
+		Expires:    time.Unix(r.Expires, 0).UTC(),
+		MaxUsage:   r.MaxUsage,
+		Used:       r.Used,
+		Pending:    pending,
+		Revoked:    r.Revoked,
+		Refused:    r.Refused,
+		Unverified: r.Unverified,
+		TokenHash:  r.TokenHash,
+	}
+}
+
+func (r *record) value() string {
+	v, err := json.Marshal(r)
+	if err != nil {
+		panic(err) // a struct of strings, numbers and bytes always encodes
+	}
+	return string(v)
+}
+
+func decode(id string, v []byte) (*record, error) {
+	if string(v) == tombstone {
+		return nil, store.ErrNotFound
+	}
+	r := new(record)
+	if err := json.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("etcd: decode %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// snapshot is an alias as read at one revision, with the count of its
+// open reservations.
+type snapshot struct {
+	r       *record
+	modRev  int64 // the record's revision, for compare-and-swap
+	pending int
+	rev     int64 // the cluster revision of the read
+}
+
+// load reads alias id and its open reservations in one linearizable
+// read. A malformed id, an unknown one and a tombstone are ErrNotFound.
+func (s *Store) load(ctx context.Context, id string) (snapshot, error) {
+	if !alias.ValidID(id) {
+		return snapshot{}, store.ErrNotFound
+	}
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.aliasKey(id)),
+		clientv3.OpGet(s.resPrefix(id), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+	).Commit()
+	if err != nil {
+		return snapshot{}, unavailable(err)
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return snapshot{}, store.ErrNotFound
+	}
+	r, err := decode(id, kvs[0].Value)
+	if err != nil {
+		return snapshot{}, err
+	}
+	return snapshot{
+		r:       r,
+		modRev:  kvs[0].ModRevision,
+		pending: int(resp.Responses[1].GetResponseRange().Count),
+		rev:     resp.Header.Revision,
+	}, nil
+}
+
+// Create stores a new alias with an id no host ever issued: the id's key
+// is created only if it never existed, in the same transaction as the
+// record's indexes (and, with a per-target limit, only if no alias for
+// the target was added since they were counted).
+func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts ...store.CreateOption) (store.Created, error) {
+	o := store.NewCreateOptions(opts)
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	c := store.Created{Token: alias.NewToken()}
+	if o.Pending {
+		c.Confirm = alias.NewToken()
+	}
+	hash := s.targetHash(spec.Target)
+	collisions := 0
+	err := retry(ctx, func() error {
+		var cmps []clientv3.Cmp
+		if spec.MaxLive > 0 {
+			n, rev, err := s.liveForTarget(ctx, hash, now)
+			if err != nil {
+				return err
+			}
+			if n >= spec.MaxLive {
+				return store.ErrTargetFull
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.targetPrefix(hash)), "<", rev+1).WithPrefix())
+		}
+		n, err := s.idLength(ctx)
+		if err != nil {
+			return err
+		}
+		// Repeated collisions (a nearly full id space) make ids longer.
+		id := alias.NewID(min(n+collisions/8, alias.MaxIDLength))
+		r := &record{
+			ID:         id,
+			Target:     spec.Target,
+			Created:    now.Unix(),
+			Expires:    spec.Expires.Unix(),
+			MaxUsage:   spec.MaxUsage,
+			TokenHash:  alias.HashToken(c.Token),
+			TargetHash: hash,
+			Unverified: o.Pending,
+			SweepAt:    spec.Expires.Unix(),
+		}
+		if o.Pending {
+			r.ConfirmHash = alias.HashToken(c.Confirm)
+		}
+		ops := []clientv3.Op{
+			clientv3.OpPut(s.aliasKey(id), r.value()),
+			clientv3.OpPut(s.targetPrefix(hash)+id, ""),
+			clientv3.OpPut(s.sweepKey(r.SweepAt, id), ""),
+		}
+		if o.Pending {
+			ops = append(ops, clientv3.OpPut(s.confirmKey(r.ConfirmHash), id))
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.aliasKey(id)), "=", 0))
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).
+			Else(clientv3.OpGet(s.aliasKey(id), clientv3.WithCountOnly())).Commit()
+		if err != nil {
+			return unavailable(err)
+		}
+		if !resp.Succeeded {
+			if resp.Responses[0].GetResponseRange().Count > 0 {
+				collisions++
+			}
+			return errConflict
+		}
+		s.noteIssued()
+		c.Alias = r.alias(0)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrTargetFull) {
+			return store.Created{}, err
+		}
+		return store.Created{}, fmt.Errorf("etcd: create: %w", err)
+	}
+	return c, nil
+}
+
+// idLength is the length of the next id, from the count of ids issued in
+// the whole cluster, read again every few seconds (an estimate is enough:
+// the length only has to grow with the store).
+func (s *Store) idLength(ctx context.Context) (int, error) {
+	s.issuedMu.Lock()
+	stale := time.Since(s.issuedRead) > 10*time.Second
+	s.issuedMu.Unlock()
+	if stale {
+		resp, err := s.cli.Get(ctx, s.p+"a/", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable())
+		if err != nil {
+			return 0, unavailable(err)
+		}
+		s.issuedMu.Lock()
+		s.issued, s.issuedRead = uint64(resp.Count), time.Now()
+		s.issuedMu.Unlock()
+	}
+	s.issuedMu.Lock()
+	defer s.issuedMu.Unlock()
+	return alias.IDLength(s.issued, s.opts.IDMinLength, s.opts.GuessProbability), nil
+}
+
+func (s *Store) noteIssued() {
+	s.issuedMu.Lock()
+	s.issued++
+	s.issuedMu.Unlock()
+}
+
+// liveForTarget counts the live aliases of a target hash, and returns the
+// revision it counted at.
+func (s *Store) liveForTarget(ctx context.Context, hash []byte, now time.Time) (int, int64, error) {
+	pfx := s.targetPrefix(hash)
+	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, 0, unavailable(err)
+	}
+	rev := resp.Header.Revision
+	n := 0
+	for _, kv := range resp.Kvs {
+		id := strings.TrimPrefix(string(kv.Key), pfx)
+		ar, err := s.cli.Get(ctx, s.aliasKey(id), clientv3.WithRev(rev))
+		if err != nil {
+			return 0, 0, unavailable(err)
+		}
+		if len(ar.Kvs) == 0 {
+			continue
+		}
+		r, err := decode(id, ar.Kvs[0].Value)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		if a := r.alias(0); !a.Dead(now) {
+			n++
+		}
+	}
+	return n, rev, nil
+}
+
+// LiveForTarget counts the aliases alive at now that forward to target.
+func (s *Store) LiveForTarget(ctx context.Context, target string, now time.Time) (int, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	n, _, err := s.liveForTarget(ctx, s.targetHash(target), now)
+	if err != nil {
+		return 0, fmt.Errorf("etcd: count for target: %w", err)
+	}
+	return n, nil
+}
+
+// Get returns alias id if it is alive at now.
+func (s *Store) Get(ctx context.Context, id string, now time.Time) (alias.Alias, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	snap, err := s.load(ctx, strings.ToLower(id))
+	if err != nil {
+		return alias.Alias{}, err
+	}
+	a := snap.r.alias(snap.pending)
+	if a.Dead(now) {
+		return alias.Alias{}, store.ErrNotFound
+	}
+	return a, nil
+}
+
+// Held returns alias id as its holder sees it: alive, or used up and not
+// yet expired, with the mail refused since.
+func (s *Store) Held(ctx context.Context, id string, now time.Time) (alias.Alias, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	id = strings.ToLower(id)
+	snap, err := s.load(ctx, id)
+	if err != nil {
+		return alias.Alias{}, err
+	}
+	a := snap.r.alias(snap.pending)
+	if a.Gone(now) {
+		return alias.Alias{}, store.ErrNotFound
+	}
+	a.Refused += s.unflushed(id)
+	return a, nil
+}
+
+// Authorized is Held for the holder of the alias's token.
+func (s *Store) Authorized(ctx context.Context, id, token string, now time.Time) (alias.Alias, error) {
+	a, err := s.Held(ctx, id, now)
+	if err != nil {
+		return alias.Alias{}, err
+	}
+	if !a.TokenMatches(token) {
+		return alias.Alias{}, store.ErrNotFound
+	}
+	return a, nil
+}
+
+// Revoke kills alias id if token is its token.
+func (s *Store) Revoke(ctx context.Context, id, token string, now time.Time) error {
+	return s.revoke(ctx, id, now, func(a *alias.Alias) bool { return a.TokenMatches(token) })
+}
+
+// RevokeID kills alias id without its token: for the operator.
+func (s *Store) RevokeID(ctx context.Context, id string, now time.Time) error {
+	return s.revoke(ctx, id, now, func(*alias.Alias) bool { return true })
+}
+
+func (s *Store) revoke(ctx context.Context, id string, now time.Time, allowed func(*alias.Alias) bool) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	id = strings.ToLower(id)
+	err := retry(ctx, func() error {
+		snap, err := s.load(ctx, id)
+		if err != nil {
+			return err
+		}
+		r := snap.r
+		if a := r.alias(snap.pending); a.Gone(now) || !allowed(&a) {
+			return store.ErrNotFound
+		}
+		old := r.SweepAt
+		r.Revoked, r.SweepAt = true, now.Unix()
+		ops := []clientv3.Op{clientv3.OpPut(s.aliasKey(id), r.value())}
+		if old != r.SweepAt {
+			ops = append(ops, clientv3.OpDelete(s.sweepKey(old, id)), clientv3.OpPut(s.sweepKey(r.SweepAt, id), ""))
+		}
+		return s.swap(ctx, id, snap.modRev, ops...)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("etcd: revoke %s: %w", id, err)
+	}
+	return nil
+}
+
+// swap applies ops if alias id's record is still at modRev, else reports
+// a conflict.
+func (s *Store) swap(ctx context.Context, id string, modRev int64, ops ...clientv3.Op) error {
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(s.aliasKey(id)), "=", modRev)).
+		Then(ops...).Commit()
+	if err != nil {
+		return unavailable(err)
+	}
+	if !resp.Succeeded {
+		return errConflict
+	}
+	return nil
+}
+
+// livePage is how many aliases Live reads at a time.
+const livePage = 500
+
+// Live calls fn for every alias alive at now, in id order, reading a page
+// at a time at one revision.
+func (s *Store) Live(ctx context.Context, now time.Time, fn func(alias.Alias) bool) error {
+	pfx := s.p + "a/"
+	end := clientv3.GetPrefixRangeEnd(pfx)
+	from := pfx
+	var rev int64
+	for {
+		pctx, cancel := s.call(ctx)
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(livePage)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := s.cli.Get(pctx, from, opts...)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("etcd: list: %w", unavailable(err))
+		}
+		rev = resp.Header.Revision
+		pending := map[string]int{}
+		if len(resp.Kvs) > 0 {
+			first := strings.TrimPrefix(string(resp.Kvs[0].Key), pfx)
+			last := strings.TrimPrefix(string(resp.Kvs[len(resp.Kvs)-1].Key), pfx)
+			rr, err := s.cli.Get(pctx, s.resPrefix(first), clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.resPrefix(last))), clientv3.WithKeysOnly(), clientv3.WithRev(rev))
+			if err != nil {
+				cancel()
+				return fmt.Errorf("etcd: list: %w", unavailable(err))
+			}
+			for _, kv := range rr.Kvs {
+				rest := strings.TrimPrefix(string(kv.Key), s.p+"r/")
+				if i := strings.IndexByte(rest, '/'); i > 0 {
+					pending[rest[:i]]++
+				}
+			}
+		}
+		cancel()
+		for _, kv := range resp.Kvs {
+			id := strings.TrimPrefix(string(kv.Key), pfx)
+			r, err := decode(id, kv.Value)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if a := r.alias(pending[id]); !a.Dead(now) && !fn(a) {
+				return nil
+			}
+		}
+		if !resp.More {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}

@@ -1,0 +1,136 @@
+package etcdstore
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/internal/etcdtest"
+	"github.com/tempalias/tempalias/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// BenchmarkEngine measures the engine against one real 3-member cluster
+// on this machine, the workloads of the RCPT path and of creation; run
+// beside store/boltstore's benchmarks for a ratio in the same run.
+func BenchmarkEngine(b *testing.B) {
+	cluster := etcdtest.Start(b)
+	ctx := context.Background()
+	now := time.Now()
+	open := func(b *testing.B) *Store {
+		s, err := Open(ctx, Options{Endpoints: cluster.Endpoints(), Prefix: newPrefix()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}
+	perSec := func(b *testing.B) {
+		if s := b.Elapsed().Seconds(); s > 0 {
+			b.ReportMetric(float64(b.N)/s, "ops/s")
+		}
+	}
+	spec := func(maxUsage int) alias.Spec {
+		return alias.Spec{Target: "t@example.com", Expires: now.Add(24 * time.Hour), MaxUsage: maxUsage}
+	}
+
+	// Durable creations, 50 goroutines per CPU like a crowd of clients.
+	b.Run("CreateParallel", func(b *testing.B) {
+		s := open(b)
+		b.SetParallelism(50)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.Create(ctx, spec(5), now); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		perSec(b)
+	})
+
+	// An RCPT for an id never issued: one linearizable read.
+	b.Run("RefuseUnknownParallel", func(b *testing.B) {
+		s := open(b)
+		b.SetParallelism(50)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.Reserve(ctx, alias.NewID(8), now); !errors.Is(err, store.ErrNotFound) {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		perSec(b)
+	})
+
+	// A relayed message to a limited alias: reserve at RCPT, commit before
+	// the final dot. Many aliases, so sessions rarely contend for one.
+	b.Run("RelayLimitedParallel", func(b *testing.B) {
+		s := open(b)
+		ids := make([]string, 200)
+		for i := range ids {
+			c, err := s.Create(ctx, spec(1<<20), now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids[i] = c.Alias.ID
+		}
+		var next atomic.Uint64
+		b.SetParallelism(50)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				r, err := s.Reserve(ctx, ids[next.Add(1)%uint64(len(ids))], now)
+				if err == nil {
+					err = r.Commit(ctx, now)
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		perSec(b)
+	})
+
+	// Bytes per alias in the cluster, history compacted and the file
+	// defragmented, as docs/deploy.md's sizing says.
+	b.Run("Size", func(b *testing.B) {
+		s := open(b)
+		const n = 5000
+		size := func() int64 {
+			resp, err := s.cli.Get(ctx, "x")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+				b.Fatal(err)
+			}
+			var total int64
+			for _, ep := range cluster.Endpoints() {
+				if _, err := s.cli.Defragment(ctx, ep); err != nil {
+					b.Fatal(err)
+				}
+				st, err := s.cli.Status(ctx, ep)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += st.DbSizeInUse
+			}
+			return total / int64(len(cluster.Endpoints()))
+		}
+		for b.Loop() {
+			before := size()
+			for i := 0; i < n; i++ {
+				if _, err := s.Create(ctx, spec(5), now); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(size()-before)/n, "bytes/alias")
+		}
+	})
+}
