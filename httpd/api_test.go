@@ -570,11 +570,11 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv := httptest.NewServer(New(Config{
+	srv := httptest.NewServer(ValidateOpenAPI(t, New(Config{
 		Domains: []string{"tempalias.test"},
 		Limits:  alias.Limits{DefaultDays: 3, MaxDays: 60, MaxUsage: 100},
 		Now:     func() time.Time { return testNow },
-	}, unreachable{st}))
+	}, unreachable{st})))
 	t.Cleanup(srv.Close)
 	ta := &testAPI{srv, st, &clock{t: testNow}}
 	for _, req := range []struct{ method, path, ctype, body string }{
