@@ -94,10 +94,25 @@ type Config struct {
 	} `toml:"limits"`
 
 	Store struct {
+		Engine        string   `toml:"engine"`
 		SweepInterval Duration `toml:"sweep_interval"`
 		SweepBatch    int      `toml:"sweep_batch"`
 		OpenTimeout   Duration `toml:"open_timeout"`
 	} `toml:"store"`
+
+	Etcd struct {
+		Endpoints      []string `toml:"endpoints"`
+		Prefix         string   `toml:"prefix"`
+		Username       string   `toml:"username"`
+		Password       string   `toml:"password"`
+		PasswordFile   string   `toml:"password_file"`
+		CAFile         string   `toml:"ca_file"`
+		CertFile       string   `toml:"cert_file"`
+		KeyFile        string   `toml:"key_file"`
+		DialTimeout    Duration `toml:"dial_timeout"`
+		RequestTimeout Duration `toml:"request_timeout"`
+		LeaseTTL       Duration `toml:"lease_ttl"`
+	} `toml:"etcd"`
 
 	TLS struct {
 		CertFile string `toml:"cert_file"`
@@ -231,14 +246,18 @@ func loadConfig(path string) (*Config, error) {
 }
 
 // loadConfigNoSecrets is loadConfig without reading the <key>_file
-// secrets, for the admin commands: they need none, and run by hand, away
-// from the service's unit, they could not read its credentials.
+// secrets, for the admin commands: they need none but the store's (the
+// etcd engine's password), and run by hand, away from the service's unit,
+// they could not read its other credentials.
 func loadConfigNoSecrets(path string) (*Config, error) {
 	c, err := readConfig(path)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+	}
+	if err := c.readStoreSecrets(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
 	}
 	return c, nil
@@ -275,6 +294,9 @@ func (c *Config) readSecrets() error {
 	if c.Smarthost.Password, err = secret("smarthost.password", c.Smarthost.Password, c.Smarthost.PasswordFile); err != nil {
 		return err
 	}
+	if err := c.readStoreSecrets(); err != nil {
+		return err
+	}
 	if c.SMTP.SRSSecretsFile != "" {
 		if len(c.SMTP.SRSSecrets) > 0 {
 			return errors.New("smtp.srs_secrets: set srs_secrets or srs_secrets_file, not both")
@@ -284,6 +306,18 @@ func (c *Config) readSecrets() error {
 		}
 	}
 	return nil
+}
+
+// readStoreSecrets reads the secrets the store needs: the admin
+// commands open it too.
+func (c *Config) readStoreSecrets() error {
+	if c.Store.Engine != "etcd" {
+		return nil
+	}
+	var err error
+	c.Etcd.Password, err = secret("etcd.password", c.Etcd.Password, c.Etcd.PasswordFile)
+	c.Etcd.PasswordFile = ""
+	return err
 }
 
 // secret is the value of the secret key, given either in the file
@@ -561,6 +595,58 @@ func (c *Config) check() error {
 	}
 	if (c.Smarthost.Username == "") != (c.Smarthost.Password == "" && c.Smarthost.PasswordFile == "") {
 		return bad("smarthost.username", "username and password (or password_file) go together")
+	}
+	return c.checkStore(bad)
+}
+
+// checkStore checks [store] engine and, for etcd, the [etcd] section.
+func (c *Config) checkStore(bad func(key, format string, args ...any) error) error {
+	switch c.Store.Engine {
+	case "bolt":
+		return nil
+	case "etcd":
+	default:
+		return bad("store.engine", "must be bolt or etcd, got %q", c.Store.Engine)
+	}
+	e := &c.Etcd
+	if len(e.Endpoints) == 0 {
+		return bad("etcd.endpoints", "needs at least one member's address, like \"10.0.0.1:2379\"")
+	}
+	for _, ep := range e.Endpoints {
+		hostport := ep
+		if u, err := url.Parse(ep); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+			hostport = u.Host
+		}
+		if _, _, err := net.SplitHostPort(hostport); err != nil {
+			return bad("etcd.endpoints", "want host:port or http(s)://host:port, got %q", ep)
+		}
+	}
+	if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
+		return bad("etcd.prefix", "must start and end with /, like \"/tempalias/\", got %q", e.Prefix)
+	}
+	if (e.CAFile == "") != (e.CertFile == "") || (e.CertFile == "") != (e.KeyFile == "") {
+		return bad("etcd.ca_file", "ca_file, cert_file and key_file go together: all three or none")
+	}
+	if e.Password != "" && e.PasswordFile != "" {
+		return bad("etcd.password", "set password or password_file, not both")
+	}
+	if (e.Username == "") != (e.Password == "" && e.PasswordFile == "") {
+		return bad("etcd.username", "username and password (or password_file) go together")
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{
+		{"etcd.dial_timeout", e.DialTimeout},
+		{"etcd.request_timeout", e.RequestTimeout},
+		{"etcd.lease_ttl", e.LeaseTTL},
+	} {
+		if d.v.Duration <= 0 {
+			return bad(d.key, "must be a positive duration like \"5s\"")
+		}
+	}
+	if e.LeaseTTL.Duration < time.Second {
+		return bad("etcd.lease_ttl", "must be at least 1s (etcd counts leases in seconds)")
 	}
 	return nil
 }

@@ -300,7 +300,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 			return err
 		}
 	}
-	st, err := openStore(cfg)
+	st, err := openStore(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -530,7 +530,12 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		addrs = append(addrs, s.name, s.ln.Addr().String())
 	}
 	addrs = append(addrs, mailTo...)
-	log.Info("tempalias started", append(addrs, "data_file", cfg.DataFile, "domain", cfg.Domains[0])...)
+	if cfg.Store.Engine == "etcd" {
+		addrs = append(addrs, "store", "etcd", "etcd_endpoints", cfg.Etcd.Endpoints, "etcd_prefix", cfg.Etcd.Prefix)
+	} else {
+		addrs = append(addrs, "store", "bolt", "data_file", cfg.DataFile)
+	}
+	log.Info("tempalias started", append(addrs, "domain", cfg.Domains[0])...)
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 
 	var runErr error

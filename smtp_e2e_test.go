@@ -22,6 +22,9 @@ import (
 type sink struct {
 	addr string
 	msgs chan sunk
+	// gate, when set, holds the reply to the end of each message until
+	// something arrives on it (or it is closed).
+	gate chan struct{}
 }
 
 type sunk struct {
@@ -51,13 +54,21 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		return err
 	}
 	ss.cur.data = b
+	if ss.s.gate != nil {
+		<-ss.s.gate
+	}
 	ss.s.msgs <- ss.cur
 	return nil
 }
 
 func startSink(t *testing.T) *sink {
 	t.Helper()
-	s := &sink{msgs: make(chan sunk, 10)}
+	return startSinkWith(t, &sink{msgs: make(chan sunk, 10)})
+}
+
+// startSinkWith serves s, whose msgs the caller made.
+func startSinkWith(t *testing.T, s *sink) *sink {
+	t.Helper()
 	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) {
 		return &sinkSession{s: s}, nil
 	}))

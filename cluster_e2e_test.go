@@ -1,0 +1,296 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/smtp"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tempalias/tempalias/internal/etcdtest"
+)
+
+// clusterConfig is a host's configuration on the etcd engine: its own
+// listeners and (unused) data file, the shared cluster and prefix.
+func clusterConfig(dir, sinkAddr string, c *etcdtest.Cluster, prefix string) string {
+	return smarthostConfig(dir, sinkAddr) + fmt.Sprintf(`[limits]
+create_per_minute = 0
+[store]
+engine = "etcd"
+sweep_interval = "1s"
+[etcd]
+endpoints = [%s]
+prefix = %q
+request_timeout = "3s"
+lease_ttl = "2s"
+`, `"`+strings.Join(c.Endpoints(), `", "`)+`"`, prefix)
+}
+
+// rcptCode opens a session to addr and answers the code of RCPT TO rcpt,
+// leaving the session open when keep is set (its reservation held).
+func rcptCode(t *testing.T, addr, rcpt string, keep bool) int {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !keep {
+		defer c.Close()
+	}
+	if err := c.Mail("sender@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Rcpt(rcpt)
+	if err == nil {
+		return 250
+	}
+	var te *textproto.Error
+	if !errors.As(err, &te) {
+		t.Fatalf("RCPT %s: %v", rcpt, err)
+	}
+	return te.Code
+}
+
+// send relays one message to rcpt through addr and answers the error
+// (nil for a 250).
+func send(addr, rcpt string) error {
+	return smtp.SendMail(addr, nil, "sender@example.org", []string{rcpt}, []byte(testMessage))
+}
+
+// TestTwoHostsOneCluster runs two real tempalias binaries on one real
+// 3-member etcd cluster: what one host does, the other sees at once; the
+// race for the last uses is decided by the cluster; and the cluster's
+// failures are 4xx and 503, never a refusal, a crash or a false 404.
+func TestTwoHostsOneCluster(t *testing.T) {
+	cluster := etcdtest.Start(t)
+	sk := startSinkWith(t, &sink{msgs: make(chan sunk, 300)})
+	prefix := "/e2e/"
+	a := start(t, clusterConfig(t.TempDir(), sk.addr, cluster, prefix))
+	b := start(t, clusterConfig(t.TempDir(), sk.addr, cluster, prefix))
+	hosts := []*proc{a, b}
+	create := func(p *proc, body string) (id, addr, token string) {
+		t.Helper()
+		status, got := httpDo(t, "POST", "http://"+p.addrs["http"]+"/aliases", body)
+		if status != 201 {
+			t.Fatalf("create: %d %v", status, got)
+		}
+		return got["id"].(string), got["alias"].(string), got["token"].(string)
+	}
+
+	// Made on A: seen and relayed by B at once.
+	id, addr, token := create(a, `{"target":"t@example.com","max-usage":5}`)
+	if status, got := httpDo(t, "GET", "http://"+b.addrs["http"]+"/aliases/"+id, "", "Authorization", "Bearer "+token); status != 200 || got["remaining"] != 5.0 {
+		t.Fatalf("GET on B: %d %v", status, got)
+	}
+	if err := send(b.addrs["smtp"], addr); err != nil {
+		t.Fatalf("relay on B: %v", err)
+	}
+	sk.next(t)
+
+	// 40 sessions split over both hosts race for the last 4 uses.
+	var wg sync.WaitGroup
+	var delivered atomic.Int64
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func(p *proc) {
+			defer wg.Done()
+			err := send(p.addrs["smtp"], addr)
+			var te *textproto.Error
+			switch {
+			case err == nil:
+				delivered.Add(1)
+			case errors.As(err, &te) && (te.Code == 550 || te.Code/100 == 4):
+			default:
+				t.Errorf("racing session: %v", err)
+			}
+		}(hosts[i%2])
+	}
+	wg.Wait()
+	if n := delivered.Load(); n != 4 {
+		t.Fatalf("%d racing messages delivered, want the 4 uses left", n)
+	}
+	if n := len(sk.msgs); n != 4 {
+		t.Fatalf("the smarthost got %d racing messages, want 4", n)
+	}
+	for range 4 {
+		sk.next(t)
+	}
+
+	// 200 concurrent creations over both hosts: 200 distinct ids.
+	ids := make(chan string, 200)
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(p *proc) {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", "http://"+p.addrs["http"]+"/aliases", strings.NewReader(`{"target":"many@example.com"}`))
+			req.Header.Set("Content-Type", "application/json")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer res.Body.Close()
+			if res.StatusCode != 201 {
+				t.Errorf("creation: %d", res.StatusCode)
+				return
+			}
+			ids <- strings.TrimPrefix(res.Header.Get("Location"), "/aliases/")
+		}(hosts[i%2])
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		if seen[id] {
+			t.Fatalf("id %s issued twice", id)
+		}
+		seen[id] = true
+	}
+	if len(seen) != 200 {
+		t.Fatalf("%d distinct ids from 200 creations", len(seen))
+	}
+
+	// Revoked on B, refused on A at once.
+	id2, addr2, token2 := create(a, `{"target":"t@example.com"}`)
+	if code := rcptCode(t, a.addrs["smtp"], addr2, false); code != 250 {
+		t.Fatalf("RCPT before revocation: %d", code)
+	}
+	if status, _ := httpDo(t, "DELETE", "http://"+b.addrs["http"]+"/aliases/"+id2, "", "Authorization", "Bearer "+token2); status != 204 {
+		t.Fatalf("revoke on B: %d", status)
+	}
+	if code := rcptCode(t, a.addrs["smtp"], addr2, false); code != 550 {
+		t.Fatalf("RCPT on A after revocation on B: %d, want 550", code)
+	}
+
+	t.Run("cluster failures", func(t *testing.T) { testClusterFailures(t, cluster, a, b, create) })
+	t.Run("dead host", func(t *testing.T) { testDeadHost(t, cluster, b, prefix) })
+}
+
+// testClusterFailures takes the leader away, then quorum, then brings the
+// members back, checking both hosts at each step.
+func testClusterFailures(t *testing.T, cluster *etcdtest.Cluster, a, b *proc, create func(*proc, string) (string, string, string)) {
+	id, addr, token := create(a, `{"target":"t@example.com"}`)
+	lead := cluster.Leader()
+	cluster.Kill(lead)
+	// Without the leader: a short delay, then service as before. A call
+	// caught by the election gets a 4xx or 503, never a refusal.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		code := rcptCode(t, b.addrs["smtp"], addr, false)
+		if code == 250 {
+			break
+		}
+		if code/100 != 4 || time.Now().After(deadline) {
+			t.Fatalf("RCPT after the leader died: %d", code)
+		}
+	}
+
+	other := (lead + 1) % etcdtest.Size
+	cluster.Kill(other)
+	for _, p := range []*proc{a, b} {
+		if code := rcptCode(t, p.addrs["smtp"], addr, false); code/100 != 4 {
+			t.Errorf("RCPT to a live alias without quorum: %d, want 4xx", code)
+		}
+		status, got := httpDo(t, "POST", "http://"+p.addrs["http"]+"/aliases", `{"target":"t@example.com"}`)
+		if status != 503 || got["error"] != "unavailable" {
+			t.Errorf("POST without quorum: %d %v", status, got)
+		}
+		if status, got := httpDo(t, "GET", "http://"+p.addrs["http"]+"/aliases/"+id, "", "Authorization", "Bearer "+token); status != 503 {
+			t.Errorf("GET without quorum: %d %v, want 503 (not a false 404)", status, got)
+		}
+		res, err := http.Get("http://" + p.addrs["http"] + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 503 {
+			t.Errorf("/healthz without quorum: %d", res.StatusCode)
+		}
+	}
+	cluster.Restart(lead)
+	cluster.Restart(other)
+	cluster.WaitHealthy(etcdtest.Size)
+	for _, p := range []*proc{a, b} {
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			code := rcptCode(t, p.addrs["smtp"], addr, false)
+			if code == 250 {
+				break
+			}
+			if code/100 != 4 || time.Now().After(deadline) {
+				t.Fatalf("RCPT after recovery: %d", code)
+			}
+		}
+		if status, got := httpDo(t, "GET", "http://"+p.addrs["http"]+"/aliases/"+id, "", "Authorization", "Bearer "+token); status != 200 {
+			t.Fatalf("GET after recovery: %d %v", status, got)
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("a host exited during the outage: %v", err)
+		default:
+		}
+	}
+}
+
+// testDeadHost kills a tempalias host with kill -9 while it holds one
+// alias's reservation (RCPT taken, no data) and another alias's
+// committed use (the end of data sent, the smarthost's reply pending):
+// the first comes back once the host's lease ends, the second stays spent.
+func testDeadHost(t *testing.T, cluster *etcdtest.Cluster, b *proc, prefix string) {
+	gated := startSinkWith(t, &sink{msgs: make(chan sunk, 10), gate: make(chan struct{})})
+	defer close(gated.gate)
+	c := start(t, clusterConfig(t.TempDir(), gated.addr, cluster, prefix))
+	status, got := httpDo(t, "POST", "http://"+b.addrs["http"]+"/aliases", `{"target":"t@example.com","max-usage":1}`)
+	if status != 201 {
+		t.Fatalf("create: %d %v", status, got)
+	}
+	reserved := got["alias"].(string)
+	status, got = httpDo(t, "POST", "http://"+b.addrs["http"]+"/aliases", `{"target":"t@example.com","max-usage":1}`)
+	if status != 201 {
+		t.Fatalf("create: %d %v", status, got)
+	}
+	committed, committedURL, committedToken := got["alias"].(string), "http://"+b.addrs["http"]+"/aliases/"+got["id"].(string), got["token"].(string)
+
+	if code := rcptCode(t, c.addrs["smtp"], reserved, true); code != 250 {
+		t.Fatalf("RCPT on the doomed host: %d", code)
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- send(c.addrs["smtp"], committed) }()
+	// The smarthost holds its verdict; the use was committed before the
+	// end of data went out, so the alias is used up on every host. (Asked
+	// through the API: an RCPT would reserve the use itself.)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, got := httpDo(t, "GET", committedURL, "", "Authorization", "Bearer "+committedToken)
+		if got["relayed"] == 1.0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the message never reached the commit point: %v", got)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the cluster's state
+	}
+	if code := rcptCode(t, b.addrs["smtp"], reserved, false); code/100 != 4 {
+		t.Fatalf("RCPT while the doomed host holds the use: %d, want 4xx", code)
+	}
+	c.cmd.Process.Kill()
+	<-c.done
+	<-sent
+	// The reservation comes back with the lease (2s); the committed use
+	// does not.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		code := rcptCode(t, b.addrs["smtp"], reserved, false)
+		if code == 250 {
+			break
+		}
+		if code/100 != 4 || time.Now().After(deadline) {
+			t.Fatalf("RCPT after the host died: %d", code)
+		}
+		time.Sleep(100 * time.Millisecond) // the lease runs out in the cluster's time
+	}
+	if code := rcptCode(t, b.addrs["smtp"], committed, false); code != 550 {
+		t.Fatalf("RCPT for the committed use after the host died: %d, want 550", code)
+	}
+}
