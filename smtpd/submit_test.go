@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,4 +149,21 @@ func (r *failingReader) Read(p []byte) (int, error) {
 	}
 	r.done = true
 	return copy(p, r.data), nil
+}
+
+// Submit takes any 2xx as the smarthost's acceptance, as relaying does:
+// a confirmation mail answered 251 is sent, not failed (and sent again).
+func TestSubmitAny2xx(t *testing.T) {
+	delivered := new(atomic.Int64)
+	up, _ := scriptedSmarthost(t, scriptedOptions{
+		replies:   map[string]string{"MAIL": "251 2.1.0 ok", "RCPT": "200 ok", "END": "252 2.0.0 taken"},
+		delivered: delivered,
+	})
+	e := newEnv(t, func(c *Config) { c.Smarthost.Address = up })
+	if err := e.srv.Submit(t.Context(), "noreply@"+testDomain, []string{"t@example.com"}, strings.NewReader(confirmation)); err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	if n := delivered.Load(); n != 1 {
+		t.Errorf("smarthost took %d messages, want 1", n)
+	}
 }
