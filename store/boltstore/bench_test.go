@@ -123,16 +123,3 @@ func BenchmarkReserveCommitParallel(b *testing.B) {
 
 // BenchmarkReserveDead is the most common SMTP case: mail for an alias
 // that is gone, answered from a read transaction.
-func BenchmarkReserveDead(b *testing.B) {
-	s, _ := openStore(b, Options{})
-	ids := seedAliases(b, s, 100)
-	later := t0.Add(2 * day)
-	i := 0
-	for b.Loop() {
-		if _, err := s.Reserve(ids[i%len(ids)], later); err != ErrNotFound {
-			b.Fatal(err)
-		}
-		i++
-	}
-	reportOps(b)
-}
