@@ -77,7 +77,7 @@ type Store struct {
 	targetKey []byte // keys the target hashes, so the file lists no addresses in those buckets
 
 	// refused counts mail refused for used-up aliases since the last
-	// FlushCounts: a refusal is the hot path and costs no write.
+	// flush: a refusal is the hot path and costs no write.
 	refusedMu sync.Mutex
 	refused   map[string]int
 }

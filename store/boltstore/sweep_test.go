@@ -302,62 +302,10 @@ func TestSweepSubSecondExpiry(t *testing.T) {
 	checkSweepIndex(t, s)
 }
 
-// TestIDsNeverReissued forces collisions with a tiny id space: with
-// minimum length 1 and guess probability 1 the store starts on the 36
-// one-character ids. Aliases are swept as they die, so only the ids
-// bucket remembers them.
-func TestIDsNeverReissued(t *testing.T) {
-	const rounds, perRound = 20, 10
-	s, _ := openStore(t, Options{IDMinLength: 1, GuessProbability: 1})
-	seen := make(map[string]int)
-	lengths := make(map[int]int)
-	var order []string
-	for round := range rounds {
-		now := t0.Add(time.Duration(round) * time.Hour)
-		for range perRound {
-			a, _, err := s.Create(alias.Spec{Target: "t@example.com", Expires: now.Add(time.Minute)}, now)
-			if err != nil {
-				t.Fatalf("Create: %v", err)
-			}
-			if prev, dup := seen[a.ID]; dup {
-				t.Fatalf("id %q issued twice: creation %d and %d", a.ID, prev, len(order))
-			}
-			seen[a.ID] = len(order)
-			order = append(order, a.ID)
-			lengths[len(a.ID)]++
-		}
-		if n, err := s.Sweep(now.Add(time.Minute), 3); err != nil || n != perRound {
-			t.Fatalf("round %d: Sweep = %d, %v; want %d", round, n, err, perRound)
-		}
-		if st := mustStats(t, s); st.Aliases != 0 {
-			t.Fatalf("round %d: %d aliases left", round, st.Aliases)
-		}
-	}
-	if len(order[0]) != 1 {
-		t.Errorf("first id %q, want one character", order[0])
-	}
-	if lengths[1] > len(alias.IDAlphabet) || lengths[1] == 0 || lengths[2] == 0 {
-		t.Errorf("id lengths %v: want some of 1 (at most 36), then 2", lengths)
-	}
-	// Collisions may push one id to the next length early, so lengths
-	// need not grow monotonically; by the end they must have grown.
-	if last := order[len(order)-1]; len(last) != 2 {
-		t.Errorf("last id %q, want two characters", last)
-	}
-	st := mustStats(t, s)
-	if st.Issued != rounds*perRound {
-		t.Errorf("Issued = %d, want %d", st.Issued, rounds*perRound)
-	}
-	for _, id := range order {
-		checkGone(t, s, id)
-	}
-	t.Logf("id lengths: %v", lengths)
-}
-
 // The sweeper trusts the index: an entry due at now is a dead alias. This
 // drives random lives and deaths and checks that no live alias is ever
 // swept and no dead one is left behind once due.
-func TestSweepNeverTakesTheLiving(t *testing.T) {
+func TestSweepIndexUnderRandomLives(t *testing.T) {
 	s, _ := openStore(t, Options{})
 	rng := rand.New(rand.NewPCG(1, 2))
 	type entry struct {

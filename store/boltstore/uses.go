@@ -245,15 +245,8 @@ func (s *Store) countRefused(id string) {
 	}
 }
 
-// FlushCounts adds the refusals counted in memory to the stored aliases.
+// flushCounts adds the refusals counted in memory to the stored aliases.
 // Sweep calls it, and Close; a crash loses the counts since the last call.
-func (s *Store) FlushCounts(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return s.flushCounts()
-}
-
 func (s *Store) flushCounts() error {
 	s.refusedMu.Lock()
 	counts := s.refused
