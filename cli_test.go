@@ -88,8 +88,13 @@ func TestCLIHelp(t *testing.T) {
 func TestCLIVersion(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "tempalias")
 	// -buildvcs=auto: stamp the commit when git can tell it (GOFLAGS may
-	// say otherwise).
-	out, err := exec.Command("go", "build", "-buildvcs=auto", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin, ".").CombinedOutput()
+	// say otherwise). -race as TestMain's build, so that only the main
+	// package is compiled again.
+	args := []string{"build", "-buildvcs=auto", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
