@@ -211,9 +211,11 @@ func testConcurrentCreate(t *testing.T, open Open) {
 		lengths[len(id)]++
 	}
 	// Ids of length 6 until 36^6 ids would no longer keep a guess below
-	// one in a million (2176 issued), then 7.
-	if lengths[6] != 2176 || lengths[7] != n-2176 {
-		t.Errorf("id lengths %v, want 2176 of 6 and %d of 7", lengths, n-2176)
+	// one in a million (2176 issued), then 7: never more short ones, as
+	// they would make guessing easier. (Collisions may lengthen an id
+	// early, so fewer is fine.)
+	if lengths[6] > 2176 || lengths[6]+lengths[7] != n {
+		t.Errorf("id lengths %v, want at most 2176 of 6 and the rest of 7", lengths)
 	}
 	if st := mustStats(t, s); st.Aliases != n || st.Issued != n {
 		t.Errorf("Stats = %+v, want %d aliases and issued", st, n)
