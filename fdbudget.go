@@ -52,8 +52,9 @@ const (
 // After fdReserve, SMTP gets a sixth of the rest in connections (half of
 // it in descriptors) and HTTP a quarter, which keeps the total below the
 // limit with room to spare. One client may hold a sixteenth of a front
-// end's share, at least minPerClient, but never more than half of it, so
-// that a second client is always served.
+// end's share, at least minPerClient, but never more than two thirds of
+// it, so that a second client is always served (with a limit of 1024,
+// the one in the fd exhaustion report, every share is 100).
 func planConns(n uint64) connBudget {
 	n = min(n, 1<<24) // RLIM_INFINITY and other huge limits
 	usable := int(n) - min(fdReserve, int(n)/4)
@@ -68,7 +69,7 @@ func planConns(n uint64) connBudget {
 }
 
 func perClient(total int) int {
-	return min(max(minPerClient, total/16), total/2)
+	return min(max(minPerClient, total/16), total*2/3)
 }
 
 // connLimits is the plan for the process's limit, with the configured

@@ -15,14 +15,14 @@ import (
 )
 
 // The plan keeps every front end's worst case below the open files limit
-// and every client's share at most half its front end's.
+// and every client's share at most two thirds of its front end's.
 func TestPlanConns(t *testing.T) {
 	for _, tc := range []struct {
 		n                      uint64
 		smtp, smtpPer, http, h int
 	}{
-		{256, 32, 16, 48, 24},
-		{1024, 160, 80, 240, 100},
+		{256, 32, 21, 48, 32},
+		{1024, 160, 100, 240, 100},
 		{4096, 672, 100, 1008, 100},
 		{524287, 16384, 1024, 16384, 1024},
 		{^uint64(0), 16384, 1024, 16384, 1024},
@@ -38,7 +38,7 @@ func TestPlanConns(t *testing.T) {
 	}
 	for n := uint64(8); n < 1<<16; n = n*5/4 + 1 {
 		b := planConns(n)
-		if b.smtpPerClient > b.smtp/2 || b.httpPerClient > b.http/2 || b.smtpPerClient < 1 || b.httpPerClient < 1 {
+		if b.smtpPerClient > b.smtp*2/3 || b.httpPerClient > b.http*2/3 || b.smtpPerClient < 1 || b.httpPerClient < 1 {
 			t.Errorf("%d open files: %+v", n, b)
 		}
 	}
@@ -76,7 +76,7 @@ func TestBinaryConnectionLimitsUnderPrlimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := launchCmd(t, "", exec.Command(prlimit, "--nofile=256", "--", binary, "-config", cfgPath))
-	p.waitLog(t, "open_files=256 smtp=32 smtp_per_client=16 http=48 http_per_client=24")
+	p.waitLog(t, "open_files=256 smtp=32 smtp_per_client=21 http=48 http_per_client=32")
 	smtpAddr, httpAddr := p.addrs["smtp"], p.addrs["http"]
 
 	const flood = 150 // of each: 300 connections for 256 descriptors
@@ -97,8 +97,8 @@ func TestBinaryConnectionLimitsUnderPrlimit(t *testing.T) {
 			t.Fatalf("SMTP connection: %q, %v", line, err)
 		}
 	}
-	if greeted != 16 {
-		t.Errorf("%d of %d SMTP connections from one address greeted, want its share, 16", greeted, flood)
+	if greeted != 21 {
+		t.Errorf("%d of %d SMTP connections from one address greeted, want its share, 21", greeted, flood)
 	}
 	served := 0
 	for range flood {
@@ -113,8 +113,8 @@ func TestBinaryConnectionLimitsUnderPrlimit(t *testing.T) {
 			served++ // and then idle, kept alive
 		}
 	}
-	if served == 0 || served > 24 {
-		t.Errorf("%d of %d HTTP connections from one address served, want at most its share, 24", served, flood)
+	if served == 0 || served > 32 {
+		t.Errorf("%d of %d HTTP connections from one address served, want at most its share, 32", served, flood)
 	}
 
 	// Another address is served on both.
