@@ -93,12 +93,13 @@ type clientConn struct {
 
 	scan     byte        // scanner state; only the reading goroutine touches it
 	smuggled atomic.Bool // saw <CRLF>.<CR> followed by something other than <LF>
-	// crcr: since go-smtp last read a command, the scan saw CR CR.
-	// go-smtp's dataReader takes the second CR for the middle of a line,
-	// so it misses the end of the data that follows "<CR><CR><LF>.<CR><LF>"
-	// and would wait for more until the read timeout, holding the
-	// transaction's reservations. A bare CR is refused anyway, so a read
-	// during DATA after it fails at once instead of waiting.
+	// crcr: the scan saw CR CR on this connection. go-smtp's dataReader
+	// takes the second CR for the middle of a line, so it misses the end
+	// of the data that follows "<CR><CR><LF>.<CR><LF>" and would wait for
+	// more until the read timeout, holding the transaction's reservations.
+	// A bare CR is refused anyway, so a read during DATA after it fails at
+	// once instead of waiting. It stays set: the bytes may have been read
+	// (and scanned) in one go with the commands before DATA.
 	crcr bool
 	// readFailed: a read from the client failed (disconnect, reset,
 	// timeout); whatever go-smtp makes of it, no message in progress is
@@ -180,6 +181,7 @@ func (c *clientConn) startedTLS(tc *tls.Conn) {
 	}
 	c.tlsConn.Store(tc)
 	c.smuggled.Store(false)
+	c.crcr = false
 }
 
 // SetReadDeadline is only called by go-smtp before it reads a command line,
@@ -188,7 +190,6 @@ func (c *clientConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	c.inData = false
 	c.mu.Unlock()
-	c.crcr = false // go-smtp reads a command line next: it is in step again
 	return c.Conn.SetReadDeadline(t)
 }
 

@@ -200,6 +200,22 @@ func TestCRCRBeforeEndOfData(t *testing.T) {
 			e.nothingDelivered(t, id)
 		})
 	}
+	// The same with the whole transaction in one write, read by the
+	// server before it handled MAIL.
+	t.Run("pipelined", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.ReadTimeout = time.Minute })
+		id, addr := e.newAlias("t@example.com", 3, 1)
+		c := e.dial()
+		c.must(250, "EHLO client.example")
+		c.send("MAIL FROM:<s@example.org>\r\nRCPT TO:<" + addr + ">\r\nDATA\r\nSubject: x\r\n\r\nbody\r\r\n.\r\n")
+		c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for _, want := range []int{250, 250, 354} {
+			c.expect(want)
+		}
+		code, msg := c.reply()
+		checkReply(t, "DATA", code, msg, "554 5.6.0")
+		e.nothingDelivered(t, id)
+	})
 }
 
 // Fifty Received headers are fine, and so is a dot-stuffed line.
