@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/tempalias/tempalias/metrics"
 )
 
 // ConnLimits bound the connections of the public HTTP servers, together,
@@ -95,13 +97,15 @@ func (c *Conns) admit(nc net.Conn) {
 	refuse := ""
 	switch {
 	case c.lim.Max > 0 && c.open >= c.lim.Max:
-		refuse = "too many connections"
+		refuse = "total"
 	case c.lim.PerClient > 0 && !exempt && c.perClient[key] >= c.lim.PerClient:
-		refuse = "too many connections from the client"
+		refuse = "per-client"
 	}
 	if refuse != "" {
 		c.mu.Unlock()
-		c.log.Debug("http: connection refused", "remote", addr.String(), "reason", refuse)
+		// Counted, not logged above debug: a flood would flood the log.
+		metrics.ConnsRefused.WithLabelValues("http", refuse).Inc()
+		c.log.Debug("http: connection refused", "remote", addr.String(), "limit", refuse)
 		nc.Close()
 		return
 	}

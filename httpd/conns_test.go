@@ -9,7 +9,20 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/tempalias/tempalias/metrics"
 )
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
 
 // connsServer serves "ok" on a real listener on 127.0.0.1 under lim.
 func connsServer(t *testing.T, lim ConnLimits) (addr string, c *Conns) {
@@ -104,9 +117,13 @@ func TestConnsPerClient(t *testing.T) {
 		c.mustGet() // and then idle, kept alive
 		mine = append(mine, c)
 	}
+	refused := counterValue(t, metrics.ConnsRefused.WithLabelValues("http", "per-client"))
 	over := dialFrom(t, "127.0.0.1", addr)
 	if res := over.get(); res != nil {
 		t.Fatalf("fourth connection from one client got %s, want it closed", res.Status)
+	}
+	if n := counterValue(t, metrics.ConnsRefused.WithLabelValues("http", "per-client")) - refused; n != 1 {
+		t.Errorf("%v per-client refusals counted, want 1", n)
 	}
 	dialFrom(t, "127.0.0.2", addr).mustGet()
 	for range 5 {

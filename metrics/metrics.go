@@ -53,6 +53,13 @@ var (
 		Name: "tempalias_build_info",
 		Help: "Always 1; the labels say which build of tempalias runs.",
 	}, []string{"version", "commit", "goversion"})
+	// ConnsRefused counts connections turned away at connect by the
+	// connection limits: server smtp or http, reason total (the server's
+	// limit) or per-client.
+	ConnsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tempalias_connections_refused_total",
+		Help: "Connections refused at connect by the connection limits, by server and reason (total or per-client).",
+	}, []string{"server", "reason"})
 	// HTTPRequests counts API and page requests by route and status.
 	HTTPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tempalias_http_requests_total",
@@ -61,7 +68,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(AliasesCreated, Rcpt, Messages, RelayedBytes, SmarthostSeconds, HTTPRequests, BuildInfo,
+	Registry.MustRegister(AliasesCreated, Rcpt, Messages, RelayedBytes, SmarthostSeconds, HTTPRequests, BuildInfo, ConnsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

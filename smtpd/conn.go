@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tempalias/tempalias/metrics"
 )
 
 // listener hands go-smtp clientConns instead of bare connections.
@@ -379,6 +381,12 @@ func (c *clientConn) admit() bool {
 		return false
 	}
 	if c.verdict != nil {
+		switch c.verdict {
+		case errTooManyConns:
+			metrics.ConnsRefused.WithLabelValues("smtp", "total").Inc()
+		case errTooManyConnsClient:
+			metrics.ConnsRefused.WithLabelValues("smtp", "per-client").Inc()
+		}
 		s.log.Info("smtp: connection refused", "remote", remote.String(), "code", c.verdict.code, "reason", c.verdict.msg)
 		c.rawWrite(c.verdict.line(s.cfg.Hostname))
 		c.Close()
