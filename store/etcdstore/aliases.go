@@ -135,10 +135,12 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 			}
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.targetPrefix(hash)), "<", rev+1).WithPrefix())
 		}
-		n, err := s.idLength(ctx)
+		n, issued, err := s.idLength(ctx)
 		if err != nil {
 			return err
 		}
+		done := false
+		defer func() { issued(done) }()
 		// Repeated collisions (a nearly full id space) make ids longer.
 		id := alias.NewID(min(n+collisions/8, alias.MaxIDLength))
 		r := &record{
@@ -175,7 +177,7 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 			}
 			return errConflict
 		}
-		s.noteIssued()
+		done = true
 		c.Alias = r.alias(0)
 		return nil
 	})
@@ -189,30 +191,38 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 }
 
 // idLength is the length of the next id, from the count of ids issued in
-// the whole cluster, read again every few seconds (an estimate is enough:
-// the length only has to grow with the store).
-func (s *Store) idLength(ctx context.Context) (int, error) {
+// the whole cluster, read again every few seconds (other hosts' ids are
+// counted late: an estimate), plus this host's own since and those it is
+// creating right now, so that concurrent creations on one host never all
+// take the shorter length. issued must be called once the attempt is
+// over, saying whether it issued the id.
+func (s *Store) idLength(ctx context.Context) (n int, issued func(bool), err error) {
 	s.issuedMu.Lock()
 	stale := time.Since(s.issuedRead) > 10*time.Second
 	s.issuedMu.Unlock()
 	if stale {
 		resp, err := s.cli.Get(ctx, s.p+"a/", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable())
 		if err != nil {
-			return 0, unavailable(err)
+			return 0, nil, unavailable(err)
 		}
 		s.issuedMu.Lock()
-		s.issued, s.issuedRead = uint64(resp.Count), time.Now()
+		// Ids are never taken back, so the count only grows: a member
+		// behind the leader must not make it shrink.
+		s.issued, s.issuedRead = max(s.issued, uint64(resp.Count)), time.Now()
 		s.issuedMu.Unlock()
 	}
 	s.issuedMu.Lock()
 	defer s.issuedMu.Unlock()
-	return alias.IDLength(s.issued, s.opts.IDMinLength, s.opts.GuessProbability), nil
-}
-
-func (s *Store) noteIssued() {
-	s.issuedMu.Lock()
-	s.issued++
-	s.issuedMu.Unlock()
+	n = alias.IDLength(s.issued+s.creating, s.opts.IDMinLength, s.opts.GuessProbability)
+	s.creating++
+	return n, func(ok bool) {
+		s.issuedMu.Lock()
+		s.creating--
+		if ok {
+			s.issued++
+		}
+		s.issuedMu.Unlock()
+	}, nil
 }
 
 // liveForTarget counts the live aliases of a target hash, and returns the

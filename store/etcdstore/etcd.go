@@ -104,6 +104,7 @@ type Store struct {
 	issuedMu   sync.Mutex
 	issued     uint64    // ids issued, as last counted plus our own since
 	issuedRead time.Time // when issued was last counted in the cluster
+	creating   uint64    // creations under way on this host
 
 	refusedMu sync.Mutex
 	refused   map[string]int // refusals for used-up aliases, flushed at Sweep
