@@ -91,7 +91,7 @@ func main() {
 	var cfg config
 	var paths string
 	flag.StringVar(&cfg.mode, "mode", "", "smtp-refuse | smtp-relay | http-create | http-get | ports | cpu | quiet")
-	flag.StringVar(&cfg.addr, "addr", "", "server `host:port` (http modes also take a URL base)")
+	flag.StringVar(&cfg.addr, "addr", "", "server `host:port` (http modes also take a URL base); several, comma-separated, are used round robin (one server on several hosts)")
 	flag.StringVar(&cfg.label, "label", "", "free text copied into the JSON line")
 	flag.IntVar(&cfg.c, "c", 50, "concurrent connections (workers)")
 	flag.Int64Var(&cfg.n, "n", 0, "measured operations; 0: only -d limits the run (ports: how many ports)")
@@ -605,7 +605,7 @@ type smtpConn struct {
 
 func dialSMTP(ctx context.Context, cfg *config, st *stats) (*smtpConn, error) {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", cfg.addr)
+	c, err := d.DialContext(ctx, "tcp", pickAddr(cfg.addr))
 	if err != nil {
 		return nil, err
 	}
@@ -948,9 +948,22 @@ func (r *relayer) close() {
 
 // --- HTTP -----------------------------------------------------------------
 
+// addrTurn spreads connections over the servers of a comma-separated
+// -addr.
+var addrTurn atomic.Uint64
+
+// pickAddr is the next of the comma-separated addresses in list.
+func pickAddr(list string) string {
+	if !strings.Contains(list, ",") {
+		return list
+	}
+	all := strings.Split(list, ",")
+	return all[(addrTurn.Add(1)-1)%uint64(len(all))]
+}
+
 type httpClient struct {
 	cfg  *config
-	base string
+	base string // one of them, or a comma-separated list
 	c    *http.Client
 	body []byte
 	next atomic.Uint64
@@ -960,16 +973,19 @@ type httpClient struct {
 }
 
 func newHTTPClient(cfg *config) (*httpClient, error) {
-	base := cfg.addr
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+	var bases []string
+	for b := range strings.SplitSeq(cfg.addr, ",") {
+		if !strings.Contains(b, "://") {
+			b = "http://" + b
+		}
+		bases = append(bases, strings.TrimRight(b, "/"))
 	}
-	base = strings.TrimRight(base, "/")
+	base := strings.Join(bases, ",")
 	tr := &http.Transport{
 		MaxIdleConns:        cfg.c,
 		MaxIdleConnsPerHost: cfg.c,
-		MaxConnsPerHost:     cfg.c,
-		DisableCompression:  true, // we send Accept-Encoding ourselves and count raw bytes
+		MaxConnsPerHost:     cfg.c, // per server: each of several gets as many
+		DisableCompression:  true,  // we send Accept-Encoding ourselves and count raw bytes
 		IdleConnTimeout:     time.Minute,
 	}
 	h := &httpClient{cfg: cfg, base: base, c: &http.Client{Transport: tr, Timeout: cfg.timeout}}
@@ -996,7 +1012,7 @@ func (h *httpClient) op(ctx context.Context, st *stats) error {
 }
 
 func (h *httpClient) create(ctx context.Context, st *stats) error {
-	req, err := http.NewRequestWithContext(ctx, "POST", h.base+"/aliases", bytes.NewReader(h.body))
+	req, err := http.NewRequestWithContext(ctx, "POST", pickAddr(h.base)+"/aliases", bytes.NewReader(h.body))
 	if err != nil {
 		return err
 	}
@@ -1033,7 +1049,7 @@ func (h *httpClient) create(ctx context.Context, st *stats) error {
 
 func (h *httpClient) get(ctx context.Context, st *stats) error {
 	p := h.cfg.paths[h.next.Add(1)%uint64(len(h.cfg.paths))]
-	req, err := http.NewRequestWithContext(ctx, "GET", h.base+p, nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", pickAddr(h.base)+p, nil)
 	if err != nil {
 		return err
 	}

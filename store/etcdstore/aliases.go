@@ -166,13 +166,14 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 			ops = append(ops, clientv3.OpPut(s.confirmKey(r.ConfirmHash), id))
 		}
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.aliasKey(id)), "=", 0))
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).
-			Else(clientv3.OpGet(s.aliasKey(id), clientv3.WithCountOnly())).Commit()
+		ok, err := s.txn(ctx, cmps, ops...)
 		if err != nil {
-			return unavailable(err)
+			return err
 		}
-		if !resp.Succeeded {
-			if resp.Responses[0].GetResponseRange().Count > 0 {
+		if !ok {
+			// The id was taken, or (with a per-target limit) the target
+			// gained an alias meanwhile.
+			if resp, err := s.cli.Get(ctx, s.aliasKey(id), clientv3.WithCountOnly()); err == nil && resp.Count > 0 {
 				collisions++
 			}
 			return errConflict
@@ -357,13 +358,11 @@ func (s *Store) revoke(ctx context.Context, id string, now time.Time, allowed fu
 // swap applies ops if alias id's record is still at modRev, else reports
 // a conflict.
 func (s *Store) swap(ctx context.Context, id string, modRev int64, ops ...clientv3.Op) error {
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(s.aliasKey(id)), "=", modRev)).
-		Then(ops...).Commit()
+	ok, err := s.txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.aliasKey(id)), "=", modRev)}, ops...)
 	if err != nil {
-		return unavailable(err)
+		return err
 	}
-	if !resp.Succeeded {
+	if !ok {
 		return errConflict
 	}
 	return nil

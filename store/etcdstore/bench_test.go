@@ -71,7 +71,7 @@ func BenchmarkEngine(b *testing.B) {
 	// the final dot. Many aliases, so sessions rarely contend for one.
 	b.Run("RelayLimitedParallel", func(b *testing.B) {
 		s := open(b)
-		ids := make([]string, 200)
+		ids := make([]string, 2000)
 		for i := range ids {
 			c, err := s.Create(ctx, spec(1<<20), now)
 			if err != nil {

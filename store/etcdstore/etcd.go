@@ -108,6 +108,16 @@ type Store struct {
 
 	refusedMu sync.Mutex
 	refused   map[string]int // refusals for used-up aliases, flushed at Sweep
+
+	// reserved holds, per open reservation's key, the record as Reserve
+	// read it, so that Commit can try without reading it again.
+	reserved sync.Map
+	turns    keyed // one reservation or commit at a time per alias, on this host
+
+	closeOnce sync.Once
+	writes    chan *write // to the batchers (see batch.go)
+	stop      chan struct{}
+	batchers  sync.WaitGroup
 }
 
 var _ store.Engine = (*Store)(nil)
@@ -160,12 +170,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connect %v: %w", opts.Endpoints, err)
 	}
-	s := &Store{cli: cli, opts: opts, p: opts.Prefix, log: log, refused: make(map[string]int)}
+	s := &Store{cli: cli, opts: opts, p: opts.Prefix, log: log, refused: make(map[string]int),
+		writes: make(chan *write), stop: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
 	if err := s.loadTargetKey(ctx); err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("etcd: open %v: %w", opts.Endpoints, err)
+	}
+	for range batchers {
+		s.batchers.Go(func() { s.batch(s.stop) })
 	}
 	return s, nil
 }
@@ -200,9 +214,17 @@ func (s *Store) loadTargetKey(ctx context.Context) error {
 // once instead of after the TTL), writes the refusal counts and
 // disconnects.
 func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() { err = s.close() })
+	return err
+}
+
+func (s *Store) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 	defer cancel()
 	err := s.flushCounts(ctx)
+	close(s.stop)
+	s.batchers.Wait()
 	s.sessMu.Lock()
 	if s.sess != nil {
 		s.sess.Close()

@@ -41,6 +41,7 @@ func TestEngine(t *testing.T) {
 	cluster := etcdtest.Start(t)
 	t.Run("CrossHost", func(t *testing.T) { testCrossHost(t, cluster) })
 	t.Run("DeadHostReservations", func(t *testing.T) { testDeadHostReservations(t, cluster) })
+	t.Run("BatchedRace", func(t *testing.T) { testBatchedRace(t, cluster) })
 	// Last: it kills and restarts members.
 	t.Run("Outage", func(t *testing.T) { testOutage(t, cluster) })
 }
@@ -245,5 +246,49 @@ func testOutage(t *testing.T, cluster *etcdtest.Cluster) {
 			t.Fatalf("after the outage: %d uses still reserved", a.Pending)
 		}
 		time.Sleep(100 * time.Millisecond) // the engine's clean-up has no signal
+	}
+}
+
+// 100 goroutines of one host race for 5 uses, on several aliases at once
+// so that writes share batches.
+func testBatchedRace(t *testing.T, cluster *etcdtest.Cluster) {
+	s := open(t, cluster, newPrefix(), Options{})
+	ctx := context.Background()
+	now := time.Now()
+	const aliases, racers, uses = 4, 100, 5
+	ids := make([]string, aliases)
+	for i := range ids {
+		c, err := s.Create(ctx, alias.Spec{Target: "t@example.com", Expires: now.Add(time.Hour), MaxUsage: uses}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = c.Alias.ID
+	}
+	var wg sync.WaitGroup
+	won := make([]atomic.Int64, aliases)
+	for i := 0; i < racers*aliases; i++ {
+		wg.Add(1)
+		go func(a int) {
+			defer wg.Done()
+			r, err := s.Reserve(ctx, ids[a], now)
+			if errors.Is(err, store.ErrExhausted) || errors.Is(err, store.ErrNotFound) {
+				return
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := r.Commit(ctx, now); err != nil {
+				t.Error(err)
+				return
+			}
+			won[a].Add(1)
+		}(i % aliases)
+	}
+	wg.Wait()
+	for a := range won {
+		if n := won[a].Load(); n != uses {
+			t.Errorf("alias %d: %d deliveries, want %d", a, n, uses)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
@@ -38,6 +39,7 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time) (*store.R
 	id = strings.ToLower(id)
 	key := newKey()
 	var res *store.Reservation
+	defer s.turns.lock(id)()
 	err := retry(ctx, func() error {
 		snap, err := s.load(ctx, id)
 		if err != nil {
@@ -56,30 +58,30 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time) (*store.R
 			// Nothing to count against: nothing is written. Commit still
 			// counts the delivery.
 			res = store.NewReservation(a, key, s)
+			s.reserved.Store(key, snap)
 			return nil
 		}
 		sess, err := s.session(ctx)
 		if err != nil {
 			return err
 		}
-		resp, err := s.cli.Txn(ctx).If(
+		ok, err := s.txn(ctx, []clientv3.Cmp{
 			clientv3.Compare(clientv3.ModRevision(s.aliasKey(id)), "=", snap.modRev),
 			clientv3.Compare(clientv3.ModRevision(s.resPrefix(id)), "<", snap.rev+1).WithPrefix(),
-		).Then(
-			clientv3.OpPut(s.resPrefix(id)+key, "", clientv3.WithLease(sess.Lease())),
-		).Commit()
+		}, clientv3.OpPut(s.resPrefix(id)+key, "", clientv3.WithLease(sess.Lease())))
 		if err != nil {
 			// The write may still take effect: take the key back later,
 			// so that it does not hold a use for as long as this host
 			// lives.
 			go s.forget(s.resPrefix(id) + key)
-			return unavailable(err)
+			return err
 		}
-		if !resp.Succeeded {
+		if !ok {
 			return errConflict
 		}
 		a.Pending++
 		res = store.NewReservation(a, key, s)
+		s.reserved.Store(key, snap)
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExhausted) {
@@ -129,8 +131,23 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 	defer cancel()
 	id, key := res.Alias.ID, res.Key()
 	limited := res.Alias.MaxUsage > 0
+	// First try on the record as Reserve read it, saving a read: if
+	// anything changed since, the compare fails and the loop reads again.
+	cached, fresh := s.reserved.LoadAndDelete(key)
+	defer s.turns.lock(id)()
 	err := retry(ctx, func() error {
-		snap, resKV, err := s.loadUse(ctx, id, key)
+		var snap snapshot
+		var resKV bool
+		var err error
+		if fresh {
+			fresh = false
+			snap, resKV = cached.(snapshot), true
+			r := *snap.r
+			r.Recent = slices.Clone(r.Recent)
+			snap.r = &r
+		} else {
+			snap, resKV, err = s.loadUse(ctx, id, key)
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			return nil // swept meanwhile; the use is spent either way
 		}
@@ -160,11 +177,11 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 			// target's live aliases never walks used-up ones.
 			ops = append(ops, clientv3.OpDelete(s.targetPrefix(r.TargetHash)+id))
 		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		ok, err := s.txn(ctx, cmps, ops...)
 		if err != nil {
-			return unavailable(err)
+			return err
 		}
-		if !resp.Succeeded {
+		if !ok {
 			return errConflict
 		}
 		return nil
@@ -184,6 +201,8 @@ func (s *Store) Refund(ctx context.Context, res *store.Reservation, committed bo
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	id, key := res.Alias.ID, res.Key()
+	s.reserved.Delete(key)
+	defer s.turns.lock(id)()
 	limited := res.Alias.MaxUsage > 0
 	err := retry(ctx, func() error {
 		snap, resKV, err := s.loadUse(ctx, id, key)
@@ -304,5 +323,44 @@ func (s *Store) keepCount(id string, n int) {
 	defer s.refusedMu.Unlock()
 	if _, ok := s.refused[id]; ok || len(s.refused) < maxUnflushed {
 		s.refused[id] += n
+	}
+}
+
+// keyed is a mutex per alias id, so that this host's sessions take turns
+// on one alias instead of racing each other through the cluster: each
+// reservation or commit changes what the others compare against, so
+// many sessions on one alias would mostly retry. Hosts still race each
+// other, decided by the cluster's compares.
+type keyed struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	mu    sync.Mutex
+	users int
+}
+
+// lock takes id's mutex and returns its unlock.
+func (k *keyed) lock(id string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = make(map[string]*keyLock)
+	}
+	l := k.locks[id]
+	if l == nil {
+		l = new(keyLock)
+		k.locks[id] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.locks, id)
+		}
+		k.mu.Unlock()
 	}
 }
