@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"io/fs"
 	"os"
+	"syscall"
 )
 
 // Opening a bbolt file trusts it: with NoFreelistSync, bolt.Open walks
@@ -56,7 +56,10 @@ func (e *damagedError) Error() string {
 }
 
 // checkFile refuses a file at path that exists but is not a whole bbolt
-// file. A path that does not exist is fine: Open creates it.
+// file. A path that does not exist is fine: Open creates it. A file
+// another process holds (bbolt keeps an exclusive lock on it while open)
+// is not checked: its pages change under the check, and bolt.Open
+// reports the lock.
 func checkFile(path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -66,6 +69,11 @@ func checkFile(path string) error {
 		return fmt.Errorf("store: open %s: %w", path, err)
 	}
 	defer f.Close()
+	// A shared lock keeps writers out while the file is read; it goes
+	// with f, before bolt.Open takes its own exclusive one.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return nil
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", path, err)
@@ -73,20 +81,21 @@ func checkFile(path string) error {
 	if fi.Size() == 0 {
 		return &damagedError{path, "it is empty"}
 	}
-	c := &checker{r: f, size: fi.Size()}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("store: read %s: %w", path, err)
+	}
+	defer syscall.Munmap(data)
+	c := &checker{data: data}
 	if why := c.check(); why != "" {
-		if c.ioErr != nil {
-			return fmt.Errorf("store: read %s: %w", path, c.ioErr)
-		}
 		return &damagedError{path, why}
 	}
 	return nil
 }
 
+// checker reads the file from data, every access within its bounds.
 type checker struct {
-	r        io.ReaderAt
-	size     int64
-	ioErr    error
+	data     []byte
 	pageSize int64
 	hwm      uint64 // pages in use: ids below it
 	seen     map[uint64]bool
@@ -103,19 +112,20 @@ type meta struct {
 
 // check returns why the file is damaged, or "".
 func (c *checker) check() string {
-	var head [pageHeaderSize + metaSize]byte
-	if _, err := c.r.ReadAt(head[:], 0); err != nil {
+	size := int64(len(c.data))
+	const head = pageHeaderSize + metaSize
+	if size < head {
 		return "too short for its first page"
 	}
-	m0, why := parseMeta(head[:], 0)
+	m0, why := parseMeta(c.data[:head], 0)
 	if why != "" {
 		return why
 	}
 	c.pageSize = int64(m0.pageSize)
-	if _, err := c.r.ReadAt(head[:], c.pageSize); err != nil {
+	if size < c.pageSize+head {
 		return "too short for its second page"
 	}
-	m1, why := parseMeta(head[:], 1)
+	m1, why := parseMeta(c.data[c.pageSize:c.pageSize+head], 1)
 	if why != "" {
 		return why
 	}
@@ -127,8 +137,8 @@ func (c *checker) check() string {
 		m = m1 // bbolt opens the later transaction
 	}
 	c.hwm = m.pgid
-	if c.hwm < 3 || int64(c.hwm) > c.size/c.pageSize {
-		return fmt.Sprintf("truncated: %d bytes hold %d pages of %d, its meta page says %d", c.size, c.size/c.pageSize, c.pageSize, c.hwm)
+	if c.hwm < 3 || c.hwm > uint64(size/c.pageSize) {
+		return fmt.Sprintf("truncated: %d bytes hold %d pages of %d, its meta page says %d", size, size/c.pageSize, c.pageSize, c.hwm)
 	}
 	if m.root < 2 || m.root >= c.hwm {
 		return fmt.Sprintf("root page %d out of bounds", m.root)
@@ -181,11 +191,8 @@ func (c *checker) page(id uint64, want uint16) ([]byte, string) {
 	if id < 2 || id >= c.hwm {
 		return nil, fmt.Sprintf("page %d out of bounds (%d pages)", id, c.hwm)
 	}
-	var h [pageHeaderSize]byte
-	if _, err := c.r.ReadAt(h[:], int64(id)*c.pageSize); err != nil {
-		c.ioErr = err
-		return nil, "unreadable"
-	}
+	at := int64(id) * c.pageSize // within the file: id < hwm, checked against its size
+	h := c.data[at : at+pageHeaderSize]
 	if le.Uint64(h[0:8]) != id {
 		return nil, fmt.Sprintf("page %d says it is page %d", id, le.Uint64(h[0:8]))
 	}
@@ -202,12 +209,7 @@ func (c *checker) page(id uint64, want uint16) ([]byte, string) {
 		}
 		c.seen[id+i] = true
 	}
-	p := make([]byte, int64(overflow+1)*c.pageSize)
-	if _, err := c.r.ReadAt(p, int64(id)*c.pageSize); err != nil {
-		c.ioErr = err
-		return nil, "unreadable"
-	}
-	return p, ""
+	return c.data[at : at+int64(overflow+1)*c.pageSize], ""
 }
 
 func (c *checker) checkFreelist(id uint64) string {
