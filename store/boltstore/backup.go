@@ -55,6 +55,9 @@ func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 
 // Ping checks that the store answers a read.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.w.broken.Load() {
+		return fmt.Errorf("store: %w", errBroken)
+	}
 	return s.view(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketAliases) == nil {
 			return errors.New("store: aliases bucket missing")

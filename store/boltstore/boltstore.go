@@ -105,26 +105,21 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := checkFile(path); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: opts.OpenTimeout,
-		// Sweeping many aliases makes the freelist large: keep it in a
-		// hash map and rebuild it at open instead of writing it at every
-		// commit (as etcd does), which keeps commits and their lock short.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
+	db, err := openBolt(path, opts.OpenTimeout)
+	var panicked *panicError
+	if errors.As(err, &panicked) {
+		// bbolt's locks may be held: the file stays open until exit.
+		return nil, &damagedError{path, panicked.what}
+	}
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: %s is locked by another process (is tempalias already running?)", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	targetKey, err := initFile(db)
-	if err == nil {
-		err = migrate(db)
-	}
-	if err == nil {
-		err = releaseStranded(db)
+	targetKey, err := prepare(db)
+	if errors.As(err, &panicked) {
+		return nil, &damagedError{path, panicked.what}
 	}
 	if err != nil {
 		db.Close()
@@ -133,6 +128,44 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{db: db, opts: opts, targetKey: targetKey, refused: make(map[string]int)}
 	s.w = newCommitter(db, opts.MaxBatch)
 	return s, nil
+}
+
+// panicError is a panic of bbolt's in this goroutine (its walk of every
+// page to rebuild the free list panics on what it finds wrong), taken as
+// a damaged file.
+type panicError struct{ what string }
+
+func (p *panicError) Error() string { return p.what }
+
+func recovered(err *error) {
+	if r := recover(); r != nil {
+		*err = &panicError{fmt.Sprint(r)}
+	}
+}
+
+func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
+	defer recovered(&err)
+	return bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: timeout,
+		// Sweeping many aliases makes the freelist large: keep it in a
+		// hash map and rebuild it at open instead of writing it at every
+		// commit (as etcd does), which keeps commits and their lock short.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+}
+
+// prepare readies an opened file: buckets, format, migrations, stranded
+// reservations.
+func prepare(db *bolt.DB) (targetKey []byte, err error) {
+	defer recovered(&err)
+	if targetKey, err = initFile(db); err != nil {
+		return nil, err
+	}
+	if err := migrate(db); err != nil {
+		return nil, err
+	}
+	return targetKey, releaseStranded(db)
 }
 
 // initFile creates the buckets a new file lacks, refuses a later format
@@ -319,5 +352,8 @@ func releaseStranded(db *bolt.DB) error {
 func (s *Store) Close() error {
 	err := s.flushCounts()
 	s.w.close()
+	if s.w.broken.Load() {
+		return errors.Join(err, fmt.Errorf("store: %w", errBroken)) // bbolt's locks may be held: closing could hang
+	}
 	return errors.Join(err, s.db.Close())
 }

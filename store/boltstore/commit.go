@@ -3,7 +3,9 @@ package boltstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -24,6 +26,7 @@ type committer struct {
 	stop     sync.Once
 	mu       sync.RWMutex // held for reading while sending on ops
 	closed   bool
+	broken   atomic.Bool // a write panicked: see errBroken
 }
 
 type op struct {
@@ -119,7 +122,7 @@ func (c *committer) run() {
 }
 
 func (c *committer) commit(batch []*op) {
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := c.update(func(tx *bolt.Tx) error {
 		for _, o := range batch {
 			if err := o.fn(tx); err != nil {
 				return err
@@ -136,8 +139,31 @@ func (c *committer) commit(batch []*op) {
 	// One function failed and took the others down with it: run each on
 	// its own so that only the failing one sees its error.
 	for _, o := range batch {
-		o.err <- c.db.Update(o.fn)
+		o.err <- c.update(o.fn)
 	}
+}
+
+// errBroken is every write's answer once bbolt panicked in one: a file
+// damaged in a way the check at Open cannot see (bbolt keeps no page
+// checksums; a page id pointing at an older copy of a page is well
+// formed). bbolt's writer lock may still be held, so no write is tried
+// again; the process stays up, mail gets a 4xx and /healthz fails.
+var errBroken = errors.New("the data file is damaged (bbolt failed in a write); restore it from a backup")
+
+// update is db.Update, with a panic inside it (in this goroutine: the
+// commit, or the rollback that rebuilds the free list) turned into
+// errBroken for this write and every later one.
+func (c *committer) update(fn func(*bolt.Tx) error) (err error) {
+	if c.broken.Load() {
+		return errBroken
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.broken.Store(true)
+			err = fmt.Errorf("%w: %v", errBroken, r)
+		}
+	}()
+	return c.db.Update(fn)
 }
 
 // close stops accepting writes, finishes the queued ones and waits.
