@@ -1,6 +1,6 @@
 package main
 
-// Admin commands (create, list, show, revoke, backup) work whether or not
+// Admin commands (create, list, show, change, revoke, backup) work whether or not
 // the server runs. bbolt lets one process hold the data file, so a running
 // server answers them on a unix socket beside the data file (mode 0600, so
 // only the service's user and root may use it); when no server runs, the
@@ -44,6 +44,7 @@ type adminOps interface {
 	Create(req alias.Request) (adminAlias, error)
 	List() ([]adminAlias, error)
 	Show(id string) (adminAlias, error)
+	Change(id string, req alias.ChangeRequest) (adminAlias, error)
 	Revoke(id string) error
 	Backup(w io.Writer) error
 }
@@ -85,6 +86,19 @@ func (o localOps) List() ([]adminAlias, error) {
 
 func (o localOps) Show(id string) (adminAlias, error) {
 	a, err := o.st.Held(context.Background(), id, o.now())
+	if err != nil {
+		return adminAlias{}, err
+	}
+	return o.view(a, ""), nil
+}
+
+func (o localOps) Change(id string, req alias.ChangeRequest) (adminAlias, error) {
+	now := o.now()
+	c, err := o.limits().CheckChange(req, now)
+	if err != nil {
+		return adminAlias{}, err
+	}
+	a, err := o.st.ChangeID(context.Background(), id, c, now)
 	if err != nil {
 		return adminAlias{}, err
 	}
@@ -162,6 +176,15 @@ func adminHandler(ops localOps, log *slog.Logger) http.Handler {
 		a, err := ops.Show(chi.URLParam(r, "id"))
 		reply(w, a, err)
 	})
+	r.Patch("/aliases/{id}", func(w http.ResponseWriter, r *http.Request) {
+		var req alias.ChangeRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		a, err := ops.Change(chi.URLParam(r, "id"), req)
+		reply(w, a, err)
+	})
 	r.Delete("/aliases/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if err := ops.Revoke(chi.URLParam(r, "id")); err != nil {
 			fail(w, err)
@@ -231,6 +254,12 @@ func (o remoteOps) Show(id string) (a adminAlias, err error) {
 	return a, err
 }
 
+func (o remoteOps) Change(id string, req alias.ChangeRequest) (a adminAlias, err error) {
+	b, _ := json.Marshal(req)
+	err = o.call("PATCH", "/aliases/"+url.PathEscape(id), strings.NewReader(string(b)), &a)
+	return a, err
+}
+
 func (o remoteOps) Revoke(id string) error {
 	return o.call("DELETE", "/aliases/"+url.PathEscape(id), nil, nil)
 }
@@ -297,7 +326,7 @@ func openEtcd(cfg *Config, log *slog.Logger) (store.Engine, error) {
 }
 
 // runAdmin runs admin command name with its arguments.
-func runAdmin(cfg *Config, name string, args []string, req alias.Request, stdout io.Writer) error {
+func runAdmin(cfg *Config, name string, args []string, req alias.Request, chg alias.ChangeRequest, stdout io.Writer) error {
 	ops, closeOps, err := openAdmin(cfg)
 	if err != nil {
 		return err
@@ -339,6 +368,15 @@ func runAdmin(cfg *Config, name string, args []string, req alias.Request, stdout
 		a, err := ops.Show(args[0])
 		if err != nil {
 			return fmt.Errorf("show %s: %w", args[0], err)
+		}
+		return printJSON(stdout, a)
+	case "change":
+		if len(args) != 1 {
+			return errors.New("usage: tempalias change [-config FILE] [-days N] [-max-usage N] ID")
+		}
+		a, err := ops.Change(args[0], chg)
+		if err != nil {
+			return fmt.Errorf("change %s: %w", args[0], err)
 		}
 		return printJSON(stdout, a)
 	case "backup":

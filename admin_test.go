@@ -73,6 +73,26 @@ func TestAdminCommands(t *testing.T) {
 			if err != nil || !strings.Contains(out, `"target": "Someone@example.com"`) || strings.Contains(out, "token") {
 				t.Fatalf("show: %v\n%s", err, out)
 			}
+			out, err = admin(t, cfgPath, "change", "-days", "5", "-max-usage", "6", created.ID)
+			var changed adminAlias
+			if err != nil || json.Unmarshal([]byte(out), &changed) != nil || *changed.MaxUsage != 6 || *changed.Remaining != 6 {
+				t.Fatalf("change: %v\n%s", err, out)
+			}
+			if exp, _ := time.Parse(time.RFC3339, changed.Expires); exp.Before(begin.Add(5*24*time.Hour-time.Second)) || exp.After(time.Now().Add(5*24*time.Hour)) {
+				t.Errorf("change -days 5: expires %s", changed.Expires)
+			}
+			if out, err := admin(t, cfgPath, "change", "-max-usage", "0", created.ID); err == nil || !strings.Contains(out, "max-usage") {
+				t.Errorf("change -max-usage 0: %v %s", err, out)
+			}
+			if out, err := admin(t, cfgPath, "change", created.ID); err == nil || !strings.Contains(out, "change") {
+				t.Errorf("change without flags: %v %s", err, out)
+			}
+			if out, err := admin(t, cfgPath, "change", "-days", "2", "nosuchid"); err == nil || !strings.Contains(out, "not found") {
+				t.Errorf("change unknown: %v %s", err, out)
+			}
+			if out, err := admin(t, cfgPath, "show", created.ID); err != nil || !strings.Contains(out, `"max-usage": 6`) {
+				t.Errorf("show after change: %v %s", err, out)
+			}
 			if out, err := admin(t, cfgPath, "revoke", other.ID); err != nil {
 				t.Fatalf("revoke: %v %s", err, out)
 			}
@@ -93,7 +113,7 @@ func TestAdminCommands(t *testing.T) {
 			}
 			defer st.Close()
 			a, err := st.Get(context.Background(), created.ID, time.Now())
-			if err != nil || a.Target != "Someone@example.com" || a.MaxUsage != 4 {
+			if err != nil || a.Target != "Someone@example.com" || a.MaxUsage != 6 { // as changed
 				t.Fatalf("backup holds %+v, %v", a, err)
 			}
 			if _, err := st.Get(context.Background(), other.ID, time.Now()); !errors.Is(err, store.ErrNotFound) {

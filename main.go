@@ -9,6 +9,7 @@
 //	tempalias create [-config FILE] -target ADDR [-days N] [-max-usage N]
 //	tempalias list [-config FILE]            live aliases
 //	tempalias show [-config FILE] ID
+//	tempalias change [-config FILE] [-days N] [-max-usage N] ID
 //	tempalias revoke [-config FILE] ID
 //	tempalias backup [-config FILE] FILE     consistent copy of the data file
 //	tempalias version                        version, commit, build date
@@ -91,6 +92,7 @@ var commands = []command{
 	{"create", "", "create an alias"},
 	{"list", "", "list live aliases with their remaining uses and expiry"},
 	{"show", "ID", "show one alias, live or used up (with its refusals)"},
+	{"change", "ID", "change an alias: valid -days from now, -max-usage in all"},
 	{"revoke", "ID", "revoke an alias now"},
 	{"backup", "FILE", "write a consistent copy of the data file, also while the service runs"},
 	{"version", "", "print the version, commit, build date and Go version"},
@@ -196,6 +198,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.IntVar(&days, "days", 0, "lifetime in days (default limits.default_days)")
 		fs.IntVar(&maxUsage, "max-usage", 0, "most messages relayed (default: no limit by count)")
 	}
+	if name == "change" {
+		fs.IntVar(&days, "days", 0, "valid for this many days from now (1 to limits.max_days)")
+		fs.IntVar(&maxUsage, "max-usage", 0, "the new total of messages relayed, at least those relayed and under way (1 to limits.max_usage)")
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			_, err := stdout.Write(out.Bytes())
@@ -251,9 +257,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				req.MaxUsage = &maxUsage
 			}
 		})
-		return runAdmin(cfg, name, nil, req, stdout)
+		return runAdmin(cfg, name, nil, req, alias.ChangeRequest{}, stdout)
+	case "change":
+		var chg alias.ChangeRequest
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "days":
+				chg.Days = &days
+			case "max-usage":
+				chg.MaxUsage = &maxUsage
+			}
+		})
+		return runAdmin(cfg, name, fs.Args(), req, chg, stdout)
 	}
-	return runAdmin(cfg, name, fs.Args(), req, stdout)
+	return runAdmin(cfg, name, fs.Args(), req, alias.ChangeRequest{}, stdout)
 }
 
 // listeners are the sockets handed over by systemd, by name.

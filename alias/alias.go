@@ -47,6 +47,12 @@ type Alias struct {
 	// wants mail from us; it refuses mail like an unknown alias.
 	Unverified bool   `json:"unverified,omitempty"`
 	TokenHash  []byte `json:"token_hash"`
+	// AllowFrom, when not empty, lists the only senders whose mail it
+	// takes (see SenderAllowed): lower-case domains and addresses.
+	AllowFrom []string `json:"allow_from,omitempty"`
+	// LockSender makes the domain of the first message delivered its
+	// AllowFrom, while that is empty (see LockTo).
+	LockSender bool `json:"lock_sender,omitempty"`
 }
 
 // Expired reports whether the alias has run out of time at now.

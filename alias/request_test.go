@@ -2,6 +2,7 @@ package alias
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -87,7 +88,7 @@ func TestLimitsCheck(t *testing.T) {
 			if strings.ContainsAny(inv.Reason, "\r\n\x00") || strings.Contains(inv.Reason, ErrAddress.Error()) {
 				t.Errorf("reason %q", inv.Reason)
 			}
-			if got != (Spec{}) {
+			if !reflect.DeepEqual(got, Spec{}) {
 				t.Errorf("Check returned %+v along with an error", got)
 			}
 		})

@@ -29,7 +29,12 @@ type View struct {
 	Refused   int    `json:"refused"`  // mail refused since it was used up
 	Lifetime  string `json:"lifetime"` // when it dies, as one sentence for people
 	Status    string `json:"status"`   // active; pending until the target confirms; used-up
-	Token     string `json:"token,omitempty"`
+	// AllowFrom are the only senders it takes mail from ([]: any);
+	// LockSender, whether the first delivered message's domain becomes
+	// AllowFrom while that is empty.
+	AllowFrom  []string `json:"allow-from"`
+	LockSender bool     `json:"lock-sender"`
+	Token      string   `json:"token,omitempty"`
 }
 
 func (a *API) view(al alias.Alias, token string) View {
@@ -49,6 +54,9 @@ func NewView(al alias.Alias, domain, token string) View {
 		Lifetime: lifetimeSentence(al),
 		Status:   "active",
 		Token:    token,
+
+		AllowFrom:  append([]string{}, al.AllowFrom...),
+		LockSender: al.LockSender,
 	}
 	switch {
 	case al.Unverified:
@@ -194,6 +202,48 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a.view(al, ""))
+}
+
+// change is PATCH /aliases/{id}: new days, max-usage or allow-from,
+// decoded as strictly as a creation and decided by the store in one
+// transaction with the uses it is checked against.
+func (a *API) change(w http.ResponseWriter, r *http.Request) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, errContentType)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, errTooLarge)
+			return
+		}
+		writeError(w, invalid("The request body could not be read."))
+		return
+	}
+	req, err := decodeChange(body)
+	if err != nil {
+		writeError(w, invalid(err.Error()))
+		return
+	}
+	now := a.cfg.Now()
+	c, err := a.limits.Load().request.CheckChange(req, now)
+	if err == nil {
+		var al alias.Alias
+		al, err = a.store.Change(r.Context(), chi.URLParam(r, "id"), bearer(r), c, now)
+		if err == nil {
+			writeJSON(w, http.StatusOK, a.view(al, ""))
+			return
+		}
+	}
+	var inv *alias.InvalidError
+	if errors.As(err, &inv) {
+		writeError(w, invalid(fmt.Sprintf("%s %s.", inv.Field, inv.Reason)))
+		return
+	}
+	a.lookupError(w, err)
 }
 
 // revoke is DELETE /aliases/{id}.

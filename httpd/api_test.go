@@ -349,8 +349,8 @@ func TestMethodAndRouteErrors(t *testing.T) {
 	}{
 		{"PUT", "/aliases", 405, "method-not-allowed", "POST"},
 		{"GET", "/aliases", 405, "method-not-allowed", "POST"},
-		{"PATCH", "/aliases/abc", 405, "method-not-allowed", "GET, DELETE"},
-		{"POST", "/aliases/abc", 405, "method-not-allowed", "GET, DELETE"},
+		{"PUT", "/aliases/abc", 405, "method-not-allowed", "GET, PATCH, DELETE"},
+		{"POST", "/aliases/abc", 405, "method-not-allowed", "GET, PATCH, DELETE"},
 		{"GET", "/aliases/abc/def", 404, "not-found", ""},
 		{"GET", "/nothing-here", 404, "not-found", ""},
 		{"POST", "/confirm/abc", 404, "not-found", ""}, // verification is off
@@ -562,6 +562,10 @@ func (unreachable) Authorized(context.Context, string, string, time.Time) (alias
 
 func (unreachable) Revoke(context.Context, string, string, time.Time) error { return errUnreachable }
 
+func (unreachable) Change(context.Context, string, string, alias.Change, time.Time) (alias.Alias, error) {
+	return alias.Alias{}, errUnreachable
+}
+
 // A store that cannot be reached is 503 unavailable with Retry-After for
 // every API call that needs it, never a 500 or a 404.
 func TestStoreUnavailable(t *testing.T) {
@@ -581,6 +585,7 @@ func TestStoreUnavailable(t *testing.T) {
 		{"POST", "/aliases", jsonType, `{"target":"t@example.com"}`},
 		{"GET", "/aliases/abcdef", "", ""},
 		{"DELETE", "/aliases/abcdef", "", ""},
+		{"PATCH", "/aliases/abcdef", jsonType, `{"days": 5}`},
 	} {
 		r := ta.do(t, req.method, req.path, req.ctype, req.body, "Authorization", "Bearer x")
 		if r.status != 503 || r.body["error"] != "unavailable" || r.header.Get("Retry-After") == "" {

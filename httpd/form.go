@@ -69,7 +69,7 @@ func decodeForm(body string) (alias.Request, error) {
 	}
 	var req alias.Request
 	for key, vs := range vals {
-		if !createFields[key] {
+		if key != "target" && key != "days" && key != "max-usage" {
 			continue
 		}
 		if len(vs) > 1 {

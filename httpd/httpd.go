@@ -25,6 +25,7 @@ type Store interface {
 	Create(ctx context.Context, spec alias.Spec, now time.Time, opts ...store.CreateOption) (store.Created, error)
 	Authorized(ctx context.Context, id, token string, now time.Time) (alias.Alias, error)
 	Revoke(ctx context.Context, id, token string, now time.Time) error
+	Change(ctx context.Context, id, token string, c alias.Change, now time.Time) (alias.Alias, error)
 	TargetVerified(ctx context.Context, target string, now time.Time) (bool, error)
 	Confirm(ctx context.Context, token string, now time.Time, remember time.Duration) (alias.Alias, error)
 }
@@ -88,7 +89,7 @@ func New(cfg Config, st Store) *API {
 	r.Use(a.logRequests, a.recoverJSON)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		// rfc 9110:15.5.6: a 405 names the methods that would work.
-		allow := "GET, DELETE"
+		allow := "GET, PATCH, DELETE"
 		if strings.TrimSuffix(r.URL.Path, "/") == "/aliases" {
 			allow = "POST"
 		}
@@ -98,6 +99,7 @@ func New(cfg Config, st Store) *API {
 	r.Route("/aliases", func(r chi.Router) {
 		r.Post("/", a.create)
 		r.Get("/{id}", a.get)
+		r.Patch("/{id}", a.change)
 		r.Delete("/{id}", a.revoke)
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeError(w, errNotFound) })
 	})

@@ -160,7 +160,7 @@ func bearerGiven(_ context.Context, in *openapi3filter.AuthenticationInput) erro
 // description does not allow, so the API tests that pass through it are
 // a real check of openapi.json.
 func TestOpenAPIValidatorFails(t *testing.T) {
-	good := `{"id":"abc","alias":"abc@tempalias.test","target":"t@example.com","created":"2026-11-22T08:00:00Z","expires":"2026-11-25T08:00:00Z","max-usage":null,"remaining":null,"relayed":0,"refused":0,"lifetime":"It stops working after 3 days.","status":"active","token":"0123456789abcdefghijklmnop"}`
+	good := `{"id":"abc","alias":"abc@tempalias.test","target":"t@example.com","created":"2026-11-22T08:00:00Z","expires":"2026-11-25T08:00:00Z","max-usage":null,"remaining":null,"relayed":0,"refused":0,"lifetime":"It stops working after 3 days.","status":"active","allow-from":[],"lock-sender":false,"token":"0123456789abcdefghijklmnop"}`
 	for _, tc := range []struct {
 		name, method, path, reqBody string
 		status                      int

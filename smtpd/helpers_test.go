@@ -230,16 +230,16 @@ type countingStore struct {
 
 var errCommitFailed = errors.New("test: commit failed")
 
-func (c *countingStore) Reserve(ctx context.Context, id string, now time.Time) (*store.Reservation, error) {
+func (c *countingStore) Reserve(ctx context.Context, id string, now time.Time, opts ...store.ReserveOption) (*store.Reservation, error) {
 	if c.unavailable.Load() {
 		return nil, fmt.Errorf("test: no quorum: %w", store.ErrUnavailable)
 	}
-	r, err := c.Store.Reserve(ctx, id, now)
+	r, err := c.Store.Reserve(ctx, id, now, opts...)
 	if err != nil {
 		return nil, err
 	}
 	c.reserved.Add(1)
-	return store.NewReservation(r.Alias, r.Key(), countingSettler{c, r}), nil
+	return store.NewReservation(r.Alias, r.Key(), countingSettler{c, r}, opts...), nil
 }
 
 type countingSettler struct {

@@ -13,9 +13,11 @@ import (
 // refusal reasons in the transaction's log line. An unknown alias and a
 // dead one (expired, used up, revoked, pending) are one reason, as they
 // are one reply: the log is no record of which ids ever existed.
-// "sender-not-allowed" is kept for allow-from.
+// "sender-not-allowed" is an alias whose allow-from does not take the
+// sender: the operator may see it, the client's reply does not say it.
 const (
 	reasonUnknown    = "unknown-or-dead"
+	reasonSender     = "sender-not-allowed"
 	reasonForeign    = "foreign-domain"
 	reasonBadAddress = "bad-address"
 	reasonBusy       = "busy"
@@ -30,6 +32,8 @@ const (
 func refusalReason(err error) string {
 	var ue *upstreamError
 	switch {
+	case errors.Is(err, errSenderNotAllowed):
+		return reasonSender
 	case errors.Is(err, errNoSuchUser):
 		return reasonUnknown
 	case errors.Is(err, errRelayDenied):

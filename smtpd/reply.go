@@ -42,6 +42,10 @@ var (
 	// One reply for unknown, expired, used-up and revoked aliases, so that
 	// the server is no oracle for which ids exist or existed.
 	errNoSuchUser = &refusal{code: 550, enh: smtp.EnhancedCode{5, 1, 1}, msg: "No such recipient", bad: true}
+	// An alias whose allow-from does not take the envelope sender gets
+	// the very same reply (it wraps errNoSuchUser); only the log line
+	// tells them apart.
+	errSenderNotAllowed = fmt.Errorf("%w (sender not allowed)", errNoSuchUser)
 	// The alias is alive but every remaining use is reserved by
 	// transactions still under way. Those may yet fail and be refunded,
 	// so a 5xx would bounce mail that could well be delivered a minute

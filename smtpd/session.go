@@ -207,10 +207,12 @@ func (s *session) rcpt(tx *transaction, to string) error {
 		return nil // named twice, one use (rfc 5321 allows duplicates)
 	}
 	now := cfg.Now()
-	res, err := s.srv.st.Reserve(s.srv.dialCtx, id, now)
+	res, err := s.srv.st.Reserve(s.srv.dialCtx, id, now, store.From(tx.from))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return errNoSuchUser
+	case errors.Is(err, store.ErrSenderNotAllowed):
+		return errSenderNotAllowed
 	case errors.Is(err, store.ErrExhausted):
 		return errAliasBusy
 	case err != nil:
@@ -616,6 +618,12 @@ func (s *session) commit(tx *transaction) error {
 	now := s.srv.cfg.Now()
 	for _, r := range tx.res {
 		if err := r.Commit(s.srv.dialCtx, now); err != nil {
+			if errors.Is(err, store.ErrSenderNotAllowed) {
+				// Another message, committed first, locked the alias to
+				// its sender's domain (lock-sender), or allow-from changed
+				// since RCPT: refused as at RCPT.
+				return errSenderNotAllowed
+			}
 			return fmt.Errorf("commit %s: %w", r.Alias.ID, err)
 		}
 	}

@@ -35,7 +35,7 @@ import (
 // end of the message goes to the smarthost, and refunded if the
 // transaction ends before that or the smarthost then refuses the message.
 type Store interface {
-	Reserve(ctx context.Context, id string, now time.Time) (*store.Reservation, error)
+	Reserve(ctx context.Context, id string, now time.Time, opts ...store.ReserveOption) (*store.Reservation, error)
 }
 
 // Config configures a Server. Every zero value gets the default named in

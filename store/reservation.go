@@ -30,6 +30,10 @@ import (
 type Reservation struct {
 	// Alias is the alias as it was when the use was reserved.
 	Alias alias.Alias
+	// Sender is the envelope sender it was reserved for, when HasSender
+	// (see From): Commit applies lock-sender with it.
+	Sender    string
+	HasSender bool
 
 	key string
 	s   Settler
@@ -59,9 +63,24 @@ type Settler interface {
 }
 
 // NewReservation is for engines: a reservation of a's use under key,
-// settled through s.
-func NewReservation(a alias.Alias, key string, s Settler) *Reservation {
-	return &Reservation{Alias: a, key: key, s: s}
+// settled through s, for the message that Reserve's opts describe.
+func NewReservation(a alias.Alias, key string, s Settler, opts ...ReserveOption) *Reservation {
+	o := NewReserveOptions(opts)
+	return &Reservation{Alias: a, Sender: o.Sender, HasSender: o.HasSender, key: key, s: s}
+}
+
+// Admits reports whether a, the alias as stored at commit, still takes
+// the reservation's sender, and applies lock-sender to a; locked reports
+// whether that changed a. Engines call it inside the commit's
+// transaction, so two racing first messages cannot both lock.
+func (r *Reservation) Admits(a *alias.Alias) (ok, locked bool) {
+	if !r.HasSender {
+		return true, false
+	}
+	if !a.SenderAllowed(r.Sender) {
+		return false, false
+	}
+	return true, a.LockTo(r.Sender)
 }
 
 // Key is the reservation's identity in the engine's record ("" when the

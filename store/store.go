@@ -30,6 +30,10 @@ var (
 	// decided, and the same call may succeed later. HTTP answers it with
 	// 503, SMTP with a 4xx.
 	ErrUnavailable = errors.New("the store cannot be reached")
+	// ErrSenderNotAllowed is Reserve's (and Commit's) answer when the
+	// alias is alive but its allow-from list does not name the envelope
+	// sender: SMTP refuses it exactly as an unknown alias.
+	ErrSenderNotAllowed = errors.New("sender not allowed by the alias")
 	// ErrSettled is the answer to settling a Reservation a second time.
 	ErrSettled = errors.New("store: reservation already settled")
 )
@@ -55,8 +59,24 @@ type Engine interface {
 	Authorized(ctx context.Context, id, token string, now time.Time) (alias.Alias, error)
 	// Reserve takes one use of alias id for a message about to be
 	// relayed: ErrNotFound if it is not alive, ErrExhausted if every
-	// remaining use is reserved already.
-	Reserve(ctx context.Context, id string, now time.Time) (*Reservation, error)
+	// remaining use is reserved already. With From(sender), an alias
+	// whose allow-from does not match sender gives ErrSenderNotAllowed
+	// (counted as refused, no use taken), and the commit applies
+	// lock-sender and checks allow-from again.
+	Reserve(ctx context.Context, id string, now time.Time, opts ...ReserveOption) (*Reservation, error)
+	// Change applies c to alias id if token is its token, in one
+	// transaction (or compare-and-swap) with the read it is checked
+	// against, and returns the alias changed; ChangeID without a token
+	// (for the operator). The alias must be held (see Held): a
+	// wrong token, unknown, expired or revoked alias is ErrNotFound; a
+	// max-usage below the uses delivered and reserved is an
+	// *alias.InvalidError.
+	Change(ctx context.Context, id, token string, c alias.Change, now time.Time) (alias.Alias, error)
+	ChangeID(ctx context.Context, id string, c alias.Change, now time.Time) (alias.Alias, error)
+	// LinkKey is the store's key for revoke links (alias.RevokeMAC): made
+	// once per store and kept in it, so that links survive restarts and
+	// hold on every host.
+	LinkKey() []byte
 	// Revoke kills alias id if token is its token; RevokeID without one
 	// (for the operator).
 	Revoke(ctx context.Context, id, token string, now time.Time) error
@@ -111,6 +131,33 @@ func Pending() CreateOption { return func(o *CreateOptions) { o.Pending = true }
 // NewCreateOptions applies opts.
 func NewCreateOptions(opts []CreateOption) CreateOptions {
 	var o CreateOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// ReserveOptions are the choices Reserve offers; engines read them with
+// NewReserveOptions.
+type ReserveOptions struct {
+	// Sender is the envelope sender ("" for the null sender), when
+	// HasSender.
+	Sender    string
+	HasSender bool
+}
+
+// ReserveOption sets one of ReserveOptions.
+type ReserveOption func(*ReserveOptions)
+
+// From names the message's envelope sender ("" for the null sender) for
+// allow-from and lock-sender. Without it neither applies.
+func From(sender string) ReserveOption {
+	return func(o *ReserveOptions) { o.Sender, o.HasSender = sender, true }
+}
+
+// NewReserveOptions applies opts.
+func NewReserveOptions(opts []ReserveOption) ReserveOptions {
+	var o ReserveOptions
 	for _, f := range opts {
 		f(&o)
 	}

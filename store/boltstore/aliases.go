@@ -52,6 +52,8 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 			MaxUsage:   spec.MaxUsage,
 			TokenHash:  alias.HashToken(c.Token),
 			Unverified: pending,
+			AllowFrom:  spec.AllowFrom,
+			LockSender: spec.LockSender,
 		}, TargetHash: hash}
 		if pending {
 			r.ConfirmHash = alias.HashToken(c.Confirm)

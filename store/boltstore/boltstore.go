@@ -42,6 +42,7 @@ var (
 	keyIssued      = []byte("issued")     // count of ids ever issued, uint64
 	keyStored      = []byte("stored")     // count of records in the aliases bucket, uint64
 	keyTargetKey   = []byte("target_key") // HMAC key for target hashes
+	keyLinkKey     = []byte("link_key")   // HMAC key for revoke links
 	keyFormat      = []byte("format")     // the file's layout version, uint64
 	present        = []byte{1}            // the value of set-like buckets
 )
@@ -75,6 +76,7 @@ type Store struct {
 	opts      Options
 	w         *committer
 	targetKey []byte // keys the target hashes, so the file lists no addresses in those buckets
+	linkKey   []byte // keys the revoke links (alias.RevokeMAC)
 
 	// refused counts mail refused for used-up aliases since the last
 	// flush: a refusal is the hot path and costs no write.
@@ -117,7 +119,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	targetKey, err := prepare(db)
+	targetKey, linkKey, err := prepare(db)
 	if errors.As(err, &panicked) {
 		return nil, &damagedError{path, panicked.what}
 	}
@@ -125,7 +127,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	s := &Store{db: db, opts: opts, targetKey: targetKey, refused: make(map[string]int)}
+	s := &Store{db: db, opts: opts, targetKey: targetKey, linkKey: linkKey, refused: make(map[string]int)}
 	s.w = newCommitter(db, opts.MaxBatch)
 	return s, nil
 }
@@ -157,20 +159,20 @@ func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
 
 // prepare readies an opened file: buckets, format, migrations, stranded
 // reservations.
-func prepare(db *bolt.DB) (targetKey []byte, err error) {
+func prepare(db *bolt.DB) (targetKey, linkKey []byte, err error) {
 	defer recovered(&err)
-	if targetKey, err = initFile(db); err != nil {
-		return nil, err
+	if targetKey, linkKey, err = initFile(db); err != nil {
+		return nil, nil, err
 	}
 	if err := migrate(db); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return targetKey, releaseStranded(db)
+	return targetKey, linkKey, releaseStranded(db)
 }
 
 // initFile creates the buckets a new file lacks, refuses a later format
-// and returns the target-hash key, made on first use.
-func initFile(db *bolt.DB) (targetKey []byte, err error) {
+// and returns the target-hash and revoke-link keys, made on first use.
+func initFile(db *bolt.DB) (targetKey, linkKey []byte, err error) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketAliases, bucketSweep, bucketMeta, bucketConfirm, bucketTargets, bucketVerify, bucketReserved} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -188,16 +190,28 @@ func initFile(db *bolt.DB) (targetKey []byte, err error) {
 				return err
 			}
 		}
-		if k := meta.Get(keyTargetKey); len(k) == 32 {
-			targetKey = append([]byte(nil), k...)
-			return nil
+		if targetKey, err = metaKey(meta, keyTargetKey); err != nil {
+			return err
 		}
-		targetKey = make([]byte, 32)
-		rand.Read(targetKey)
-		return meta.Put(keyTargetKey, targetKey)
+		linkKey, err = metaKey(meta, keyLinkKey)
+		return err
 	})
-	return targetKey, err
+	return targetKey, linkKey, err
 }
+
+// metaKey returns the 32-byte key stored under name, making it the first
+// time.
+func metaKey(meta *bolt.Bucket, name []byte) ([]byte, error) {
+	if k := meta.Get(name); len(k) == 32 {
+		return append([]byte(nil), k...), nil
+	}
+	k := make([]byte, 32)
+	rand.Read(k)
+	return k, meta.Put(name, k)
+}
+
+// LinkKey is the file's key for revoke links, made once with the file.
+func (s *Store) LinkKey() []byte { return s.linkKey }
 
 // fileFormat is the format the file says it has; 0 for none (format 1, or
 // a new file).

@@ -87,6 +87,8 @@ type recordJSON struct {
 	Refused     int       `json:"refused,omitempty"`
 	Unverified  bool      `json:"unverified,omitempty"`
 	TokenHash   []byte    `json:"token_hash"`
+	AllowFrom   []string  `json:"allow_from,omitempty"`
+	LockSender  bool      `json:"lock_sender,omitempty"`
 	SweepAt     int64     `json:"sweep_at"`
 	TargetHash  []byte    `json:"target_hash,omitempty"`
 	ConfirmHash []byte    `json:"confirm_hash,omitempty"`
@@ -98,6 +100,7 @@ func (r *record) encode() []byte {
 		ID: a.ID, Target: a.Target, Created: a.Created, Expires: a.Expires,
 		MaxUsage: a.MaxUsage, Used: a.Used, Pending: a.Pending, Revoked: a.Revoked,
 		Refused: a.Refused, Unverified: a.Unverified, TokenHash: a.TokenHash,
+		AllowFrom: a.AllowFrom, LockSender: a.LockSender,
 		SweepAt: r.SweepAt, TargetHash: r.TargetHash, ConfirmHash: r.ConfirmHash,
 	})
 	if err != nil {
@@ -138,6 +141,7 @@ func decode(id, v []byte) (*record, error) {
 			ID: j.ID, Target: j.Target, Created: j.Created, Expires: j.Expires,
 			MaxUsage: j.MaxUsage, Used: j.Used, Pending: j.Pending, Revoked: j.Revoked,
 			Refused: j.Refused, Unverified: j.Unverified, TokenHash: j.TokenHash,
+			AllowFrom: j.AllowFrom, LockSender: j.LockSender,
 		},
 		SweepAt: j.SweepAt, TargetHash: j.TargetHash, ConfirmHash: j.ConfirmHash,
 	}, nil

@@ -20,7 +20,11 @@ import (
 // the reservation's key in the reserved bucket, in the transaction that
 // takes it, so that a reservation this process never settles is found and
 // released by the next Open.
-func (s *Store) Reserve(ctx context.Context, id string, now time.Time) (*store.Reservation, error) {
+//
+// With store.From, a live alias whose allow-from does not take the sender
+// gives ErrSenderNotAllowed, counted as a refusal, and nothing is written.
+func (s *Store) Reserve(ctx context.Context, id string, now time.Time, opts ...store.ReserveOption) (*store.Reservation, error) {
+	o := store.NewReserveOptions(opts)
 	id = strings.ToLower(id)
 	if !alias.ValidID(id) {
 		return nil, store.ErrNotFound
@@ -64,13 +68,16 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time) (*store.R
 		return nil, store.ErrNotFound
 	case a.Unverified:
 		return nil, store.ErrNotFound
+	case o.HasSender && !a.SenderAllowed(o.Sender):
+		s.countRefused(id)
+		return nil, store.ErrSenderNotAllowed
 	case !a.CanReserve(now):
 		return nil, store.ErrExhausted
 	case a.MaxUsage == 0:
 		// Nothing to count against: nothing is written, and a refund
 		// before the commit has nothing to give back. The commit still
 		// counts the delivery for the relayed statistic.
-		return store.NewReservation(a, "", settler{s}), nil
+		return store.NewReservation(a, "", settler{s}, opts...), nil
 	}
 	key := newKey()
 	got, err := write(ctx, s.w, func(tx *bolt.Tx) (alias.Alias, error) {
@@ -86,6 +93,8 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time) (*store.R
 			return r.Alias, refuse(store.ErrNotFound)
 		case r.Unverified:
 			return alias.Alias{}, refuse(store.ErrNotFound)
+		case o.HasSender && !r.SenderAllowed(o.Sender):
+			return alias.Alias{}, refuse(store.ErrSenderNotAllowed)
 		case !r.CanReserve(now):
 			return alias.Alias{}, refuse(store.ErrExhausted)
 		}
@@ -95,6 +104,10 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time) (*store.R
 		}
 		return r.Alias, update(tx, r)
 	})
+	if errors.Is(err, store.ErrSenderNotAllowed) {
+		s.countRefused(id)
+		return nil, err
+	}
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExhausted) {
 		if got.UsedUp() && !got.Gone(now) {
 			s.countRefused(id)
@@ -104,7 +117,7 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time) (*store.R
 	if err != nil {
 		return nil, fmt.Errorf("store: reserve %s: %w", id, err)
 	}
-	return store.NewReservation(got, key, settler{s}), nil
+	return store.NewReservation(got, key, settler{s}, opts...), nil
 }
 
 // newKey is a reservation's identity: random, so that no two
@@ -125,10 +138,22 @@ type settler struct{ s *Store }
 
 // Commit turns the reservation into a delivered use. An alias whose uses
 // are all delivered stays filed at its expiry: until then its holder can
-// see it, and how much mail it refused since.
+// see it, and how much mail it refused since. A sender that allow-from no
+// longer takes (changed, or locked by a message that committed first) is
+// refused with ErrSenderNotAllowed, the reservation left open for its
+// refund; the first commit of a lock-sender alias locks it.
 func (st settler) Commit(ctx context.Context, res *store.Reservation, now time.Time) error {
 	id, key := res.Alias.ID, res.Key()
 	_, err := write(ctx, st.s.w, func(tx *bolt.Tx) (struct{}, error) {
+		r, err := get(tx, id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return struct{}{}, err
+		}
+		if err == nil {
+			if ok, _ := res.Admits(&r.Alias); !ok {
+				return struct{}{}, refuse(store.ErrSenderNotAllowed)
+			}
+		}
 		if key != "" {
 			reserved := tx.Bucket(bucketReserved)
 			if reserved.Get([]byte(key)) == nil {
@@ -138,12 +163,8 @@ func (st settler) Commit(ctx context.Context, res *store.Reservation, now time.T
 				return struct{}{}, err
 			}
 		}
-		r, err := get(tx, id)
-		if errors.Is(err, store.ErrNotFound) {
+		if r == nil {
 			return struct{}{}, nil // swept meanwhile; the use is spent either way
-		}
-		if err != nil {
-			return struct{}{}, err
 		}
 		if key != "" && r.Pending > 0 {
 			r.Pending--

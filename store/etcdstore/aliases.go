@@ -15,19 +15,21 @@ import (
 
 // record is an alias as this engine stores it.
 type record struct {
-	ID          string `json:"id"`
-	Target      string `json:"target"`
-	Created     int64  `json:"created"`
-	Expires     int64  `json:"expires"`
-	MaxUsage    int    `json:"max_usage,omitempty"`
-	Used        int    `json:"used,omitempty"`
-	Refused     int    `json:"refused,omitempty"`
-	Revoked     bool   `json:"revoked,omitempty"`
-	Unverified  bool   `json:"unverified,omitempty"`
-	TokenHash   []byte `json:"token_hash"`
-	TargetHash  []byte `json:"target_hash"`
-	ConfirmHash []byte `json:"confirm_hash,omitempty"`
-	SweepAt     int64  `json:"sweep_at"` // the time part of its sweep key
+	ID          string   `json:"id"`
+	Target      string   `json:"target"`
+	Created     int64    `json:"created"`
+	Expires     int64    `json:"expires"`
+	MaxUsage    int      `json:"max_usage,omitempty"`
+	Used        int      `json:"used,omitempty"`
+	Refused     int      `json:"refused,omitempty"`
+	Revoked     bool     `json:"revoked,omitempty"`
+	Unverified  bool     `json:"unverified,omitempty"`
+	TokenHash   []byte   `json:"token_hash"`
+	TargetHash  []byte   `json:"target_hash"`
+	ConfirmHash []byte   `json:"confirm_hash,omitempty"`
+	AllowFrom   []string `json:"allow_from,omitempty"`
+	LockSender  bool     `json:"lock_sender,omitempty"`
+	SweepAt     int64    `json:"sweep_at"` // the time part of its sweep key
 	// Recent are the keys of the latest committed reservations (see
 	// recentUses).
 	Recent []string `json:"recent,omitempty"`
@@ -49,6 +51,8 @@ func (r *record) alias(pending int) alias.Alias {
 		Refused:    r.Refused,
 		Unverified: r.Unverified,
 		TokenHash:  r.TokenHash,
+		AllowFrom:  r.AllowFrom,
+		LockSender: r.LockSender,
 	}
 }
 
@@ -153,6 +157,8 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 			TargetHash: hash,
 			Unverified: o.Pending,
 			SweepAt:    spec.Expires.Unix(),
+			AllowFrom:  spec.AllowFrom,
+			LockSender: spec.LockSender,
 		}
 		if o.Pending {
 			r.ConfirmHash = alias.HashToken(c.Confirm)

@@ -16,6 +16,7 @@
 //	P c/<confirm hash>       a pending alias's confirmation token -> id
 //	P v/<target hash>        a confirmed target -> unix time it stays confirmed
 //	P meta/target_key        the HMAC key of target hashes
+//	P meta/link_key          the HMAC key of revoke links
 //	P sweeper/...            the lock one sweeping host holds
 //
 // # Uses
@@ -96,6 +97,7 @@ type Store struct {
 	opts      Options
 	p         string // the key prefix
 	targetKey []byte
+	linkKey   []byte
 	log       *slog.Logger
 
 	sessMu sync.Mutex
@@ -184,10 +186,20 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// loadTargetKey reads the cluster's target-hash key, writing a new one if
-// no host did before; two hosts starting at once agree on one.
+// loadTargetKey reads the cluster's target-hash and revoke-link keys,
+// writing new ones if no host did before; two hosts starting at once
+// agree on one.
 func (s *Store) loadTargetKey(ctx context.Context) error {
-	k := s.p + "meta/target_key"
+	var err error
+	if s.targetKey, err = s.loadKey(ctx, "meta/target_key"); err != nil {
+		return err
+	}
+	s.linkKey, err = s.loadKey(ctx, "meta/link_key")
+	return err
+}
+
+func (s *Store) loadKey(ctx context.Context, name string) ([]byte, error) {
+	k := s.p + name
 	fresh := make([]byte, 32)
 	rand.Read(fresh)
 	resp, err := s.cli.Txn(ctx).
@@ -196,19 +208,20 @@ func (s *Store) loadTargetKey(ctx context.Context) error {
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.Succeeded {
-		s.targetKey = fresh
-		return nil
+		return fresh, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) != 1 || len(kvs[0].Value) != 32 {
-		return fmt.Errorf("%s is not a 32-byte key", k)
+		return nil, fmt.Errorf("%s is not a 32-byte key", k)
 	}
-	s.targetKey = kvs[0].Value
-	return nil
+	return kvs[0].Value, nil
 }
+
+// LinkKey is the cluster's key for revoke links, shared by every host.
+func (s *Store) LinkKey() []byte { return s.linkKey }
 
 // Close gives up this host's lease (its open reservations come back at
 // once instead of after the TTL), writes the refusal counts and

@@ -32,8 +32,11 @@ var errReservationLost = errors.New("reservation expired with this host's lease"
 // Reserve takes one use of alias id: a key of its own under r/, on this
 // host's lease, written only if neither the record nor the alias's
 // reservations changed since they were read, so that two hosts racing
-// for the last use are decided by the cluster.
-func (s *Store) Reserve(ctx context.Context, id string, now time.Time) (*store.Reservation, error) {
+// for the last use are decided by the cluster. With store.From, a sender
+// that allow-from does not take is ErrSenderNotAllowed, counted as a
+// refusal, and nothing is written.
+func (s *Store) Reserve(ctx context.Context, id string, now time.Time, opts ...store.ReserveOption) (*store.Reservation, error) {
+	o := store.NewReserveOptions(opts)
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	id = strings.ToLower(id)
@@ -52,12 +55,15 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time) (*store.R
 			return store.ErrNotFound
 		case a.Unverified:
 			return store.ErrNotFound
+		case o.HasSender && !a.SenderAllowed(o.Sender):
+			s.countRefusedID(id)
+			return store.ErrSenderNotAllowed
 		case !a.CanReserve(now):
 			return store.ErrExhausted
 		case a.MaxUsage == 0:
 			// Nothing to count against: nothing is written. Commit still
 			// counts the delivery.
-			res = store.NewReservation(a, key, s)
+			res = store.NewReservation(a, key, s, opts...)
 			s.reserved.Store(key, snap)
 			return nil
 		}
@@ -80,11 +86,11 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time) (*store.R
 			return errConflict
 		}
 		a.Pending++
-		res = store.NewReservation(a, key, s)
+		res = store.NewReservation(a, key, s, opts...)
 		s.reserved.Store(key, snap)
 		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExhausted) {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExhausted) || errors.Is(err, store.ErrSenderNotAllowed) {
 		return nil, err
 	}
 	if err != nil {
@@ -125,7 +131,10 @@ func newKey() string {
 // Commit counts res's use in the record and deletes its reservation, in
 // one transaction that requires the reservation to still exist. The
 // reservation's key stays in the record (see recentUses), so a commit
-// repeated after a lost answer finds its work done.
+// repeated after a lost answer finds its work done. The record's
+// allow-from is checked again and lock-sender applied in the same
+// compare-and-swap, so two racing first messages cannot both lock: the
+// later one is refused with ErrSenderNotAllowed unless its sender fits.
 func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Time) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
@@ -161,6 +170,11 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 		if limited && !resKV {
 			return errReservationLost
 		}
+		a := r.alias(0)
+		if ok, _ := res.Admits(&a); !ok {
+			return store.ErrSenderNotAllowed
+		}
+		r.AllowFrom = a.AllowFrom
 		r.Used++
 		r.Recent = append(r.Recent, key)
 		if len(r.Recent) > recentUses {
@@ -277,6 +291,16 @@ func (s *Store) countRefused(a *alias.Alias, now time.Time) {
 	defer s.refusedMu.Unlock()
 	if _, ok := s.refused[a.ID]; ok || len(s.refused) < maxUnflushed {
 		s.refused[a.ID]++
+	}
+}
+
+// countRefusedID notes mail refused for alias id, alive, because its
+// allow-from does not take the sender.
+func (s *Store) countRefusedID(id string) {
+	s.refusedMu.Lock()
+	defer s.refusedMu.Unlock()
+	if _, ok := s.refused[id]; ok || len(s.refused) < maxUnflushed {
+		s.refused[id]++
 	}
 }
 
