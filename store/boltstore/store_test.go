@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/internal/enginetest"
 	"github.com/tempalias/tempalias/store"
 	bolt "go.etcd.io/bbolt"
 )
@@ -421,31 +420,5 @@ func TestBackup(t *testing.T) {
 	}
 	if _, err := restored.Get(a.ID, t0); !errors.Is(err, ErrNotFound) {
 		t.Errorf("backup holds an alias created after it: %v", err)
-	}
-}
-
-func TestFeatures(t *testing.T) {
-	enginetest.Features(t, func(t *testing.T) store.Engine {
-		s, _ := openStore(t, Options{})
-		return s.Store
-	})
-}
-
-// The revoke-link key is made once with the file and kept in it.
-func TestLinkKeyKept(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "k.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := s.LinkKey()
-	s.Close()
-	s, err = Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if string(s.LinkKey()) != string(k) || len(k) != 32 || string(k) == string(s.targetKey) {
-		t.Fatalf("link key %x, then %x", k, s.LinkKey())
 	}
 }

@@ -31,3 +31,13 @@ func TestConformance(t *testing.T) {
 		return cur, reopen
 	})
 }
+
+// Every host of one cluster signs revoke links with one key.
+func TestLinkKeyShared(t *testing.T) {
+	cluster := etcdtest.Start(t)
+	p := newPrefix()
+	a, b := open(t, cluster, p, Options{}), open(t, cluster, p, Options{})
+	if string(a.LinkKey()) != string(b.LinkKey()) || len(a.LinkKey()) != 32 || string(a.LinkKey()) == string(a.targetKey) {
+		t.Fatalf("link keys %x and %x", a.LinkKey(), b.LinkKey())
+	}
+}

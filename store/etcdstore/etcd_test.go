@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/internal/enginetest"
 	"github.com/tempalias/tempalias/internal/etcdtest"
 	"github.com/tempalias/tempalias/store"
 )
@@ -291,18 +290,5 @@ func testBatchedRace(t *testing.T, cluster *etcdtest.Cluster) {
 		if n := won[a].Load(); n != uses {
 			t.Errorf("alias %d: %d deliveries, want %d", a, n, uses)
 		}
-	}
-}
-
-// TestFeatures runs the change, allow-from, lock-sender and link-key
-// checks on a real cluster, each under a prefix of its own.
-func TestFeatures(t *testing.T) {
-	cluster := etcdtest.Start(t)
-	enginetest.Features(t, func(t *testing.T) store.Engine { return open(t, cluster, newPrefix(), Options{}) })
-	// Every host of one cluster signs revoke links with one key.
-	p := newPrefix()
-	a, b := open(t, cluster, p, Options{}), open(t, cluster, p, Options{})
-	if string(a.LinkKey()) != string(b.LinkKey()) || len(a.LinkKey()) != 32 || string(a.LinkKey()) == string(a.targetKey) {
-		t.Fatalf("link keys %x and %x", a.LinkKey(), b.LinkKey())
 	}
 }

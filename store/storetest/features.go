@@ -1,10 +1,10 @@
-// Package enginetest checks the store behaviours of aliases that change
-// (PATCH), allow-from, lock-sender and the revoke-link key against any
-// store.Engine; each engine's tests run Features.
-package enginetest
+package storetest
+
+// The store's part in changing an alias (PATCH), allow-from, lock-sender
+// and revoke links (issue "What people using alias services keep asking
+// for").
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -14,22 +14,26 @@ import (
 	"github.com/tempalias/tempalias/store"
 )
 
-var bg = context.Background()
+var now = t0
 
-// Features runs every check on engines made by open (a fresh, empty store
-// for each call, closed by the caller's cleanup).
-func Features(t *testing.T, open func(t *testing.T) store.Engine) {
-	t.Run("Change", func(t *testing.T) { testChange(t, open(t)) })
-	t.Run("ChangeRevives", func(t *testing.T) { testRevive(t, open(t)) })
-	t.Run("ChangeExpiry", func(t *testing.T) { testChangeExpiry(t, open(t)) })
-	t.Run("AllowFrom", func(t *testing.T) { testAllowFrom(t, open(t)) })
-	t.Run("LockSender", func(t *testing.T) { testLockSender(t, open(t)) })
-	t.Run("LinkKey", func(t *testing.T) { testLinkKey(t, open(t)) })
+// features runs the checks of this file; Run runs them.
+func features(t *testing.T, open Open) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, Open)
+	}{
+		{"Change", testChange},
+		{"ChangeRevives", testRevive},
+		{"ChangeExpiry", testChangeExpiry},
+		{"AllowFrom", testAllowFrom},
+		{"LockSender", testLockSender},
+		{"LinkKey", testLinkKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
+	}
 }
 
-var now = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-
-func create(t *testing.T, st store.Engine, sp alias.Spec) store.Created {
+func createSpec(t *testing.T, st store.Engine, sp alias.Spec) store.Created {
 	t.Helper()
 	if sp.Target == "" {
 		sp.Target = "t@example.com"
@@ -44,7 +48,9 @@ func create(t *testing.T, st store.Engine, sp alias.Spec) store.Created {
 	return c
 }
 
-func deliver(t *testing.T, st store.Engine, id string, opts ...store.ReserveOption) {
+// deliverFrom reserves and commits one use for a message from the
+// sender opts name.
+func deliverFrom(t *testing.T, st store.Engine, id string, opts ...store.ReserveOption) {
 	t.Helper()
 	r, err := st.Reserve(bg, id, now, opts...)
 	if err != nil {
@@ -57,11 +63,12 @@ func deliver(t *testing.T, st store.Engine, id string, opts ...store.ReserveOpti
 
 func ptr[T any](v T) *T { return &v }
 
-func testChange(t *testing.T, st store.Engine) {
-	c := create(t, st, alias.Spec{MaxUsage: 3})
+func testChange(t *testing.T, open Open) {
+	st, _ := open(t, Options{})
+	c := createSpec(t, st, alias.Spec{MaxUsage: 3})
 	id := c.Alias.ID
-	deliver(t, st, id)
-	open, err := st.Reserve(bg, id, now) // one under way
+	deliverFrom(t, st, id)
+	inFlight, err := st.Reserve(bg, id, now) // one under way
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +87,7 @@ func testChange(t *testing.T, st store.Engine) {
 	if _, err := st.Reserve(bg, id, now); !errors.Is(err, store.ErrExhausted) {
 		t.Fatalf("reserve at the new bound: %v", err)
 	}
-	if err := open.Refund(bg, now); err != nil {
+	if err := inFlight.Refund(bg, now); err != nil {
 		t.Fatal(err)
 	}
 
@@ -122,11 +129,12 @@ func testChange(t *testing.T, st store.Engine) {
 	}
 }
 
-func testRevive(t *testing.T, st store.Engine) {
+func testRevive(t *testing.T, open Open) {
+	st, _ := open(t, Options{})
 	const target = "revive@example.com"
-	c := create(t, st, alias.Spec{Target: target, MaxUsage: 1})
+	c := createSpec(t, st, alias.Spec{Target: target, MaxUsage: 1})
 	id := c.Alias.ID
-	deliver(t, st, id)
+	deliverFrom(t, st, id)
 	if n, err := st.LiveForTarget(bg, target, now); err != nil || n != 0 {
 		t.Fatalf("used up: live for target %d %v", n, err)
 	}
@@ -145,8 +153,8 @@ func testRevive(t *testing.T, st store.Engine) {
 	if !errors.Is(err, store.ErrTargetFull) {
 		t.Fatalf("create over MaxLive with a revived alias: %v", err)
 	}
-	deliver(t, st, id)
-	deliver(t, st, id)
+	deliverFrom(t, st, id)
+	deliverFrom(t, st, id)
 	if _, err := st.Reserve(bg, id, now); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("used up again: reserve %v", err)
 	}
@@ -154,8 +162,8 @@ func testRevive(t *testing.T, st store.Engine) {
 		t.Fatalf("used up again: live for target %d", n)
 	}
 	// A live alias changed down to exactly its uses is used up, and leaves.
-	c2 := create(t, st, alias.Spec{Target: target, MaxUsage: 5})
-	deliver(t, st, c2.Alias.ID)
+	c2 := createSpec(t, st, alias.Spec{Target: target, MaxUsage: 5})
+	deliverFrom(t, st, c2.Alias.ID)
 	if a, err := st.Change(bg, c2.Alias.ID, c2.Token, alias.Change{MaxUsage: ptr(1)}, now); err != nil || !a.UsedUp() {
 		t.Fatalf("change down to used: %+v %v", a, err)
 	}
@@ -164,8 +172,9 @@ func testRevive(t *testing.T, st store.Engine) {
 	}
 }
 
-func testChangeExpiry(t *testing.T, st store.Engine) {
-	c := create(t, st, alias.Spec{Expires: now.Add(time.Hour)})
+func testChangeExpiry(t *testing.T, open Open) {
+	st, _ := open(t, Options{})
+	c := createSpec(t, st, alias.Spec{Expires: now.Add(time.Hour)})
 	later := now.Add(48 * time.Hour)
 	if _, err := st.Change(bg, c.Alias.ID, c.Token, alias.Change{Expires: &later}, now); err != nil {
 		t.Fatal(err)
@@ -191,8 +200,9 @@ func testChangeExpiry(t *testing.T, st store.Engine) {
 	}
 }
 
-func testAllowFrom(t *testing.T, st store.Engine) {
-	c := create(t, st, alias.Spec{MaxUsage: 10, AllowFrom: []string{"shop.example", "friend@mail.example"}})
+func testAllowFrom(t *testing.T, open Open) {
+	st, _ := open(t, Options{})
+	c := createSpec(t, st, alias.Spec{MaxUsage: 10, AllowFrom: []string{"shop.example", "friend@mail.example"}})
 	id := c.Alias.ID
 	for _, tc := range []struct {
 		sender string
@@ -231,7 +241,7 @@ func testAllowFrom(t *testing.T, st store.Engine) {
 		t.Errorf("after the refusals: refused %d, pending %d, used %d; want 4, 0, 0", a.Refused, a.Pending, a.Used)
 	}
 	// Without a sender named, allow-from does not apply.
-	deliver(t, st, id)
+	deliverFrom(t, st, id)
 
 	// A dead alias stays ErrNotFound whatever the sender.
 	if err := st.Revoke(bg, id, c.Token, now); err != nil {
@@ -242,11 +252,12 @@ func testAllowFrom(t *testing.T, st store.Engine) {
 	}
 }
 
-func testLockSender(t *testing.T, st store.Engine) {
+func testLockSender(t *testing.T, open Open) {
+	st, _ := open(t, Options{})
 	// The null sender never locks.
-	c := create(t, st, alias.Spec{LockSender: true})
+	c := createSpec(t, st, alias.Spec{LockSender: true})
 	id := c.Alias.ID
-	deliver(t, st, id, store.From(""))
+	deliverFrom(t, st, id, store.From(""))
 	if a, _ := st.Held(bg, id, now); len(a.AllowFrom) != 0 || !a.LockSender {
 		t.Fatalf("after a bounce: %+v", a)
 	}
@@ -287,16 +298,16 @@ func testLockSender(t *testing.T, st store.Engine) {
 	if _, err := st.Reserve(bg, id, now, store.From("b@second.example")); !errors.Is(err, store.ErrSenderNotAllowed) {
 		t.Fatalf("after the lock: %v", err)
 	}
-	deliver(t, st, id, store.From("other@sub.first.example"))
+	deliverFrom(t, st, id, store.From("other@sub.first.example"))
 
 	// An allow-from given at creation is not replaced.
-	c2 := create(t, st, alias.Spec{LockSender: true, AllowFrom: []string{"given.example"}})
-	deliver(t, st, c2.Alias.ID, store.From("x@given.example"))
+	c2 := createSpec(t, st, alias.Spec{LockSender: true, AllowFrom: []string{"given.example"}})
+	deliverFrom(t, st, c2.Alias.ID, store.From("x@given.example"))
 	if a, _ := st.Held(bg, c2.Alias.ID, now); !slices.Equal(a.AllowFrom, []string{"given.example"}) {
 		t.Fatalf("given allow-from: %+v", a)
 	}
 	// Many racing first messages of an alias without a limit: one domain wins.
-	c3 := create(t, st, alias.Spec{LockSender: true})
+	c3 := createSpec(t, st, alias.Spec{LockSender: true})
 	res := make([]*store.Reservation, 8)
 	for i := range res {
 		if res[i], err = st.Reserve(bg, c3.Alias.ID, now, store.From("u@d"+string(rune('a'+i))+".example")); err != nil {
@@ -322,12 +333,18 @@ func testLockSender(t *testing.T, st store.Engine) {
 	}
 }
 
-func testLinkKey(t *testing.T, st store.Engine) {
-	k := st.LinkKey()
+// The revoke-link key is made once per store and kept in it: the next
+// owner (a restart, another host) signs with the same key.
+func testLinkKey(t *testing.T, open Open) {
+	st, reopen := open(t, Options{})
+	k := slices.Clone(st.LinkKey())
 	if len(k) != 32 || slices.Equal(k, make([]byte, 32)) {
 		t.Fatalf("link key %x", k)
 	}
-	if !slices.Equal(st.LinkKey(), k) {
-		t.Fatal("link key changed")
+	if other, _ := open(t, Options{}); slices.Equal(other.LinkKey(), k) {
+		t.Fatal("two stores share a link key")
+	}
+	if got := reopen().LinkKey(); !slices.Equal(got, k) {
+		t.Fatalf("link key %x, after reopening %x", k, got)
 	}
 }
