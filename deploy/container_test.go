@@ -23,9 +23,7 @@ import (
 // container's rlimits ("setrlimit RLIMIT_NOFILE: Operation not
 // permitted"), so no container starts.
 func TestContainerImage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a container image: not in -short")
-	}
+	packagingTests(t)
 	podman := requireTool(t, "podman", "podman")
 	const version = "9.8.7-test"
 	tag := "localhost/tempalias-test:" + strings.ToLower(strings.ReplaceAll(filepath.Base(t.TempDir()), "_", "-"))

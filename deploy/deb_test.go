@@ -14,9 +14,7 @@ import (
 // its control fields, its files and their modes, the conffile and the
 // maintainer scripts, and runs the packaged binary.
 func TestDebianPackage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a package (and nfpm, on first use): not in -short")
-	}
+	packagingTests(t)
 	dpkgDeb := requireTool(t, "dpkg-deb", "dpkg")
 	const version = "9.8.7~test"
 	out := t.TempDir()

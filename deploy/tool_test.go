@@ -2,7 +2,10 @@
 // building them: the Debian package (build-deb.sh, nfpm.yaml) and the
 // container image (../Containerfile). Both need tools a developer may
 // lack (dpkg-deb, podman): without them the tests skip, except under
-// CI=true, where they fail.
+// CI=true, where they fail. Building them (a static binary, nfpm, an
+// image) takes minutes on a cold machine, so outside CI they run only
+// when asked for with TEMPALIAS_PACKAGING_TESTS=1: a newcomer's
+// `go test ./...` stays quick, and CI always runs them.
 package deploy_test
 
 import (
@@ -13,6 +16,17 @@ import (
 	"testing"
 	"time"
 )
+
+// packagingTests skips t unless it runs in CI or was asked for.
+func packagingTests(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a package or an image: not in -short")
+	}
+	if os.Getenv("CI") != "true" && os.Getenv("TEMPALIAS_PACKAGING_TESTS") != "1" {
+		t.Skip("skipping: builds a package or an image, minutes on a cold machine; CI runs it, TEMPALIAS_PACKAGING_TESTS=1 runs it here")
+	}
+}
 
 // requireTool returns the path of an external tool, skipping the test
 // without it outside CI and failing it under CI=true.
