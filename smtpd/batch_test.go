@@ -81,7 +81,7 @@ func TestSayAndCloseDoesNotWaitForStuckWrite(t *testing.T) {
 	e := newEnv(t, nil)
 	client, server := net.Pipe() // a write blocks until the client reads, and it never does
 	defer client.Close()
-	cc := &clientConn{Conn: server, srv: e.srv, scan: scanLineStart}
+	cc := &clientConn{Conn: server, srv: e.srv}
 	cc.admitOnce.Do(func() {}) // past admission
 	if _, err := cc.Write([]byte("250 2.0.0 OK\r\n")); err != nil {
 		t.Fatal(err)

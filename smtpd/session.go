@@ -32,12 +32,11 @@ type session struct {
 	tls    bool // the client said STARTTLS before this session
 	bad    int  // refused recipients on this connection
 
+	ups upstreams // the smarthost connections, kept between transactions
+
 	mu     sync.Mutex
 	tx     *transaction // nil between transactions
 	inData bool
-	closed bool
-	idleUp *upstream              // kept from a delivered transaction for the next
-	ups    map[*upstream]struct{} // every open upstream connection, for Shutdown
 }
 
 // transaction is the state of one MAIL ... DATA.
@@ -56,8 +55,7 @@ type transaction struct {
 	pm      bool                 // postmaster@ is a recipient (for Config.Postmaster)
 	targets map[string]bool      // already given to the smarthost
 	timer   *time.Timer          // ends a transaction that never reaches DATA
-	up      *upstream            // with MAIL FROM replayed
-	upErr   error                // the smarthost could not be reached; later RCPTs fail the same way
+	dlv     *delivery            // the message upstream, from the first recipient given to the smarthost
 	refused refusals             // recipients refused, for the log line
 	code    int                  // the last reply code we chose
 	bytes   int64                // from the client
@@ -332,79 +330,16 @@ func (s *session) forward(tx *transaction, target string) error {
 	if s.srv.cfg.RewriteFrom && len(tx.targets) > 0 && !tx.targets[target] {
 		return errOneTarget
 	}
-	if err := s.openUpstream(tx); err != nil {
+	if tx.dlv == nil {
+		// The sender as replayed upstream, SRS-rewritten if configured:
+		// computed here, as most transactions never get this far.
+		tx.dlv = newDelivery(&s.ups, s.srsForward(tx.from), tx.size)
+	}
+	if err := tx.dlv.AddRcpt(s.srv.dialCtx, target); err != nil {
 		return err
-	}
-	if tx.targets[target] {
-		return nil
-	}
-	if err := positive(tx.up.c.Rcpt(target, nil)); err != nil {
-		if connGone(err) {
-			// The connection is gone; so is the transaction upstream.
-			s.drop(tx.up)
-			tx.up = nil
-			tx.upErr = &upstreamError{"RCPT", err}
-		}
-		return &upstreamError{"RCPT", err}
 	}
 	tx.targets[target] = true
 	return nil
-}
-
-// openUpstream makes sure tx has a smarthost connection with its MAIL FROM
-// replayed, reusing the session's idle connection when there is one.
-func (s *session) openUpstream(tx *transaction) error {
-	if tx.up != nil {
-		return nil
-	}
-	if tx.upErr != nil {
-		return tx.upErr
-	}
-	for {
-		s.mu.Lock()
-		up := s.idleUp
-		s.idleUp = nil
-		s.mu.Unlock()
-		reused := up != nil
-		start := time.Now()
-		if !reused {
-			var err error
-			up, err = s.srv.dial(s.srv.dialCtx)
-			if err != nil {
-				tx.upErr = &upstreamError{"connect", err}
-				return tx.upErr
-			}
-			if !s.register(up) {
-				up.abort()
-				tx.upErr = &upstreamError{"connect", errors.New("session closed")}
-				return tx.upErr
-			}
-		}
-		// The sender as replayed upstream, SRS-rewritten if configured:
-		// computed here, as most transactions never get this far.
-		err := positive(up.c.Mail(s.srsForward(tx.from), &smtp.MailOptions{Size: tx.size}))
-		if err == nil {
-			if !reused {
-				metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
-			}
-			tx.up = up
-			return nil
-		}
-		s.drop(up)
-		if reused && connGone(err) {
-			continue // the smarthost closed the idle connection (maybe saying 421); dial afresh
-		}
-		tx.upErr = &upstreamError{"MAIL", err}
-		return tx.upErr
-	}
-}
-
-// connGone reports whether err from the smarthost means its connection
-// is over: no SMTP reply at all, or a 421 (rfc 5321:3.8, as an MTA says
-// when it closes an idle connection).
-func connGone(err error) bool {
-	var se *smtp.SMTPError
-	return !errors.As(err, &se) || se.Code == 421
 }
 
 // Data relays the message. It owns the transaction from here on.
@@ -449,129 +384,6 @@ func (s *session) Data(r io.Reader) error {
 	return rep
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
-	if tx.up == nil {
-		if tx.upErr != nil {
-			return failed, tx.upErr
-		}
-		return failed, errNoMail
-	}
-	s.conn.beginData(time.Now().Add(s.srv.cfg.DataTimeout))
-	w, err := tx.up.c.Data()
-	if err != nil {
-		return failed, &upstreamError{"DATA", err}
-	}
-	uw := &upstreamWriter{w: w}
-	defer func() { tx.upBytes = uw.n }()
-	if _, err := io.WriteString(uw, s.traceHeaders(tx)); err != nil {
-		return failed, err
-	}
-	filter := &headerFilter{w: uw, loop: s.loopCheck(tx)}
-	if s.srv.cfg.RewriteFrom {
-		filter.fromAddr = tx.ident
-	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	var check bodyCheck
-	for {
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if err := check.feed(buf[:n]); err != nil {
-				return failed, err
-			}
-			tx.bytes += int64(n)
-			if _, err := filter.Write(buf[:n]); err != nil {
-				return failed, err
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return failed, &clientError{rerr}
-		}
-	}
-	if err := check.end(); err != nil {
-		return failed, err
-	}
-	if err := filter.Close(); err != nil {
-		return failed, err
-	}
-	if s.conn.smuggled.Load() {
-		return failed, errBareCR
-	}
-	// go-smtp ends a BDAT chunk cut short by the client's disconnect as if
-	// it were complete; the connection saw the read fail, so the message
-	// is not finished upstream.
-	if s.conn.readFailed.Load() {
-		return failed, &clientError{io.ErrUnexpectedEOF}
-	}
-	// The uses become durable now, before the end of the message can
-	// make the smarthost deliver it: a crash from here on costs them,
-	// never delivers past max-usage. If that fails the message is not
-	// finished (settle drops the connection before the dot).
-	if err := s.commit(tx); err != nil {
-		return failed, err
-	}
-	// Close sends the final dot and waits for the smarthost's verdict;
-	// any 2xx is an acceptance (DESIGN "Usage accounting").
-	start := time.Now()
-	err = positive(w.Close())
-	var se *smtp.SMTPError
-	if err == nil || errors.As(err, &se) {
-		metrics.SmarthostSeconds.WithLabelValues("data").Observe(time.Since(start).Seconds())
-	}
-	if err != nil {
-		if se != nil {
-			// Refused: failed gives the committed uses back.
-			return failed, &upstreamError{"end of DATA", err}
-		}
-		// The dot went out but no verdict came back: the smarthost may
-		// have the message. Counting the use is the only way to be sure
-		// an alias never delivers more than its max-usage; the sender
-		// gets a 4xx and may retry, at the cost of that one use.
-		return maybeDelivered, &upstreamError{"end of DATA", err}
-	}
-	return delivered, nil
-}
-
-// traceHeaders are what relay puts on top of the message: the Received
-// header, then one Delivered-To per alias (rfc 9228), which a looping
-// message brings back. Delivered-To is left out when the transaction goes
-// to more than one target: each would learn the others' aliases, which
-// may have been Bcc (the reason rfc 5321:7.2 gives for naming a single
-// recipient in Received). A loop comes back in a transaction of its own,
-// with one target, and is caught there.
-func (s *session) traceHeaders(tx *transaction) string {
-	rcpt := ""
-	if len(tx.aliases) == 1 && tx.bounces == 0 && !tx.pm {
-		rcpt = tx.rcpt
-	}
-	hdr := receivedHeader(tx.helo, s.remote, s.srv.cfg.Hostname, tx.id, rcpt, s.tls, s.srv.cfg.Now())
-	if len(tx.targets) == 1 {
-		for _, a := range tx.addrs {
-			hdr += "Delivered-To: " + a + "\r\n"
-		}
-	}
-	return hdr
-}
-
-// loopCheck reports whether a Delivered-To value names one of the
-// transaction's aliases, in any of our domains and in any case.
-func (s *session) loopCheck(tx *transaction) func(string) bool {
-	if len(tx.aliases) == 0 {
-		return nil
-	}
-	return func(v string) bool {
-		v = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">"))
-		at := strings.LastIndexByte(v, '@')
-		return at > 0 && s.srv.ours(v[at+1:]) && slices.Contains(tx.aliases, strings.ToLower(v[:at]))
-	}
-}
-
 // Reset ends the transaction without delivery: RSET, a new EHLO, or the
 // end of DATA (go-smtp resets after every message; Data has settled by
 // then and there is nothing left here).
@@ -598,17 +410,11 @@ func (s *session) Logout() error {
 	s.mu.Lock()
 	tx := s.tx
 	s.tx = nil
-	s.closed = true
-	up := s.idleUp
-	s.idleUp = nil
 	s.mu.Unlock()
 	if tx != nil {
 		s.settle(tx, failed, "disconnected")
 	}
-	if up != nil {
-		up.quit()
-		s.unregister(up)
-	}
+	s.ups.close()
 	return nil
 }
 
@@ -644,13 +450,8 @@ func (s *session) settle(tx *transaction, res result, outcome string) {
 			s.refund(tx, tx.res[i])
 		}
 	}
-	if tx.up != nil {
-		if res == delivered {
-			s.keep(tx.up)
-		} else {
-			s.drop(tx.up)
-		}
-		tx.up = nil
+	if tx.dlv != nil {
+		tx.dlv.Abort() // a no-op once Commit has run
 	}
 	attrs := []any{
 		"tx", tx.id,
@@ -678,52 +479,6 @@ func (s *session) refund(tx *transaction, r *store.Reservation) {
 	}
 }
 
-// keep parks a connection whose transaction ended in 250 for the next
-// transaction of this session.
-func (s *session) keep(u *upstream) {
-	draining := s.srv.isDraining()
-	s.mu.Lock()
-	if !s.closed && s.idleUp == nil && !draining {
-		s.idleUp = u
-		u = nil
-	}
-	s.mu.Unlock()
-	if u != nil {
-		u.quit()
-		s.unregister(u)
-	}
-}
-
-// drop abandons a connection, and with it any transaction open on it.
-func (s *session) drop(u *upstream) {
-	u.abort()
-	s.unregister(u)
-}
-
-func (s *session) register(u *upstream) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.ups[u] = struct{}{}
-	return true
-}
-
-func (s *session) unregister(u *upstream) {
-	s.mu.Lock()
-	delete(s.ups, u)
-	s.mu.Unlock()
-}
-
-func (s *session) closeUpstreams() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for u := range s.ups {
-		u.abort()
-	}
-}
-
 // maxSRSLocal bounds the local part of an SRS address. SRS carries a
 // whole address in the local part, so it often exceeds rfc 5321's 64
 // octets, which rfc 5321:4.5.3.1 itself says to be liberal about; the
@@ -747,22 +502,6 @@ func parseAddress(s string) (alias.Address, error) {
 		return a, err
 	}
 	return alias.Address{Local: local, Domain: strings.ToLower(domain)}, nil
-}
-
-// upstreamWriter counts what goes to the smarthost and marks its errors
-// as the smarthost's.
-type upstreamWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (u *upstreamWriter) Write(p []byte) (int, error) {
-	n, err := u.w.Write(p)
-	u.n += int64(n)
-	if err != nil {
-		return n, &upstreamError{"DATA", err}
-	}
-	return n, nil
 }
 
 func newTxID() string {

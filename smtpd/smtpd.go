@@ -417,11 +417,11 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	sess := &session{
 		srv:    s,
+		ups:    upstreams{srv: s},
 		conn:   cc,
 		smtp:   c,
 		remote: remoteIP(cc.RemoteAddr()),
 		tls:    tc != nil,
-		ups:    make(map[*upstream]struct{}),
 	}
 	cc.sess.Store(sess)
 	return sess, nil

@@ -162,7 +162,7 @@ func TestSTARTTLSRefusalsAndShutdown(t *testing.T) {
 func TestRawScanStopsUnderTLS(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
-	cc := &clientConn{Conn: server, scan: scanLineStart}
+	cc := &clientConn{Conn: server}
 	go client.Write([]byte("\r\n.\rX"))
 	cc.Read(make([]byte, 16))
 	if !cc.smuggled.Load() {

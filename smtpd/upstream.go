@@ -5,15 +5,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/metrics"
 )
 
 // quitTimeout bounds the polite QUIT to an idle upstream connection; the
@@ -21,7 +21,8 @@ import (
 const quitTimeout = 2 * time.Second
 
 // upstream is one connection to the smarthost. It belongs to one session
-// and, while a transaction is open on it, to that transaction alone.
+// and, while a transaction is open on it, to that transaction's delivery
+// alone.
 type upstream struct {
 	raw net.Conn
 	dc  *deadlineConn
@@ -38,6 +39,96 @@ func (u *upstream) quit() {
 	u.dc.timeout.Store(int64(quitTimeout))
 	u.c.Quit()
 	u.raw.Close()
+}
+
+// upstreams are a session's smarthost connections: every open one, so
+// that Shutdown can drop them whatever they are doing, and at most one
+// idle, kept from a delivered transaction for the next.
+type upstreams struct {
+	srv    *Server
+	mu     sync.Mutex
+	closed bool // the session is over: no more connections
+	idle   *upstream
+	all    map[*upstream]struct{}
+}
+
+// get hands out the idle connection if there is one (reused), or dials.
+func (p *upstreams) get(ctx context.Context) (u *upstream, reused bool, err error) {
+	p.mu.Lock()
+	u, p.idle = p.idle, nil
+	p.mu.Unlock()
+	if u != nil {
+		return u, true, nil
+	}
+	u, err = p.srv.dial(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	p.mu.Lock()
+	closed := p.closed
+	if !closed {
+		if p.all == nil {
+			p.all = make(map[*upstream]struct{})
+		}
+		p.all[u] = struct{}{}
+	}
+	p.mu.Unlock()
+	if closed {
+		u.abort()
+		return nil, false, errors.New("session closed")
+	}
+	return u, false, nil
+}
+
+// put parks a connection whose transaction ended in 2xx for the next
+// transaction, or says QUIT if there is no use for it.
+func (p *upstreams) put(u *upstream) {
+	draining := p.srv.isDraining()
+	p.mu.Lock()
+	if !p.closed && p.idle == nil && !draining {
+		p.idle = u
+		u = nil
+	}
+	p.mu.Unlock()
+	if u != nil {
+		u.quit()
+		p.forget(u)
+	}
+}
+
+// drop abandons a connection, and with it any transaction open on it.
+func (p *upstreams) drop(u *upstream) {
+	u.abort()
+	p.forget(u)
+}
+
+func (p *upstreams) forget(u *upstream) {
+	p.mu.Lock()
+	delete(p.all, u)
+	p.mu.Unlock()
+}
+
+// close ends the session's use of the smarthost: the idle connection says
+// QUIT, and nothing is dialled any more.
+func (p *upstreams) close() {
+	p.mu.Lock()
+	p.closed = true
+	u := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	if u != nil {
+		u.quit()
+		p.forget(u)
+	}
+}
+
+// abortAll drops every connection, whatever it is doing.
+func (p *upstreams) abortAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for u := range p.all {
+		u.abort()
+	}
 }
 
 // dial connects to the smarthost and gets it ready for MAIL: greeting,
@@ -110,97 +201,6 @@ func (s *Server) handshake(conn net.Conn) (*smtp.Client, error) {
 	return c, nil
 }
 
-// Submit sends a message of tempalias's own (a confirmation mail, say)
-// through the smarthost, in a connection of its own, with the same
-// timeouts, TLS and AUTH as relayed mail. from may be "" for the null
-// sender; the addresses are checked as strictly as those of relayed mail.
-// msg is the whole message, header section first; LF line endings become
-// CRLF. No header is added and the sender is not SRS-rewritten: from
-// should be an address in our domain.
-//
-// Submit returns once the smarthost has taken the message. An error
-// wraps the smarthost's *smtp.SMTPError if it refused (5xx permanent,
-// 4xx worth a retry) and ctx's error if ctx ended first. Cancelling ctx
-// drops the connection, and with it any message not yet accepted. After
-// Shutdown, Submit fails.
-func (s *Server) Submit(ctx context.Context, from string, to []string, msg io.Reader) error {
-	if from != "" {
-		if _, err := alias.ParseAddress(from); err != nil {
-			return fmt.Errorf("smtpd: submit: sender: %w", err)
-		}
-	}
-	if len(to) == 0 {
-		return errors.New("smtpd: submit: no recipients")
-	}
-	rcpts := make([]string, len(to))
-	for i, t := range to {
-		a, err := alias.ParseAddress(t)
-		if err != nil {
-			return fmt.Errorf("smtpd: submit: recipient: %w", err)
-		}
-		rcpts[i] = a.String()
-	}
-	// Whichever ends first, the caller's ctx or the server.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(s.dialCtx, cancel)()
-
-	err := s.submit(ctx, from, rcpts, msg)
-	if err != nil && ctx.Err() != nil {
-		if cerr := context.Cause(ctx); cerr != nil {
-			err = fmt.Errorf("%w (%w)", err, cerr)
-		}
-	}
-	return err
-}
-
-func (s *Server) submit(ctx context.Context, from string, to []string, msg io.Reader) error {
-	start := time.Now()
-	up, err := s.dial(ctx)
-	if err != nil {
-		return fmt.Errorf("smtpd: submit: smarthost connect: %w", err)
-	}
-	// The deadlines bound every step; this makes ctx bound them too.
-	defer context.AfterFunc(ctx, up.abort)()
-	ok := false
-	defer func() {
-		if !ok {
-			up.abort() // a message not yet accepted must not be completed
-		}
-	}()
-	stage := func(name string, err error) error {
-		return fmt.Errorf("smtpd: submit: smarthost %s: %w", name, err)
-	}
-	if err := positive(up.c.Mail(from, nil)); err != nil {
-		return stage("MAIL", err)
-	}
-	metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
-	for _, t := range to {
-		if err := positive(up.c.Rcpt(t, nil)); err != nil {
-			return stage("RCPT", err)
-		}
-	}
-	w, err := up.c.Data()
-	if err != nil {
-		return stage("DATA", err)
-	}
-	if _, err := io.Copy(w, msg); err != nil {
-		return fmt.Errorf("smtpd: submit: sending message: %w", err)
-	}
-	start = time.Now()
-	err = positive(w.Close())
-	var se *smtp.SMTPError
-	if err == nil || errors.As(err, &se) {
-		metrics.SmarthostSeconds.WithLabelValues("data").Observe(time.Since(start).Seconds())
-	}
-	if err != nil {
-		return stage("end of DATA", err)
-	}
-	ok = true
-	up.quit()
-	return nil
-}
-
 // positive is err from go-smtp's client, except that a 2xx reply is
 // success: rfc 5321:4.2.1 makes any 2yz a positive completion, but the
 // client wants exactly 250 at MAIL and after the final dot (and 25x at
@@ -221,3 +221,27 @@ func (s *Server) ours(domain string) bool { return alias.InDomains(domain, s.cfg
 func (s *Server) srsDomain(domain string) bool {
 	return s.cfg.SRS != nil && strings.EqualFold(domain, s.cfg.SRS.Domain())
 }
+
+// deadlineConn gives every read and write on an upstream connection its
+// own deadline. go-smtp's client sets a deadline per command and clears it
+// afterwards, which leaves the message body (written between DATA and the
+// final dot) with none at all; here the client's own deadline calls are
+// ignored and nothing can block longer than the timeout.
+type deadlineConn struct {
+	net.Conn
+	timeout atomic.Int64 // time.Duration
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(time.Duration(c.timeout.Load())))
+	return c.Conn.Read(p)
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(time.Duration(c.timeout.Load())))
+	return c.Conn.Write(p)
+}
+
+func (c *deadlineConn) SetDeadline(time.Time) error      { return nil }
+func (c *deadlineConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *deadlineConn) SetWriteDeadline(time.Time) error { return nil }

@@ -1,0 +1,133 @@
+package smtpd
+
+import (
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// relay streams a transaction's message from the client to its delivery:
+// our trace headers first, then the client's message, checked as it
+// passes (bodyCheck, headerFilter), then, once the uses are committed,
+// the end of the message.
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
+	if tx.dlv == nil {
+		return failed, errNoMail
+	}
+	if err := tx.dlv.Ready(); err != nil {
+		return failed, err
+	}
+	ctx := s.srv.dialCtx
+	s.conn.beginData(time.Now().Add(s.srv.cfg.DataTimeout))
+	w, err := tx.dlv.Body(ctx)
+	if err != nil {
+		return failed, err
+	}
+	defer func() { tx.upBytes = tx.dlv.Written() }()
+	if _, err := io.WriteString(w, s.traceHeaders(tx)); err != nil {
+		return failed, err
+	}
+	filter := &headerFilter{w: w, loop: s.loopCheck(tx)}
+	if s.srv.cfg.RewriteFrom {
+		filter.fromAddr = tx.ident
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var check bodyCheck
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if err := check.feed(buf[:n]); err != nil {
+				return failed, err
+			}
+			tx.bytes += int64(n)
+			if _, err := filter.Write(buf[:n]); err != nil {
+				return failed, err
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return failed, &clientError{rerr}
+		}
+	}
+	if err := check.end(); err != nil {
+		return failed, err
+	}
+	if err := filter.Close(); err != nil {
+		return failed, err
+	}
+	if s.conn.smuggled.Load() {
+		return failed, errBareCR
+	}
+	// go-smtp ends a BDAT chunk cut short by the client's disconnect as if
+	// it were complete; the connection saw the read fail, so the message
+	// is not finished upstream.
+	if s.conn.readFailed.Load() {
+		return failed, &clientError{io.ErrUnexpectedEOF}
+	}
+	// The uses become durable now, before the end of the message can
+	// make the smarthost deliver it: a crash from here on costs them,
+	// never delivers past max-usage. If that fails the message is not
+	// finished (settle aborts the delivery before the dot).
+	if err := s.commit(tx); err != nil {
+		return failed, err
+	}
+	if err := tx.dlv.Commit(ctx); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			// Refused: failed gives the committed uses back.
+			return failed, err
+		}
+		// The dot went out but no verdict came back: the smarthost may
+		// have the message. Counting the use is the only way to be sure
+		// an alias never delivers more than its max-usage; the sender
+		// gets a 4xx and may retry, at the cost of that one use.
+		return maybeDelivered, err
+	}
+	return delivered, nil
+}
+
+// traceHeaders are what relay puts on top of the message: the Received
+// header, then one Delivered-To per alias (rfc 9228), which a looping
+// message brings back. Delivered-To is left out when the transaction goes
+// to more than one target: each would learn the others' aliases, which
+// may have been Bcc (the reason rfc 5321:7.2 gives for naming a single
+// recipient in Received). A loop comes back in a transaction of its own,
+// with one target, and is caught there.
+func (s *session) traceHeaders(tx *transaction) string {
+	rcpt := ""
+	if len(tx.aliases) == 1 && tx.bounces == 0 && !tx.pm {
+		rcpt = tx.rcpt
+	}
+	hdr := receivedHeader(tx.helo, s.remote, s.srv.cfg.Hostname, tx.id, rcpt, s.tls, s.srv.cfg.Now())
+	if len(tx.targets) == 1 {
+		for _, a := range tx.addrs {
+			hdr += "Delivered-To: " + a + "\r\n"
+		}
+	}
+	return hdr
+}
+
+// loopCheck reports whether a Delivered-To value names one of the
+// transaction's aliases, in any of our domains and in any case.
+func (s *session) loopCheck(tx *transaction) func(string) bool {
+	if len(tx.aliases) == 0 {
+		return nil
+	}
+	return func(v string) bool {
+		v = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">"))
+		at := strings.LastIndexByte(v, '@')
+		return at > 0 && s.srv.ours(v[at+1:]) && slices.Contains(tx.aliases, strings.ToLower(v[:at]))
+	}
+}
