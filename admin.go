@@ -49,9 +49,20 @@ type adminOps interface {
 	Backup(w io.Writer) error
 }
 
+// adminStore is what the admin commands need from the store; every
+// store.Engine satisfies it.
+type adminStore interface {
+	Create(ctx context.Context, spec alias.Spec, now time.Time, opts ...store.CreateOption) (store.Created, error)
+	Live(ctx context.Context, now time.Time, fn func(alias.Alias) bool) error
+	Held(ctx context.Context, id string, now time.Time) (alias.Alias, error)
+	ChangeID(ctx context.Context, id string, c alias.Change, now time.Time) (alias.Alias, error)
+	RevokeID(ctx context.Context, id string, now time.Time) error
+	Backup(ctx context.Context, w io.Writer) (int64, error)
+}
+
 // localOps runs admin operations on a store this process holds.
 type localOps struct {
-	st     store.Engine
+	st     adminStore
 	cfg    *Config
 	limits func() alias.Limits // the creation limits in force (SIGHUP may change them)
 	now    func() time.Time
