@@ -47,3 +47,8 @@ require (
 	google.golang.org/grpc v1.83.2 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// go-smtp with DotStuffed and Client.DataStuffed, so that a relayed
+// message passes through without being un-stuffed and re-stuffed a byte
+// at a time: third_party/go-smtp/README.md.
+replace github.com/emersion/go-smtp => ./third_party/go-smtp

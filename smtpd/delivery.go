@@ -103,14 +103,22 @@ func (d *delivery) Ready() error {
 }
 
 // Body starts the message (DATA) and returns where it goes: the message
-// as the client sent it, un-stuffed; go-smtp dot-stuffs it on the way.
-// ctx is for symmetry with the other stages: the connection's deadlines
-// bound every write.
-func (d *delivery) Body(_ context.Context) (io.Writer, error) {
+// dot-stuffed (rfc 5321:4.5.2) if stuffed, as a DATA message comes from
+// the client, and written as it is; otherwise un-stuffed, and go-smtp
+// stuffs it on the way. Either way Commit adds the end-of-data line. ctx
+// is for symmetry with the other stages: the connection's deadlines bound
+// every write.
+func (d *delivery) Body(_ context.Context, stuffed bool) (io.Writer, error) {
 	if err := d.Ready(); err != nil {
 		return nil, err
 	}
-	w, err := d.up.c.Data()
+	var w *smtp.DataCommand
+	var err error
+	if stuffed {
+		w, err = d.up.c.DataStuffed()
+	} else {
+		w, err = d.up.c.Data()
+	}
 	if err != nil {
 		return nil, &upstreamError{"DATA", err}
 	}

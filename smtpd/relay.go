@@ -27,12 +27,23 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 	}
 	ctx := s.srv.dialCtx
 	s.conn.beginData(time.Now().Add(s.srv.cfg.DataTimeout))
-	w, err := tx.dlv.Body(ctx)
+	// A DATA message passes through as the client sent it, dot-stuffed,
+	// in buffer-sized writes: bodyCheck and headerFilter read it as well
+	// stuffed as not (the one line stuffing changes, a leading dot, is no
+	// header field or CR they look for, and a dot followed by a bare CR,
+	// which un-stuffing would hide, is refused here as any bare CR). A
+	// BDAT message is not stuffed and goes through go-smtp's stuffing.
+	r, stuffed := smtp.DotStuffed(r)
+	w, err := tx.dlv.Body(ctx, stuffed)
 	if err != nil {
 		return failed, err
 	}
 	defer func() { tx.upBytes = tx.dlv.Written() }()
-	if _, err := io.WriteString(w, s.traceHeaders(tx)); err != nil {
+	hdr := s.traceHeaders(tx)
+	if stuffed {
+		hdr = dotStuff(hdr)
+	}
+	if _, err := io.WriteString(w, hdr); err != nil {
 		return failed, err
 	}
 	filter := &headerFilter{w: w, loop: s.loopCheck(tx)}
@@ -130,4 +141,14 @@ func (s *session) loopCheck(tx *transaction) func(string) bool {
 		at := strings.LastIndexByte(v, '@')
 		return at > 0 && s.srv.ours(v[at+1:]) && slices.Contains(tx.aliases, strings.ToLower(v[:at]))
 	}
+}
+
+// dotStuff is rfc 5321:4.5.2 for our own header lines, which go into a
+// stuffed stream: none starts with a dot today, and none ever may
+// unstuffed.
+func dotStuff(s string) string {
+	if strings.HasPrefix(s, ".") {
+		s = "." + s
+	}
+	return strings.ReplaceAll(s, "\n.", "\n..")
 }

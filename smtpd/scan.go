@@ -26,12 +26,12 @@ type scanner struct {
 	crcr bool
 	// encrypted: STARTTLS is done and what passes here is ciphertext, which
 	// rawScan cannot read. go-smtp reads the plaintext from its *tls.Conn
-	// with no hook, so under TLS the one sequence its dataReader alters
-	// (<CRLF>.<CR>x loses the CR) goes unnoticed. That is not smuggling:
-	// go-smtp does not end the data there, and the upstream writer
-	// re-encodes every line. Every other bare CR or LF is still refused,
-	// but a CR CR (see crcr) is found only at the end of the message: under
-	// TLS a message ending "<CR><CR><LF>.<CR><LF>" waits for ReadTimeout.
+	// with no hook. A DATA message reaches relay still dot-stuffed
+	// (smtp.DotStuffed), so the one sequence un-stuffing alters
+	// (<CRLF>.<CR>x loses the dot and the CR) is refused there as a bare
+	// CR; but a CR CR (see crcr) is found only at the end of the message:
+	// under TLS a message ending "<CR><CR><LF>.<CR><LF>" waits for
+	// ReadTimeout.
 	encrypted atomic.Bool
 }
 

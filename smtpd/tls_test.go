@@ -178,3 +178,41 @@ func TestRawScanStopsUnderTLS(t *testing.T) {
 		t.Error("ciphertext scanned after STARTTLS")
 	}
 }
+
+// Under TLS the raw scan sees only ciphertext, but a DATA message passes
+// the body checks dot-stuffed, as the client sent it: the "<CRLF>.<CR>x"
+// that go-smtp's un-stuffing turns into "x" is refused as any bare CR,
+// and nothing reaches the smarthost.
+func TestSTARTTLSDotBareCR(t *testing.T) {
+	e, pool := tlsEnv(t)
+	id, addr := e.newAlias("t@example.com", 3, 0)
+
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.startTLS(pool)
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<s@example.org>")
+	c.must(250, "RCPT TO:<%s>", addr)
+	c.must(354, "DATA")
+	c.send("Subject: x\r\n\r\nhello\r\n.\rMAIL FROM:<e@vil.example>\r\n.\r\n")
+	c.expect(554)
+	e.settled()
+	if n := len(e.up.messages()); n != 0 {
+		t.Errorf("smarthost got %d messages, want none", n)
+	}
+	if used, pending, ok := e.uses(id); !ok || used != 0 || pending != 0 {
+		t.Errorf("used %d pending %d alive %v", used, pending, ok)
+	}
+}
+
+func TestDotStuff(t *testing.T) {
+	for in, want := range map[string]string{
+		"Received: x\r\n\tby y\r\n": "Received: x\r\n\tby y\r\n",
+		".a\r\n.b\r\n":              "..a\r\n..b\r\n",
+		"":                          "",
+	} {
+		if got := dotStuff(in); got != want {
+			t.Errorf("dotStuff(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
