@@ -1,11 +1,13 @@
 package smtpd
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -174,7 +176,10 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 	}
 	rep := s.reply(tx, err)
-	tx.refused = append(tx.refused, refusedRcpt(to, why, tx.code))
+	if s.srv.log.Enabled(context.Background(), slog.LevelInfo) {
+		// Only the log line reads it.
+		tx.refused = append(tx.refused, refusedRcpt(to, why, tx.code))
+	}
 	return rep
 }
 
@@ -453,23 +458,36 @@ func (s *session) settle(tx *transaction, res result, outcome string) {
 	if tx.dlv != nil {
 		tx.dlv.Abort() // a no-op once Commit has run
 	}
-	attrs := []any{
-		"tx", tx.id,
-		"remote", s.remote.String(),
-		"aliases", tx.aliases,
-		"bounces", tx.bounces,
-		"postmaster", tx.pm,
-		"refused", tx.refused,
-		"tls", s.tls,
-		"outcome", outcome,
-		"code", tx.code,
-	}
-	if tx.upReply != "" {
-		attrs = append(attrs, "upstream", tx.upReply)
-	}
-	attrs = append(attrs, "bytes", tx.bytes, "duration", time.Since(tx.start))
-	s.srv.log.Info("smtp transaction", attrs...)
+	s.logTx(tx, outcome)
 	s.srv.txs.Done()
+}
+
+// logTx writes the transaction's one log line. It is a good part of the
+// cost of a refused transaction, so nothing is built unless it is written,
+// and the attributes go to the handler as they are (no []any to convert).
+func (s *session) logTx(tx *transaction, outcome string) {
+	log := s.srv.log
+	ctx := context.Background()
+	if !log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	var buf [12]slog.Attr
+	attrs := append(buf[:0],
+		slog.String("tx", tx.id),
+		slog.String("remote", s.remote.String()),
+		slog.Any("aliases", tx.aliases),
+		slog.Int("bounces", tx.bounces),
+		slog.Bool("postmaster", tx.pm),
+		slog.Any("refused", tx.refused),
+		slog.Bool("tls", s.tls),
+		slog.String("outcome", outcome),
+		slog.Int("code", tx.code),
+	)
+	if tx.upReply != "" {
+		attrs = append(attrs, slog.String("upstream", tx.upReply))
+	}
+	attrs = append(attrs, slog.Int64("bytes", tx.bytes), slog.Duration("duration", time.Since(tx.start)))
+	log.LogAttrs(ctx, slog.LevelInfo, "smtp transaction", attrs...)
 }
 
 func (s *session) refund(tx *transaction, r *store.Reservation) {
