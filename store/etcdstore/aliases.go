@@ -10,6 +10,7 @@ import (
 
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/store"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -90,27 +91,39 @@ func (s *Store) load(ctx context.Context, id string) (snapshot, error) {
 	if !alias.ValidID(id) {
 		return snapshot{}, store.ErrNotFound
 	}
-	resp, err := s.cli.Txn(ctx).Then(
+	rd := &read{ctx: ctx, id: id, done: make(chan readResult, 1)}
+	select {
+	case s.reads <- rd:
+	case <-ctx.Done():
+		return snapshot{}, unavailable(ctx.Err())
+	}
+	select {
+	case res := <-rd.done:
+		return res.snap, res.err
+	case <-ctx.Done():
+		return snapshot{}, unavailable(ctx.Err())
+	}
+}
+
+// loadOps are the reads of one load: the record, and the count of its
+// open reservations.
+func (s *Store) loadOps(id string) []clientv3.Op {
+	return []clientv3.Op{
 		clientv3.OpGet(s.aliasKey(id)),
 		clientv3.OpGet(s.resPrefix(id), clientv3.WithPrefix(), clientv3.WithCountOnly()),
-	).Commit()
-	if err != nil {
-		return snapshot{}, unavailable(err)
 	}
-	kvs := resp.Responses[0].GetResponseRange().Kvs
-	if len(kvs) == 0 {
+}
+
+// loaded makes load's answer from its two responses.
+func loaded(id string, rec, res *etcdserverpb.RangeResponse, rev int64) (snapshot, error) {
+	if len(rec.Kvs) == 0 {
 		return snapshot{}, store.ErrNotFound
 	}
-	r, err := decode(id, kvs[0].Value)
+	r, err := decode(id, rec.Kvs[0].Value)
 	if err != nil {
 		return snapshot{}, err
 	}
-	return snapshot{
-		r:       r,
-		modRev:  kvs[0].ModRevision,
-		pending: int(resp.Responses[1].GetResponseRange().Count),
-		rev:     resp.Header.Revision,
-	}, nil
+	return snapshot{r: r, modRev: rec.Kvs[0].ModRevision, pending: int(res.Count), rev: rev}, nil
 }
 
 // Create stores a new alias with an id no host ever issued: the id's key

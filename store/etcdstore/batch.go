@@ -192,3 +192,75 @@ func (s *Store) send(group []*write) {
 		w.done <- writeResult{ok: resp.Responses[i].GetResponseTxn().GetSucceeded()}
 	}
 }
+
+// Reads are batched the same way: the loads of many RCPTs at once go to
+// the cluster as one read-only transaction, one linearizable read (one
+// read index, one round of heartbeats) for all of them. Reads need no
+// care about overlaps: nothing is written.
+
+// maxReads bounds the loads in one transaction (two operations each).
+const maxReads = 60
+
+type read struct {
+	ctx  context.Context
+	id   string
+	done chan readResult
+}
+
+type readResult struct {
+	snap snapshot
+	err  error
+}
+
+// readBatch runs until stop is closed, sending queued loads together.
+func (s *Store) readBatch(stop <-chan struct{}) {
+	for {
+		var first *read
+		select {
+		case first = <-s.reads:
+		case <-stop:
+			return
+		}
+		group := []*read{first}
+	fill:
+		for len(group) < maxReads {
+			select {
+			case r := <-s.reads:
+				group = append(group, r)
+			default:
+				break fill
+			}
+		}
+		s.sendReads(group)
+	}
+}
+
+func (s *Store) sendReads(group []*read) {
+	live := group[:0]
+	var ops []clientv3.Op
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- readResult{err: unavailable(err)}
+			continue
+		}
+		live = append(live, r)
+		ops = append(ops, s.loadOps(r.id)...)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	if err == nil && len(resp.Responses) != 2*len(live) {
+		err = fmt.Errorf("etcd: %d reads answered with %d results", 2*len(live), len(resp.Responses))
+	}
+	for i, r := range live {
+		if err != nil {
+			r.done <- readResult{err: unavailable(err)}
+			continue
+		}
+		snap, lerr := loaded(r.id, resp.Responses[2*i].GetResponseRange(), resp.Responses[2*i+1].GetResponseRange(), resp.Header.Revision)
+		r.done <- readResult{snap: snap, err: lerr}
+	}
+}

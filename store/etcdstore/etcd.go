@@ -117,6 +117,7 @@ type Store struct {
 	turns    keyed // one reservation or commit at a time per alias, on this host
 
 	closeOnce sync.Once
+	reads     chan *read  // to the read batchers (see batch.go)
 	writes    chan *write // to the batchers (see batch.go)
 	stop      chan struct{}
 	batchers  sync.WaitGroup
@@ -173,7 +174,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("etcd: connect %v: %w", opts.Endpoints, err)
 	}
 	s := &Store{cli: cli, opts: opts, p: opts.Prefix, log: log, refused: make(map[string]int),
-		writes: make(chan *write), stop: make(chan struct{})}
+		reads: make(chan *read), writes: make(chan *write), stop: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
 	if err := s.loadTargetKey(ctx); err != nil {
@@ -182,6 +183,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	for range batchers {
 		s.batchers.Go(func() { s.batch(s.stop) })
+		s.batchers.Go(func() { s.readBatch(s.stop) })
 	}
 	return s, nil
 }
