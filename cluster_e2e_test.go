@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/smtp"
 	"net/textproto"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,6 +169,36 @@ func TestTwoHostsOneCluster(t *testing.T) {
 		t.Fatalf("RCPT on A after revocation on B: %d, want 550", code)
 	}
 
+	// The admin commands of a host with no server running open the
+	// cluster themselves: they see what the running hosts made.
+	t.Run("admin commands", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "admin.toml")
+		writeFile(t, cfg, []byte(clusterConfig(dir, sk.addr, cluster, prefix)), 0o600)
+		id3, _, token3 := create(a, `{"target":"admin@example.com","max-usage":3}`)
+		admin := func(args ...string) string {
+			t.Helper()
+			out, err := exec.Command(binary, append([]string{args[0], "-config", cfg}, args[1:]...)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("tempalias %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return string(out)
+		}
+		if out := admin("list"); !strings.Contains(out, id3) || !strings.Contains(out, "admin@example.com") {
+			t.Fatalf("list does not show %s:\n%s", id3, out)
+		}
+		if out := admin("show", id3); !strings.Contains(out, `"admin@example.com"`) {
+			t.Fatalf("show %s:\n%s", id3, out)
+		}
+		admin("change", "-max-usage", "7", id3)
+		if status, got := httpDo(t, "GET", "http://"+b.addrs["http"]+"/aliases/"+id3, "", "Authorization", "Bearer "+token3); status != 200 || got["max-usage"] != 7.0 {
+			t.Fatalf("after change on the command line, host B shows %d %v", status, got)
+		}
+		admin("revoke", id3)
+		if status, _ := httpDo(t, "GET", "http://"+a.addrs["http"]+"/aliases/"+id3, "", "Authorization", "Bearer "+token3); status != 404 {
+			t.Fatalf("after revoke on the command line, host A answers %d", status)
+		}
+	})
 	t.Run("cluster failures", func(t *testing.T) { testClusterFailures(t, cluster, a, b, create) })
 	t.Run("dead host", func(t *testing.T) { testDeadHost(t, cluster, b, prefix) })
 }
