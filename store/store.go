@@ -97,6 +97,18 @@ type Engine interface {
 	Sweep(ctx context.Context, now time.Time, batch int) (int, error)
 	// Backup writes a consistent copy of the store to w.
 	Backup(ctx context.Context, w io.Writer) (int64, error)
+	// Export writes every stored alias, swept id and verified target, and
+	// the store's keys, as an engine-neutral stream (see ExportVersion),
+	// read from one consistent view while the store stays in use.
+	Export(ctx context.Context, w io.Writer) error
+	// Import reads an export into this store, which must be new: one that
+	// ever issued an id refuses it with ErrImportNotEmpty, and an id that
+	// is already taken (another writer meanwhile) is an error naming it.
+	// It takes on the export's keys, so no other call may run on the
+	// store (nor, for a shared store, on another host) during an import.
+	// A malformed line is an error naming it; what came before it stays
+	// imported.
+	Import(ctx context.Context, r io.Reader) error
 	// Stats counts stored aliases and issued ids.
 	Stats(ctx context.Context) (Stats, error)
 	// Ping checks that the store answers.

@@ -68,6 +68,8 @@ func Run(t *testing.T, open Open) {
 		{"SweepNeverTakesTheLiving", testSweepNeverTakesTheLiving},
 		{"MaxLivePerTarget", testMaxLivePerTarget},
 		{"ConcurrentMixed", testConcurrentMixed},
+		{"ExportImport", testExportImport},
+		{"ImportMalformed", testImportMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
