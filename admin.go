@@ -1,6 +1,6 @@
 package main
 
-// Admin commands (create, list, show, change, revoke, backup) work whether or not
+// Admin commands (create, list, show, change, revoke, backup, export) work whether or not
 // the server runs. bbolt lets one process hold the data file, so a running
 // server answers them on a unix socket beside the data file (mode 0600, so
 // only the service's user and root may use it); when no server runs, the
@@ -8,6 +8,8 @@ package main
 // longer than store.open_timeout.
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -47,6 +49,7 @@ type adminOps interface {
 	Change(id string, req alias.ChangeRequest) (adminAlias, error)
 	Revoke(id string) error
 	Backup(w io.Writer) error
+	Export(w io.Writer) error
 }
 
 // adminStore is what the admin commands need from the store; every
@@ -58,6 +61,7 @@ type adminStore interface {
 	ChangeID(ctx context.Context, id string, c alias.Change, now time.Time) (alias.Alias, error)
 	RevokeID(ctx context.Context, id string, now time.Time) error
 	Backup(ctx context.Context, w io.Writer) (int64, error)
+	Export(ctx context.Context, w io.Writer) error
 }
 
 // localOps runs admin operations on a store this process holds.
@@ -122,6 +126,8 @@ func (o localOps) Backup(w io.Writer) error {
 	_, err := o.st.Backup(context.Background(), w)
 	return err
 }
+
+func (o localOps) Export(w io.Writer) error { return o.st.Export(context.Background(), w) }
 
 // adminSocketPath is where the running server listens for admin commands.
 func (c *Config) adminSocketPath() string {
@@ -210,6 +216,13 @@ func adminHandler(ops localOps, log *slog.Logger) http.Handler {
 			panic(http.ErrAbortHandler) // the client sees a cut stream, not a short backup
 		}
 	})
+	r.Get("/export", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		if err := ops.Export(w); err != nil {
+			log.Error("admin export", "err", err)
+			panic(http.ErrAbortHandler) // the client sees a cut stream (and import refuses one without its end line)
+		}
+	})
 	return r
 }
 
@@ -277,6 +290,8 @@ func (o remoteOps) Revoke(id string) error {
 
 func (o remoteOps) Backup(w io.Writer) error { return o.call("GET", "/backup", nil, w) }
 
+func (o remoteOps) Export(w io.Writer) error { return o.call("GET", "/export", nil, w) }
+
 // openAdmin reaches the aliases: through the running server if one answers
 // on the admin socket, else by opening the data file. close must be called.
 func openAdmin(cfg *Config) (ops adminOps, close func(), err error) {
@@ -338,6 +353,9 @@ func openEtcd(cfg *Config, log *slog.Logger) (store.Engine, error) {
 
 // runAdmin runs admin command name with its arguments.
 func runAdmin(cfg *Config, name string, args []string, req alias.Request, chg alias.ChangeRequest, stdout io.Writer) error {
+	if name == "import" {
+		return runImport(cfg, args[0], stdout)
+	}
 	ops, closeOps, err := openAdmin(cfg)
 	if err != nil {
 		return err
@@ -394,7 +412,15 @@ func runAdmin(cfg *Config, name string, args []string, req alias.Request, chg al
 		if len(args) != 1 {
 			return errors.New("usage: tempalias backup [-config FILE] FILE")
 		}
+		if cfg.Store.Engine == "etcd" {
+			return errors.New("backup: the etcd engine's store is the cluster: back it up with `etcdctl snapshot save FILE` (or move its aliases with `tempalias export`)")
+		}
 		return backupTo(ops, args[0], stdout)
+	case "export":
+		if len(args) == 0 || args[0] == "-" {
+			return ops.Export(stdout)
+		}
+		return writeAtomically(args[0], "export", ops.Export, stdout)
 	}
 	return fmt.Errorf("unknown command %q", name)
 }
@@ -402,27 +428,72 @@ func runAdmin(cfg *Config, name string, args []string, req alias.Request, chg al
 // backupTo writes a backup to path through a temporary file, so that a
 // failed backup never leaves a truncated file under the final name.
 func backupTo(ops adminOps, path string, stdout io.Writer) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tempalias-backup-*")
+	return writeAtomically(path, "backup", ops.Backup, stdout)
+}
+
+// writeAtomically writes what write produces to path through a temporary
+// file, renamed only once it is whole and synced.
+func writeAtomically(path, what string, write func(io.Writer) error, stdout io.Writer) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tempalias-"+what+"-*")
 	if err != nil {
-		return fmt.Errorf("backup: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := ops.Backup(tmp); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
-		return fmt.Errorf("backup: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("backup: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("backup: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("backup: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	fmt.Fprintf(stdout, "backup written to %s\n", path)
+	fmt.Fprintf(stdout, "%s written to %s\n", what, path)
 	return nil
+}
+
+// runImport reads an export (path, or "-" for standard input) into the
+// store the configuration names, which must be new and not in use: a
+// running server holds its keys in memory, so a server answering on the
+// admin socket is refused (for etcd, no host may run on the cluster; the
+// command cannot see the other hosts).
+func runImport(cfg *Config, path string, stdout io.Writer) error {
+	socket := cfg.adminSocketPath()
+	if conn, err := net.DialTimeout("unix", socket, time.Second); err == nil {
+		conn.Close()
+		return fmt.Errorf("import: a server is running on this store (it answers on %s): stop it, import, then start it", socket)
+	}
+	var in io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	st, err := openStore(cfg, cfg.logger(os.Stderr))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Import(context.Background(), bufio.NewReaderSize(in, 64<<10)); err != nil {
+		if errors.Is(err, store.ErrImportNotEmpty) {
+			return fmt.Errorf("%w (store.engine %q)", err, cmp.Or(cfg.Store.Engine, "bolt"))
+		}
+		return err
+	}
+	stats, err := st.Stats(context.Background())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported %d aliases, %d ids issued in all\n", stats.Aliases, stats.Issued)
+	return st.Close()
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -12,6 +12,8 @@
 //	tempalias change [-config FILE] [-days N] [-max-usage N] ID
 //	tempalias revoke [-config FILE] ID
 //	tempalias backup [-config FILE] FILE     consistent copy of the data file
+//	tempalias export [-config FILE] [FILE|-] the store as an engine-neutral stream
+//	tempalias import [-config FILE] FILE|-   an export into a new, stopped store
 //	tempalias version                        version, commit, build date
 //	tempalias help [COMMAND]                 the commands, or one's flags
 package main
@@ -94,7 +96,9 @@ var commands = []command{
 	{"show", "ID", "show one alias, live or used up (with its refusals)"},
 	{"change", "ID", "change an alias: valid -days from now, -max-usage in all"},
 	{"revoke", "ID", "revoke an alias now"},
-	{"backup", "FILE", "write a consistent copy of the data file, also while the service runs"},
+	{"backup", "FILE", "write a consistent copy of the data file, also while the service runs (bolt engine)"},
+	{"export", "[FILE|-]", "write every alias, swept id and verified target as JSON lines (default: to standard output), also while the service runs"},
+	{"import", "FILE|-", "read an export into a new store (another host, or the etcd engine) while no server runs on it"},
 	{"version", "", "print the version, commit, build date and Go version"},
 	{"help", "[COMMAND]", "list the commands, or show one command's flags"},
 }
@@ -214,7 +218,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cmd.args != "" {
 		wantArgs = 1
 	}
-	if fs.NArg() != wantArgs {
+	optional := strings.HasPrefix(cmd.args, "[")
+	if fs.NArg() > wantArgs || fs.NArg() < wantArgs && !optional {
 		if fs.NArg() > wantArgs {
 			fmt.Fprintf(stderr, "tempalias %s: unexpected argument %q\n\n", name, fs.Arg(wantArgs))
 		} else {
