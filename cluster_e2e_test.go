@@ -29,7 +29,7 @@ sweep_interval = "1s"
 endpoints = [%s]
 prefix = %q
 request_timeout = "3s"
-lease_ttl = "2s"
+lease_ttl = "5s"
 `, `"`+strings.Join(c.Endpoints(), `", "`)+`"`, prefix)
 }
 
@@ -310,7 +310,8 @@ func testDeadHost(t *testing.T, cluster *etcdtest.Cluster, b *proc, prefix strin
 	c.cmd.Process.Kill()
 	<-c.done
 	<-sent
-	// The reservation comes back with the lease (2s); the committed use
+	// The reservation comes back with the lease (5s: a shorter one can run
+	// out on a loaded machine while the host lives); the committed use
 	// does not.
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		code := rcptCode(t, b.addrs["smtp"], reserved, false)
