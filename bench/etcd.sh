@@ -190,7 +190,7 @@ say "summary"
 	for w in create refuse relay; do
 		jq -s -r --arg w "$w" '
 			def med: sort | if length == 0 then 0 else .[(length - 1) / 2 | floor] end;
-			def cpu: [.cpu | to_entries[] | select(.key | endswith("_us_per_op")) | .value] | add // 0;
+			def cpu: [.cpu | to_entries[] | select((.key | endswith("_us_per_op")) and .key != "client_us_per_op") | .value] | add // 0;
 			def rows(p): map(select(.label == ($w + "/" + p)));
 			(rows("bolt") | map(.throughput) | med) as $b |
 			(rows("etcd") | map(.throughput) | med) as $e |
