@@ -293,7 +293,8 @@ func (s *Store) LiveForTarget(ctx context.Context, target string, now time.Time)
 func (s *Store) Get(ctx context.Context, id string, now time.Time) (alias.Alias, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	snap, err := s.load(ctx, strings.ToLower(id))
+	var snap snapshot
+	err := retry(ctx, func() (err error) { snap, err = s.load(ctx, strings.ToLower(id)); return err })
 	if err != nil {
 		return alias.Alias{}, err
 	}
@@ -310,7 +311,8 @@ func (s *Store) Held(ctx context.Context, id string, now time.Time) (alias.Alias
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	id = strings.ToLower(id)
-	snap, err := s.load(ctx, id)
+	var snap snapshot
+	err := retry(ctx, func() (err error) { snap, err = s.load(ctx, id); return err })
 	if err != nil {
 		return alias.Alias{}, err
 	}

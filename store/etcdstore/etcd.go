@@ -298,10 +298,25 @@ var errConflict = errors.New("conflict")
 
 // retry runs op until it succeeds, fails with something other than a
 // conflict, or ctx ends.
+//
+// A failure to reach the cluster is tried again too, after a pause, while
+// ctx has time left: an election ("leader changed", a second or two with
+// etcd) then costs a delay instead of a 4xx. Every operation is written so
+// that repeating it is safe even if the failed attempt took effect.
 func retry(ctx context.Context, op func() error) error {
+	pause := 50 * time.Millisecond
 	for {
 		err := op()
-		if !errors.Is(err, errConflict) {
+		switch {
+		case errors.Is(err, errConflict):
+		case errors.Is(err, store.ErrUnavailable):
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, 500*time.Millisecond)
+		default:
 			return err
 		}
 		if ctx.Err() != nil {
