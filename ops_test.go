@@ -108,6 +108,10 @@ pprof = true
 	if status, m := httpDo(t, "POST", "http://"+p.addrs["http"]+"/aliases", `{"target":"t@example.com","days":2}`); status != 400 {
 		t.Fatalf("days 2 after max_days = 1: %d %v", status, m)
 	}
+	// The page states the limits from GET /limits, which follows too.
+	if status, m := httpDo(t, "GET", "http://"+p.addrs["http"]+"/limits", ""); status != 200 || m["default-days"] != 1.0 || m["max-days"] != 1.0 || m["max-usage"] != 100.0 {
+		t.Fatalf("GET /limits after max_days = 1: %d %v", status, m)
+	}
 	writeFile(t, p.cfg, []byte(strings.Replace(cfg, "[smtp]\n", "[smtp]\nhostname = \"mx.example\"\n", 1)+"[limits]\nmax_days = 1\ndefault_days = 1\n"), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLog(t, "sections=smtp")

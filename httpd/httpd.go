@@ -1,7 +1,8 @@
 // Package httpd is tempalias's HTTP front end: the JSON API that creates,
-// inspects and revokes aliases, with its rate limit, and the mount point for
-// the web page. Every error leaves through writeError as the documented
-// JSON body with a stable code.
+// inspects and revokes aliases, with its rate limit, the limits in force
+// (/limits, which the page states), and the mount point for the web page.
+// Every error leaves through writeError as the documented JSON body with a
+// stable code.
 package httpd
 
 import (
@@ -104,6 +105,7 @@ func New(cfg Config, st Store) *API {
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeError(w, errNotFound) })
 	})
 	r.Get("/openapi.json", serveOpenAPI)
+	r.Get("/limits", a.serveLimits)
 	if cfg.Verify != nil {
 		r.Get("/confirm/{token}", a.confirmPage)
 		r.Post("/confirm/{token}", a.confirm)
