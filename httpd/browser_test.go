@@ -129,11 +129,23 @@ func screenshot(t *testing.T, ctx context.Context, name string, size [2]int64) {
 		vp = append(vp, chromedp.EmulateMobile, chromedp.EmulateTouch, chromedp.EmulateScale(2))
 	}
 	run(t, ctx, chromedp.EmulateViewport(size[0], size[1], vp...))
+	saveShot(t, ctx, name, chromedp.FullScreenshot(100))
+}
+
+// windowShot writes what the window shows, as it is, without scrolling
+// or resizing (see screenshot).
+func windowShot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	saveShot(t, ctx, name, chromedp.CaptureScreenshot())
+}
+
+func saveShot(t *testing.T, ctx context.Context, name string, shot chromedp.Action[[]byte]) {
+	t.Helper()
 	dir := os.Getenv("TEMPALIAS_SCREENSHOTS")
 	if dir == "" {
 		return
 	}
-	png := value(t, ctx, chromedp.FullScreenshot(100))
+	png := value(t, ctx, shot)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +264,20 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("status when used up: %q", got)
 		}
 
+		// More messages, from the control beside Check status, revive it.
+		run(t, ctx, chromedp.Click(chromedp.ID("change-toggle")), chromedp.WaitVisible(chromedp.CSS("#result .change-max")),
+			chromedp.SendKeys(chromedp.CSS("#result .change-max"), "8"), chromedp.Click(chromedp.CSS("#result .change-save")),
+			chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent.startsWith('Changed') || document.getElementById('status').textContent.startsWith('Could')`,
+				chromedp.WithPollingTimeout(10*time.Second)))
+		if got := value(t, ctx, chromedp.Text(chromedp.ID("status"))); !strings.HasPrefix(got, "Changed. Active. Relayed 5 messages, 3 left; it expires ") {
+			t.Errorf("status after more messages: %q", got)
+		}
+		if r, err := ws.store.Reserve(bg, m[1], time.Now()); err != nil {
+			t.Errorf("the alias given more messages refuses mail: %v", err)
+		} else {
+			r.Refund(bg, time.Now())
+		}
+
 		// The choices are remembered.
 		run(t, ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("bookmarklet")))
 		for id, want := range map[string]string{"target": "me@example.com", "days": "2", "max-usage": "5"} {
@@ -274,18 +300,18 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("second alias %q", addr2)
 		}
 		run(t, ctx,
-			chromedp.Click(chromedp.ID("revoke")),
-			chromedp.WaitVisible(chromedp.ID("revoked")),
-		)
-		if got := value(t, ctx, chromedp.Text(chromedp.ID("revoked"))); !strings.HasPrefix(got, "Revoked.") {
-			t.Errorf("after revoke: %q", got)
-		}
-		run(t, ctx,
 			chromedp.Click(chromedp.ID("status-check")),
-			chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent !== ''`),
+			chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent.startsWith('Active')`),
+			chromedp.Click(chromedp.ID("revoke")),
+			chromedp.Poll[chromedp.Void](`document.getElementById('status').textContent.startsWith('Revoked')`),
 		)
-		if got := value(t, ctx, chromedp.Text(chromedp.ID("status"))); !strings.Contains(got, "is gone") {
-			t.Errorf("status after revoke: %q", got)
+		// One status line, the latest news in it: never "Active" below
+		// "Revoked", or "gone" above it.
+		if got := value(t, ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('#result [role=status]')].map(e => e.textContent).filter(t => t).join(' | ')`)); got != "Revoked. Mail to "+addr2+" is refused from now on." {
+			t.Errorf("after revoke the card says %q", got)
+		}
+		if v := value(t, ctx, chromedp.Evaluate[bool](`document.getElementById('revoke').disabled && document.getElementById('change-toggle').disabled`)); !v {
+			t.Error("revoke and change still offered after revoking")
 		}
 		if _, err := ws.store.Get(bg, m2[1], time.Now()); !errors.Is(err, alias.ErrNotFound) {
 			t.Errorf("revoked alias still there: %v", err)
@@ -355,6 +381,9 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("lifetime %q", got)
 		}
 		screenshot(t, ctx, "desktop-nojs-result", desktop)
+		if got := value(t, ctx, chromedp.Text(chromedp.CSS(".token-box .help"))); !strings.Contains(got, "PATCH /aliases/"+m[1]) || !strings.Contains(got, "DELETE /aliases/"+m[1]) {
+			t.Errorf("the page without JavaScript says %q", got)
+		}
 		al, err := ws.store.Get(bg, m[1], time.Now())
 		if err != nil || al.Target != "nojs@example.com" || al.MaxUsage != 7 {
 			t.Errorf("store: %+v %v", al, err)
@@ -461,6 +490,18 @@ func TestBrowser(t *testing.T) {
 				t.Fatalf("the popup says: %s", e)
 			}
 			popupTokenWorks(t, popup)
+			// The token shows without scrolling in the window the
+			// bookmarklet opened, at the size it asks for (headless
+			// chromium ignores the size, so it is set here).
+			run(t, popup, chromedp.EmulateViewport(460, 360))
+			size := value(t, popup, chromedp.Evaluate[[]float64](`[innerWidth, innerHeight, document.getElementById('token').getBoundingClientRect().bottom, scrollY]`))
+			if size[0] != 460 || size[1] != 360 {
+				t.Fatalf("the popup is %vx%v", size[0], size[1])
+			}
+			if size[2] > size[1] || size[3] != 0 {
+				t.Errorf("the token ends at %vpx (scrolled %v) in a popup %vpx high", size[2], size[3], size[1])
+			}
+			windowShot(t, popup, "popup-created")
 		}
 
 		// The focused field gets the alias.
@@ -475,6 +516,13 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("another field was filled: %q", v)
 		}
 		screenshot(t, ctx, "desktop-bookmarklet-filled", desktop)
+
+		// The popup kept it in My aliases, for the page on our origin.
+		page := newTab(t, browser)
+		run(t, page, chromedp.Navigate(ws.URL), chromedp.WaitVisible(chromedp.ID("mine-section")))
+		if got, id := listed(t, page), aliasRE.FindStringSubmatch(first)[1]; len(got) != 1 || got[0] != id {
+			t.Errorf("after the bookmarklet, My aliases lists %v, want [%s]", got, id)
+		}
 
 		// Nothing focused: the next field clicked gets it.
 		run(t, ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("email")))

@@ -162,7 +162,7 @@ var formPages = template.Must(template.New("").Parse(`
   <div class="token-box">
     <p><strong>Management token</strong> — shown only this once. Keep it if you may want to end the alias early.</p>
     <p><code id="token" class="token">{{.Token}}</code></p>
-    <p class="help">To revoke the alias, send <code>DELETE /aliases/{{.ID}}</code> with the header <code>Authorization: Bearer {{.Token}}</code>, or use this page with JavaScript on.</p>
+    <p class="help">To give it more time or more messages, send <code>PATCH /aliases/{{.ID}}</code> with JSON such as <code>{"days": 7, "max-usage": 20}</code>; to revoke it, <code>DELETE /aliases/{{.ID}}</code>; both with the header <code>Authorization: Bearer {{.Token}}</code>. Or use this page with JavaScript on: it can do both, and remember the alias in this browser.</p>
   </div>
 </div>
 <p><a href="/">Make another alias</a></p>

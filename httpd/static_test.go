@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +44,17 @@ func deliver(t testing.TB, st store.Engine, id string, now time.Time) {
 type webServer struct {
 	*httptest.Server
 	store *boltstore.Store
+	api   *httpd.API
+
+	mu       sync.Mutex
+	requests []*http.Request // every request the browser sent, to check what it sent where
+}
+
+// seen returns the requests so far.
+func (ws *webServer) seen() []*http.Request {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return slices.Clone(ws.requests)
 }
 
 func newWebServer(t testing.TB, mod func(*httpd.Config)) *webServer {
@@ -60,9 +73,16 @@ func newWebServer(t testing.TB, mod func(*httpd.Config)) *webServer {
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv := httptest.NewServer(httpd.ValidateOpenAPI(t, httpd.New(cfg, st)))
-	t.Cleanup(srv.Close)
-	return &webServer{srv, st}
+	ws := &webServer{store: st, api: httpd.New(cfg, st)}
+	validated := httpd.ValidateOpenAPI(t, ws.api)
+	ws.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws.mu.Lock()
+		ws.requests = append(ws.requests, r.Clone(context.Background()))
+		ws.mu.Unlock()
+		validated.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ws.Close)
+	return ws
 }
 
 // get sends a request without the transport's transparent gzip, so the

@@ -1,21 +1,31 @@
 // tempalias page: creates an alias through the JSON API, remembers the last
-// choices in localStorage and keeps the bookmarklet link up to date. Without
-// this script the form still posts to /aliases and gets an HTML page back.
+// choices and (unless told not to) the aliases it made in localStorage,
+// lists those with their live status, and keeps the bookmarklet link up to
+// date. Without this script the form still posts to /aliases and gets an
+// HTML page back.
 'use strict';
 
 (function () {
   const form = document.getElementById('create');
   if (!form) return;
   const $ = (id) => document.getElementById(id);
+  const mine = window.tempaliasMine;
   const fields = { target: $('target'), days: $('days'), 'max-usage': $('max-usage') };
   const storeKey = 'tempalias.choices';
-  let current = null; // {id, token} of the alias shown
+  let limits = null; // from GET /limits
+  const restored = {}; // fields filled from storage, untouched since
+  // The server's sentences explain a bad value better than a browser's
+  // bubble, and the same way on every browser.
+  form.noValidate = true;
 
-  // Remembered choices.
+  // Remembered choices, each only if it is still a valid entry.
   try {
     const saved = JSON.parse(localStorage.getItem(storeKey) || '{}');
     for (const k in fields) {
-      if (typeof saved[k] === 'string') fields[k].value = saved[k];
+      if (!saved || typeof saved[k] !== 'string' || saved[k] === '') continue;
+      fields[k].value = saved[k];
+      if (fields[k].checkValidity()) restored[k] = true;
+      else fields[k].value = '';
     }
   } catch (e) { /* storage off or garbled: start empty */ }
 
@@ -25,10 +35,41 @@
     return c;
   }
   function remember() {
-    try { localStorage.setItem(storeKey, JSON.stringify(choices())); } catch (e) { /* private mode */ }
+    const c = choices();
+    for (const k in fields) if (!fields[k].checkValidity()) c[k] = '';
+    try { localStorage.setItem(storeKey, JSON.stringify(c)); } catch (e) { /* private mode */ }
   }
 
   function plural(n, one, many) { return n + ' ' + (n === 1 ? one : many); }
+
+  // The service's bounds, stated next to the fields they bound.
+  async function loadLimits() {
+    try {
+      const resp = await fetch('/limits', { credentials: 'omit' });
+      if (!resp.ok) return;
+      const l = await resp.json();
+      if (!Number.isInteger(l['default-days']) || !Number.isInteger(l['max-days']) || !Number.isInteger(l['max-usage'])) return;
+      limits = l;
+    } catch (e) {
+      return; // the generic help stays
+    }
+    $('days-help').textContent = 'Leave empty for this service\'s default, ' + plural(limits['default-days'], 'day', 'days') +
+      '. At most ' + plural(limits['max-days'], 'day', 'days') + '.';
+    $('max-help').textContent = 'Leave empty for no limit by count. At most ' + plural(limits['max-usage'], 'message', 'messages') + '.';
+    fields.days.placeholder = String(limits['default-days']);
+    fields.days.max = limits['max-days'];
+    fields['max-usage'].max = limits['max-usage'];
+    for (const el of document.querySelectorAll('.change-days')) el.max = limits['max-days'];
+    for (const el of document.querySelectorAll('.change-max')) el.max = limits['max-usage'];
+    // A remembered choice the limits no longer allow is dropped.
+    for (const k in restored) {
+      if (restored[k] && !fields[k].checkValidity()) {
+        fields[k].value = '';
+        restored[k] = false;
+        updateBookmarklet();
+      }
+    }
+  }
 
   function showError(text) {
     const e = $('error');
@@ -50,16 +91,189 @@
     return 'The server answered ' + resp.status + ' ' + resp.statusText + '.';
   }
 
+  // statusText is the one sentence for an alias's view from the API.
+  function statusText(a) {
+    const expires = new Date(a.expires).toLocaleString();
+    let text;
+    if (a.status === 'used-up') {
+      // Dead for mail; shown to its holder until it expires.
+      text = 'Used up: it refuses all mail now. Relayed ' + plural(a.relayed, 'message', 'messages') +
+        '; ' + plural(a.refused, 'message', 'messages') + ' refused since. It is deleted ' + expires + '.';
+    } else {
+      text = (a.status === 'pending' ? 'Waiting for your confirmation. ' : 'Active. ') +
+        'Relayed ' + plural(a.relayed, 'message', 'messages');
+      if (a.remaining != null) text += ', ' + a.remaining + ' left';
+      text += '; it expires ' + expires + '.';
+    }
+    if (Array.isArray(a['allow-from']) && a['allow-from'].length) text += ' Only from ' + a['allow-from'].join(', ') + '.';
+    return text;
+  }
+
+  // api calls our own API for entry e ({id, token}); the token goes in the
+  // Authorization header only.
+  function api(e, method, body) {
+    const init = { method: method, headers: { 'Authorization': 'Bearer ' + e.token }, credentials: 'omit' };
+    if (body) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    return fetch('/aliases/' + encodeURIComponent(e.id), init);
+  }
+
+  // bindAlias wires the controls found in root (by class) to entry e:
+  // Check status, the change form, Revoke. The result card and every
+  // remembered alias share it; after runs when a change or revoke worked.
+  function bindAlias(root, e, after) {
+    const q = (c) => root.querySelector('.' + c);
+    const status = q('status');
+    const say = (t) => { status.textContent = t; };
+    let gone = false;
+    function dead(text) {
+      gone = true;
+      say(text);
+      for (const c of ['change-toggle', 'revoke']) q(c).disabled = true;
+      change.hidden = true;
+      root.classList.add('gone');
+    }
+    async function check() {
+      try {
+        const resp = await api(e, 'GET');
+        if (resp.status === 404) { dead('Gone: it expired or was revoked.'); return; }
+        if (!resp.ok) { say('Could not check: ' + await describe(resp)); return; }
+        const a = await resp.json();
+        say(statusText(a));
+        allowShown = Array.isArray(a['allow-from']) ? a['allow-from'].join(', ') : '';
+        if (change.hidden) allow.value = allowShown;
+      } catch (err) {
+        say('Could not reach the server.');
+      }
+    }
+
+    const change = $('change-template').content.firstElementChild.cloneNode(true);
+    q('actions').after(change);
+    const days = change.querySelector('.change-days');
+    const max = change.querySelector('.change-max');
+    const allow = change.querySelector('.change-allow');
+    let allowShown = '';
+    if (limits) { days.max = limits['max-days']; max.max = limits['max-usage']; }
+    const toggle = q('change-toggle');
+    function openChange(open) {
+      change.hidden = !open;
+      toggle.setAttribute('aria-expanded', String(open));
+      if (open) { allow.value = allowShown; days.focus(); }
+    }
+    toggle.addEventListener('click', () => openChange(change.hidden));
+    change.querySelector('.change-cancel').addEventListener('click', () => openChange(false));
+    change.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const body = {};
+      for (const [k, el, what] of [['days', days, 'Days'], ['max-usage', max, 'The number of messages']]) {
+        const v = el.value.trim();
+        if (v === '') continue;
+        const n = Number(v);
+        if (!Number.isInteger(n)) { say(what + ' must be a whole number, like 3.'); el.focus(); return; }
+        body[k] = n;
+      }
+      const a = allow.value.trim();
+      if (a !== allowShown) body['allow-from'] = a === '' ? [] : a.split(',').map((x) => x.trim()).filter((x) => x !== '');
+      if (Object.keys(body).length === 0) { say('Nothing to change: fill in the days, the messages or the senders.'); return; }
+      const save = change.querySelector('.change-save');
+      save.disabled = true;
+      try {
+        const resp = await api(e, 'PATCH', body);
+        if (resp.status === 404) { dead('Gone: it expired or was revoked.'); return; }
+        if (resp.status !== 200) { say('Could not change it: ' + await describe(resp)); return; }
+        const v = await resp.json();
+        allowShown = Array.isArray(v['allow-from']) ? v['allow-from'].join(', ') : '';
+        days.value = '';
+        max.value = '';
+        openChange(false);
+        say('Changed. ' + statusText(v));
+        if (after) after();
+      } catch (err) {
+        say('Could not reach the server; nothing was changed.');
+      } finally {
+        save.disabled = false;
+      }
+    });
+
+    q('status-check').addEventListener('click', check);
+    const revoke = q('revoke');
+    revoke.addEventListener('click', async () => {
+      revoke.disabled = true;
+      try {
+        const resp = await api(e, 'DELETE');
+        if (resp.status === 204) {
+          dead('Revoked. Mail to ' + e.alias + ' is refused from now on.');
+          if (after) after();
+        } else if (resp.status === 404) {
+          dead('This alias is already gone.');
+        } else {
+          say('Could not revoke: ' + await describe(resp));
+          revoke.disabled = gone;
+        }
+      } catch (err) {
+        say('Could not reach the server; the alias is still active.');
+        revoke.disabled = gone;
+      }
+    });
+    return { check: check };
+  }
+
+  async function copyText(text, node, note) {
+    try {
+      await navigator.clipboard.writeText(text);
+      note.textContent = 'Copied to the clipboard.';
+    } catch (e) {
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      note.textContent = 'Selected; press Ctrl+C (or ⌘C) to copy.';
+    }
+  }
+
+  // My aliases on this device.
+  function renderMine() {
+    const list = mine.load();
+    const ul = $('mine');
+    ul.textContent = '';
+    $('mine-section').hidden = list.length === 0;
+    for (const e of list) {
+      const li = $('mine-template').content.firstElementChild.cloneNode(true);
+      li.dataset.id = e.id;
+      li.querySelector('.mine-alias').textContent = e.alias;
+      li.querySelector('.mine-target').textContent = 'Forwards to ' + e.target;
+      const status = li.querySelector('.status');
+      status.textContent = 'Checking…';
+      li.querySelector('.copy').addEventListener('click', () => copyText(e.alias, li.querySelector('.mine-alias'), status));
+      li.querySelector('.forget').addEventListener('click', () => {
+        mine.forget(e.id);
+        renderMine();
+      });
+      ul.appendChild(li);
+      bindAlias(li, e).check();
+    }
+  }
+  window.addEventListener('storage', (ev) => { if (ev.key === mine.key || ev.key === null) renderMine(); });
+
+  const rememberBox = $('remember');
+  rememberBox.checked = mine.remembering();
+  rememberBox.addEventListener('change', () => mine.setRemembering(rememberBox.checked));
+  $('remember-field').hidden = false;
+
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     $('error').hidden = true;
+    $('error').textContent = '';
     const c = choices();
     const req = { target: c.target };
     for (const k of ['days', 'max-usage']) {
       if (c[k] === '') continue;
       const n = Number(c[k]);
       if (!Number.isInteger(n)) {
-        showError((k === 'days' ? 'Days' : 'The number of messages') + ' must be a whole number, like 3.');
+        failed((k === 'days' ? 'Days' : 'The number of messages') + ' must be a whole number, like 3.');
         fields[k].focus();
         return;
       }
@@ -75,107 +289,50 @@
         credentials: 'omit',
       });
       if (resp.status !== 201) {
-        showError('Could not create the alias: ' + await describe(resp));
+        failed('Could not create the alias: ' + await describe(resp));
         return;
       }
       const a = await resp.json();
       remember();
       show(a);
     } catch (e) {
-      showError('Could not reach the server. Check your connection and try again.');
+      failed('Could not reach the server. Check your connection and try again.');
     } finally {
       button.disabled = false;
     }
   });
 
+  // failed shows an error of the latest request and hides the card of an
+  // earlier one, which it did not produce.
+  function failed(text) {
+    $('result').hidden = true;
+    showError(text);
+  }
+
+  // show fills the result card with a new alias; the card is rebuilt so
+  // that no control still acts on the previous one.
+  let resultTemplate = null;
   function show(a) {
-    current = { id: a.id, token: a.token };
+    const old = $('result');
+    if (!resultTemplate) resultTemplate = old.cloneNode(true);
+    const r = resultTemplate.cloneNode(true);
+    old.replaceWith(r);
     $('alias').textContent = a.alias;
     $('lifetime').textContent = a.lifetime;
     $('pending').hidden = a.status !== 'pending';
     $('token').textContent = a.token;
-    $('copied').textContent = '';
-    $('status').textContent = '';
-    $('revoked').textContent = '';
-    $('revoke').disabled = false;
-    const r = $('result');
+    $('copy').addEventListener('click', () => copyText($('alias').textContent, $('alias'), $('copied')));
+    const added = mine.add(a);
+    bindAlias(r, a, added ? renderMine : null);
+    if (added) {
+      const strong = document.createElement('strong');
+      strong.textContent = 'Management token';
+      $('token-help').replaceChildren(strong, ' — kept with the alias in this browser, under My aliases below. Copy it too if you may want to check, change or end the alias elsewhere.');
+      renderMine();
+    }
     r.hidden = false;
     r.focus();
   }
-
-  $('copy').addEventListener('click', async () => {
-    const text = $('alias').textContent;
-    try {
-      await navigator.clipboard.writeText(text);
-      $('copied').textContent = 'Copied to the clipboard.';
-    } catch (e) {
-      const range = document.createRange();
-      range.selectNodeContents($('alias'));
-      const sel = window.getSelection();
-      sel.removeAllRanges();
-      sel.addRange(range);
-      $('copied').textContent = 'Selected; press Ctrl+C (or ⌘C) to copy.';
-    }
-  });
-
-  // Status: what the token holder may see of the alias while it lives.
-  $('status-check').addEventListener('click', async () => {
-    if (!current) return;
-    try {
-      const resp = await fetch('/aliases/' + encodeURIComponent(current.id), {
-        headers: { 'Authorization': 'Bearer ' + current.token },
-        credentials: 'omit',
-      });
-      if (resp.status === 404) {
-        $('status').textContent = 'This alias is gone: it expired or was revoked.';
-        return;
-      }
-      if (!resp.ok) {
-        $('status').textContent = 'Could not check: ' + await describe(resp);
-        return;
-      }
-      const a = await resp.json();
-      const expires = new Date(a.expires).toLocaleString();
-      let text;
-      if (a.status === 'used-up') {
-        // Dead for mail; shown to its holder until it expires.
-        text = 'Used up: it refuses all mail now. Relayed ' + plural(a.relayed, 'message', 'messages') +
-          '; ' + plural(a.refused, 'message', 'messages') + ' refused since. It is deleted ' + expires + '.';
-      } else {
-        text = (a.status === 'pending' ? 'Waiting for your confirmation. ' : 'Active. ') +
-          'Relayed ' + plural(a.relayed, 'message', 'messages');
-        if (a.remaining != null) text += ', ' + a.remaining + ' left';
-        text += '; it expires ' + expires + '.';
-      }
-      $('status').textContent = text;
-    } catch (e) {
-      $('status').textContent = 'Could not reach the server.';
-    }
-  });
-
-  $('revoke').addEventListener('click', async () => {
-    if (!current) return;
-    const button = $('revoke');
-    button.disabled = true;
-    try {
-      const resp = await fetch('/aliases/' + encodeURIComponent(current.id), {
-        method: 'DELETE',
-        headers: { 'Authorization': 'Bearer ' + current.token },
-        credentials: 'omit',
-      });
-      if (resp.status === 204) {
-        $('revoked').textContent = 'Revoked. Mail to ' + $('alias').textContent + ' is refused from now on.';
-      } else if (resp.status === 404) {
-        $('revoked').textContent = 'This alias is already gone.';
-      } else {
-        $('revoked').textContent = 'Could not revoke: ' + await describe(resp);
-        button.disabled = false;
-      }
-    } catch (e) {
-      $('revoked').textContent = 'Could not reach the server; the alias is still active.';
-      button.disabled = false;
-    }
-  });
 
   // The bookmarklet. bookmarklet() runs on other people's pages, so it is
   // self-contained ES5-ish code with its settings passed as arguments: it
@@ -255,9 +412,16 @@
     ev.preventDefault();
     $('bm-hint').textContent = 'Drag the link to your bookmarks bar; it works on other sites, not on this page.';
   });
-  for (const k in fields) fields[k].addEventListener('input', () => { updateBookmarklet(); remember(); });
+  for (const k in fields) fields[k].addEventListener('input', () => { restored[k] = false; updateBookmarklet(); remember(); });
   updateBookmarklet();
+  // A phone or tablet has no bookmarks bar to drag the link to.
+  if (matchMedia('(hover: none) and (pointer: coarse)').matches && !matchMedia('(any-pointer: fine)').matches) {
+    $('bm-text').textContent = 'On a phone or tablet there is no bookmarks bar to drag this to. Instead, create the alias here, tap Copy and paste it into the sign-up form; My aliases keeps it for you.';
+    bm.parentElement.hidden = true;
+  }
   $('bookmarklet-section').hidden = false;
+  renderMine();
+  loadLimits();
 
   for (const el of document.querySelectorAll('.origin')) el.textContent = location.origin;
 })();

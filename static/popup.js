@@ -3,7 +3,8 @@
 // page that opened us says which origin it is on; a handshake proves it:
 // we post "ready" to that origin only, and act on "go" only from our opener
 // at that origin carrying the same nonce. The alias goes back the same way.
-// The token never leaves this origin.
+// The token never leaves this origin: it is shown here and, unless the
+// visitor said no on the main page, kept in My aliases (mine.js).
 'use strict';
 
 (function () {
@@ -66,6 +67,9 @@
     $('lifetime').textContent = a.lifetime;
     $('pending').hidden = a.status !== 'pending';
     $('token').textContent = a.token;
+    $('remembered').textContent = window.tempaliasMine.add(a)
+      ? 'Kept under My aliases on the tempalias page, in this browser.'
+      : 'The token is shown only here: keep it if you may want to end the alias early.';
     $('result').hidden = false;
   }
 
@@ -126,7 +130,7 @@
     opener.postMessage({ type: 'tempalias-alias', nonce: nonce, alias: r.alias.alias }, origin);
     showAlias(r.alias);
     // Not closed by itself: the token below is shown only here.
-    status('Filled in on ' + origin + '. Keep the token below if you may want to end the alias early, then close this window.');
+    status('Filled in on ' + origin + '. You can close this window.');
   });
   opener.postMessage({ type: 'tempalias-ready', nonce: nonce }, origin);
 })();
