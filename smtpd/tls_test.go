@@ -8,6 +8,7 @@ import (
 	"net/textproto"
 	"strings"
 	"testing"
+	"time"
 )
 
 func tlsEnv(t *testing.T) (*env, *x509.CertPool) {
@@ -214,5 +215,40 @@ func TestDotStuff(t *testing.T) {
 		if got := dotStuff(in); got != want {
 			t.Errorf("dotStuff(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Under STARTTLS the raw scan sees only ciphertext, so the end of data
+// after CR CR LF must be found by the data reader itself (go-smtp's, as
+// released, took the second CR for the middle of a line and read on until
+// the timeout): the bare CR gets its 554 at once and the use comes back.
+func TestSTARTTLSCRCRBeforeEndOfData(t *testing.T) {
+	for _, tc := range []struct{ name, body string }{
+		{"CR CR LF . CR LF", "Subject: x\r\n\r\nbody\r\r\n.\r\n"},
+		{". CR CR LF . CR LF", "Subject: x\r\n\r\nbody\r\n.\r\r\n.\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cert, pool := testCert(t)
+			e := newEnv(t, func(c *Config) {
+				c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+				c.ReadTimeout = time.Minute // far longer than the wait below
+			})
+			id, addr := e.newAlias("t@example.com", 3, 1)
+			c := e.dial()
+			c.must(250, "EHLO client.example")
+			c.startTLS(pool)
+			c.must(250, "EHLO client.example")
+			c.must(250, "MAIL FROM:<s@example.org>")
+			c.must(250, "RCPT TO:<%s>", addr)
+			c.must(354, "DATA")
+			c.send(tc.body)
+			c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			code, msg := c.reply()
+			checkReply(t, "DATA", code, msg, "554 5.6.0")
+			e.settled()
+			if used, pending, ok := e.uses(id); !ok || used != 0 || pending != 0 {
+				t.Errorf("used %d pending %d alive %v", used, pending, ok)
+			}
+		})
 	}
 }

@@ -193,13 +193,21 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 				r.state = stateEOF
 				continue
 			}
+			// A second CR may still end the line (net/textproto
+			// re-reads it in stateData, which goes back to stateCR).
 			r.state = stateData
+			if c == '\r' {
+				r.state = stateCR
+			}
 		case stateCR:
 			if c == '\n' {
 				r.state = stateBeginLine
 				break
 			}
-			r.state = stateData
+			// As above: after CR CR the line may end at the next LF.
+			if c != '\r' {
+				r.state = stateData
+			}
 		case stateData:
 			if c == '\r' {
 				r.state = stateCR

@@ -10,7 +10,9 @@ import (
 )
 
 // refDataReader is dataReader.Read as it was before the buffered fast path
-// and DotStuffed: one byte at a time. The tests hold the new one to it.
+// and DotStuffed: one byte at a time, with the CR CR fix (a CR after CR
+// may still end the line, as in net/textproto). The tests hold the new
+// one to it.
 type refDataReader struct {
 	r     *bufio.Reader
 	state int
@@ -64,12 +66,17 @@ func (r *refDataReader) Read(b []byte) (n int, err error) {
 				continue
 			}
 			r.state = stateData
+			if c == '\r' {
+				r.state = stateCR
+			}
 		case stateCR:
 			if c == '\n' {
 				r.state = stateBeginLine
 				break
 			}
-			r.state = stateData
+			if c != '\r' {
+				r.state = stateData
+			}
 		case stateData:
 			if c == '\r' {
 				r.state = stateCR
@@ -236,6 +243,25 @@ func TestStuffedWriter(t *testing.T) {
 		}
 		if out.String() != tc.want {
 			t.Errorf("%q: wrote %q, want %q", tc.writes, out.String(), tc.want)
+		}
+	}
+}
+
+// After CR CR the line may still end: "x CR CR LF . CR LF" is a message
+// ending in "x CR CR LF" (as net/textproto reads it). The release took the
+// second CR for the middle of a line, missed the end of data and read on
+// until the client gave up.
+func TestDataReaderCRCR(t *testing.T) {
+	for in, want := range map[string]string{
+		"x\r\r\n.\r\n":        "x\r\r\n",
+		"x\r\r\r\n.\r\n":      "x\r\r\r\n",
+		"x\r\ry\r\n.\r\n":     "x\r\ry\r\n",
+		"\r\r\n.\r\nNEXT\r\n": "\r\r\n",
+	} {
+		br := bufio.NewReader(strings.NewReader(in))
+		got, err, rest := readAll(&dataReader{r: br, limited: true, n: 1 << 20}, br, 4096)
+		if err != nil || string(got) != want || (rest != "" && rest != "NEXT\r\n") {
+			t.Errorf("%q: read %q, %v, rest %q; want %q", in, got, err, rest, want)
 		}
 	}
 }
