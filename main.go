@@ -278,6 +278,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return runAdmin(cfg, name, fs.Args(), req, alias.ChangeRequest{}, stdout)
 }
 
+// revokeLink makes the X-Tempalias-Revoke links of relayed mail, which
+// need the page's public address: without http.public_url, none.
+func revokeLink(publicURL string, key []byte) func(id string) string {
+	if publicURL == "" {
+		return nil
+	}
+	return func(id string) string { return httpd.RevokeLink(publicURL, key, id) }
+}
+
 // listeners are the sockets handed over by systemd, by name.
 func activated() (map[string][]net.Listener, error) {
 	lns, err := activation.ListenersWithNames()
@@ -432,6 +441,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		MaxConnsPerClient:         budget.smtpPerClient,
 		MaxConns:                  budget.smtp,
 		Postmaster:                cfg.SMTP.Postmaster,
+		RevokeLink:                revokeLink(cfg.HTTP.PublicURL, st.LinkKey()),
 		Smarthost:                 smarthost,
 		Logger:                    log,
 	}, st)
@@ -453,6 +463,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		Static:                   httpd.Static(static.FS),
 		Logger:                   log,
 		AliasesPerTarget:         cfg.Limits.AliasesPerTarget,
+		LinkKey:                  st.LinkKey(),
 		CreationsPerTargetPerDay: cfg.Limits.CreationsPerTargetPerDay,
 		Blocklist:                blocklist(cfg.HTTP.DNSBL, log),
 		Verify:                   verify,

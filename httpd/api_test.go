@@ -62,6 +62,7 @@ func newTestAPI(t *testing.T, mod func(*Config)) *testAPI {
 		Domains: []string{"tempalias.test", "alt.test"},
 		Limits:  alias.Limits{DefaultDays: 3, MaxDays: 60, MaxUsage: 100},
 		Now:     clk.Now,
+		LinkKey: st.LinkKey(),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -562,6 +563,12 @@ func (unreachable) Authorized(context.Context, string, string, time.Time) (alias
 
 func (unreachable) Revoke(context.Context, string, string, time.Time) error { return errUnreachable }
 
+func (unreachable) Held(context.Context, string, time.Time) (alias.Alias, error) {
+	return alias.Alias{}, errUnreachable
+}
+
+func (unreachable) RevokeID(context.Context, string, time.Time) error { return errUnreachable }
+
 func (unreachable) Change(context.Context, string, string, alias.Change, time.Time) (alias.Alias, error) {
 	return alias.Alias{}, errUnreachable
 }
@@ -578,6 +585,7 @@ func TestStoreUnavailable(t *testing.T) {
 		Domains: []string{"tempalias.test"},
 		Limits:  alias.Limits{DefaultDays: 3, MaxDays: 60, MaxUsage: 100},
 		Now:     func() time.Time { return testNow },
+		LinkKey: st.LinkKey(),
 	}, unreachable{st})))
 	t.Cleanup(srv.Close)
 	ta := &testAPI{srv, st, &clock{t: testNow}}
@@ -590,6 +598,14 @@ func TestStoreUnavailable(t *testing.T) {
 		r := ta.do(t, req.method, req.path, req.ctype, req.body, "Authorization", "Bearer x")
 		if r.status != 503 || r.body["error"] != "unavailable" || r.header.Get("Retry-After") == "" {
 			t.Errorf("%s %s: %d %s Retry-After %q; want 503 unavailable with Retry-After", req.method, req.path, r.status, r.raw, r.header.Get("Retry-After"))
+		}
+	}
+	// The revoke link's pages too (with a valid mac, so the store is asked).
+	path := RevokeLink("", st.LinkKey(), "abcdef")
+	for _, method := range []string{"GET", "POST"} {
+		r := ta.do(t, method, path, "", "", "Sec-Fetch-Site", "same-origin")
+		if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.raw, "try the link again later") {
+			t.Errorf("%s %s: %d %s", method, path, r.status, r.raw)
 		}
 	}
 }

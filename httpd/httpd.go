@@ -26,6 +26,9 @@ type Store interface {
 	Create(ctx context.Context, spec alias.Spec, now time.Time, opts ...store.CreateOption) (store.Created, error)
 	Authorized(ctx context.Context, id, token string, now time.Time) (alias.Alias, error)
 	Revoke(ctx context.Context, id, token string, now time.Time) error
+	// Held and RevokeID serve revoke links, whose mac stands for the token.
+	Held(ctx context.Context, id string, now time.Time) (alias.Alias, error)
+	RevokeID(ctx context.Context, id string, now time.Time) error
 	Change(ctx context.Context, id, token string, c alias.Change, now time.Time) (alias.Alias, error)
 	TargetVerified(ctx context.Context, target string, now time.Time) (bool, error)
 	Confirm(ctx context.Context, token string, now time.Time, remember time.Duration) (alias.Alias, error)
@@ -54,6 +57,9 @@ type Config struct {
 	// Blocklist refuses creations from listed clients (403 blocked); nil:
 	// no check.
 	Blocklist Blocklist
+	// LinkKey is the store's key for revoke links (store.Engine.LinkKey);
+	// nil: every link is refused.
+	LinkKey []byte
 	// Verify, when set, makes aliases for targets that have not confirmed
 	// yet start pending: see verify.go.
 	Verify *Verify
@@ -110,6 +116,8 @@ func New(cfg Config, st Store) *API {
 		r.Get("/confirm/{token}", a.confirmPage)
 		r.Post("/confirm/{token}", a.confirm)
 	}
+	r.Get("/revoke/{id}/{mac}", a.revokePage)
+	r.Post("/revoke/{id}/{mac}", a.revokeByLink)
 	if cfg.Static != nil {
 		r.Handle("/*", cfg.Static)
 	} else {

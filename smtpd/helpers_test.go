@@ -651,8 +651,8 @@ func stripReceived(t testing.TB, body []byte) (hdr string, rest []byte) {
 }
 
 // stripTrace splits a relayed message into what tempalias put on top (the
-// Received header and one Delivered-To per alias in addrs, which must be
-// there) and the rest.
+// Received header, one Delivered-To per alias in addrs, which must be
+// there, and the alias's X-Tempalias-* state fields, if any) and the rest.
 func stripTrace(t testing.TB, body []byte, addrs ...string) (received string, rest []byte) {
 	t.Helper()
 	received, rest = stripReceived(t, body)
@@ -663,5 +663,17 @@ func stripTrace(t testing.TB, body []byte, addrs ...string) (received string, re
 		}
 		rest = rest[len(line):]
 	}
-	return received, rest
+	return received, stripState(rest)
+}
+
+// stripState removes the X-Tempalias-* fields that start rest.
+func stripState(rest []byte) []byte {
+	for bytes.HasPrefix(rest, []byte("X-Tempalias-")) {
+		i := bytes.Index(rest, []byte("\r\n"))
+		if i < 0 {
+			break
+		}
+		rest = rest[i+2:]
+	}
+	return rest
 }

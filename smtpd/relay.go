@@ -4,11 +4,13 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/tempalias/tempalias/store"
 )
 
 // relay streams a transaction's message from the client to its delivery:
@@ -126,6 +128,27 @@ func (s *session) traceHeaders(tx *transaction) string {
 		for _, a := range tx.addrs {
 			hdr += "Delivered-To: " + a + "\r\n"
 		}
+	}
+	if rcpt != "" {
+		hdr += s.stateHeaders(tx.res[0])
+	}
+	return hdr
+}
+
+// stateHeaders tell the holder of a transaction's only alias, inside the
+// message, how long the alias lives, how many messages it relays after
+// this one and how to revoke it. They are prepended like the trace
+// fields (DKIM signatures stay intact), only when the transaction's one
+// recipient is that alias, so no other recipient learns of it, and they
+// come from the reservation taken at RCPT: no store access per message.
+func (s *session) stateHeaders(r *store.Reservation) string {
+	a := &r.Alias
+	hdr := "X-Tempalias-Expires: " + a.Expires.UTC().Format(time.RFC3339) + "\r\n"
+	if rem, ok := a.Remaining(); ok {
+		hdr += "X-Tempalias-Remaining: " + strconv.Itoa(rem) + "\r\n"
+	}
+	if link := s.srv.cfg.RevokeLink; link != nil {
+		hdr += "X-Tempalias-Revoke: " + link(a.ID) + "\r\n"
 	}
 	return hdr
 }

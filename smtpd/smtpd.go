@@ -100,6 +100,10 @@ type Config struct {
 	// a transaction carries one target only: a recipient for another
 	// target gets 452 4.5.3 and the client sends it in a new transaction.
 	RewriteFrom bool
+	// RevokeLink, when set, gives the link that revokes alias id; a
+	// message for one alias carries it as X-Tempalias-Revoke. Nil: no
+	// such field (http.public_url is not set).
+	RevokeLink func(id string) string
 
 	// MaxMessagesPerAliasHour bounds the messages one alias relays in an
 	// hour (fixed windows, each opened by the alias's first message after
