@@ -103,7 +103,10 @@ func TestDebianPackage(t *testing.T) {
 			t.Errorf("/%s differs from deploy/%s", packaged, src)
 		}
 	}
-	unit, _ := os.ReadFile(filepath.Join(root, "usr/lib/systemd/system/tempalias.service"))
+	unit, err := os.ReadFile(filepath.Join(root, "usr/lib/systemd/system/tempalias.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !regexp.MustCompile(`(?m)^ExecStart=/usr/bin/tempalias `).Match(unit) {
 		t.Errorf("the unit does not start the packaged /usr/bin/tempalias:\n%s", unit)
 	}

@@ -85,14 +85,9 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errContentType)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, errTooLarge)
-			return
-		}
-		writeError(w, invalid("The request body could not be read."))
+	body, apiErr := readBody(w, r)
+	if apiErr != nil {
+		writeError(w, apiErr)
 		return
 	}
 	req, err := decodeCreate(body)
@@ -204,6 +199,19 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.view(al, ""))
 }
 
+// readBody reads a JSON request's body, at most MaxBodyBytes of it.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, errTooLarge
+		}
+		return nil, invalid("The request body could not be read.")
+	}
+	return body, nil
+}
+
 // change is PATCH /aliases/{id}: new days, max-usage or allow-from,
 // decoded as strictly as a creation and decided by the store in one
 // transaction with the uses it is checked against.
@@ -213,14 +221,9 @@ func (a *API) change(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errContentType)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, errTooLarge)
-			return
-		}
-		writeError(w, invalid("The request body could not be read."))
+	body, apiErr := readBody(w, r)
+	if apiErr != nil {
+		writeError(w, apiErr)
 		return
 	}
 	req, err := decodeChange(body)

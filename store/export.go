@@ -309,3 +309,33 @@ var ErrImportNotEmpty = errors.New("import: the store is not empty (it has issue
 
 // ImportBatch is how many lines an engine writes per transaction.
 const ImportBatch = 20
+
+// Batches reads the rest of the stream ImportBatch lines at a time and
+// calls write with each batch and its lines' numbers (for errors naming
+// a line), stopping at the first error of either.
+func (r *ExportReader) Batches(write func(batch []ExportLine, lines []int) error) error {
+	for {
+		var batch []ExportLine
+		var lines []int
+		var end error
+		for len(batch) < ImportBatch {
+			l, err := r.Next()
+			if err != nil {
+				end = err
+				break
+			}
+			batch, lines = append(batch, l), append(lines, r.Line())
+		}
+		if len(batch) > 0 {
+			if err := write(batch, lines); err != nil {
+				return err
+			}
+		}
+		if errors.Is(end, io.EOF) {
+			return nil
+		}
+		if end != nil {
+			return end
+		}
+	}
+}

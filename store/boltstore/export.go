@@ -52,7 +52,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer) error {
 		vc := tx.Bucket(bucketVerify).Cursor()
 		for k, v := vc.First(); k != nil; k, v = vc.Next() {
 			if len(v) != 8 {
-				continue
+				return fmt.Errorf("verified %x: a value of %d bytes, want 8", k, len(v))
 			}
 			if err := e.Verified(k, int64(binary.BigEndian.Uint64(v))); err != nil {
 				return err
@@ -92,30 +92,12 @@ func (s *Store) Import(ctx context.Context, r io.Reader) error {
 		return fmt.Errorf("store: import: %w", err)
 	}
 	s.targetKey, s.linkKey = append([]byte(nil), er.Header.TargetKey...), append([]byte(nil), er.Header.LinkKey...)
-	for {
-		var batch []store.ExportLine
-		var lines []int
-		var end error
-		for len(batch) < store.ImportBatch {
-			l, err := er.Next()
-			if err != nil {
-				end = err
-				break
-			}
-			batch, lines = append(batch, l), append(lines, er.Line())
+	return er.Batches(func(batch []store.ExportLine, lines []int) error {
+		if err := s.w.do(ctx, func(tx *bolt.Tx) error { return s.importBatch(tx, batch, lines) }); err != nil {
+			return fmt.Errorf("store: %w", err)
 		}
-		if len(batch) > 0 {
-			if err := s.w.do(ctx, func(tx *bolt.Tx) error { return s.importBatch(tx, batch, lines) }); err != nil {
-				return fmt.Errorf("store: %w", err)
-			}
-		}
-		if errors.Is(end, io.EOF) {
-			return nil
-		}
-		if end != nil {
-			return end
-		}
-	}
+		return nil
+	})
 }
 
 func (s *Store) importBatch(tx *bolt.Tx, batch []store.ExportLine, lines []int) error {

@@ -3,7 +3,6 @@ package etcdstore
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -138,30 +137,12 @@ func (s *Store) Import(ctx context.Context, r io.Reader) error {
 		return store.ErrImportNotEmpty
 	}
 	s.targetKey, s.linkKey = append([]byte(nil), er.Header.TargetKey...), append([]byte(nil), er.Header.LinkKey...)
-	for {
-		var batch []store.ExportLine
-		var lines []int
-		var end error
-		for len(batch) < store.ImportBatch {
-			l, err := er.Next()
-			if err != nil {
-				end = err
-				break
-			}
-			batch, lines = append(batch, l), append(lines, er.Line())
+	return er.Batches(func(batch []store.ExportLine, lines []int) error {
+		if err := s.importBatch(ctx, batch, lines); err != nil {
+			return fmt.Errorf("etcd: %w", err)
 		}
-		if len(batch) > 0 {
-			if err := s.importBatch(ctx, batch, lines); err != nil {
-				return fmt.Errorf("etcd: %w", err)
-			}
-		}
-		if errors.Is(end, io.EOF) {
-			return nil
-		}
-		if end != nil {
-			return end
-		}
-	}
+		return nil
+	})
 }
 
 func (s *Store) importBatch(ctx context.Context, batch []store.ExportLine, lines []int) error {
@@ -212,7 +193,11 @@ func (s *Store) importBatch(ctx context.Context, batch []store.ExportLine, lines
 		return nil
 	}
 	for id, line := range ids {
-		if g, err := s.cli.Get(cctx, s.aliasKey(id), clientv3.WithCountOnly()); err == nil && g.Count > 0 {
+		g, err := s.cli.Get(cctx, s.aliasKey(id), clientv3.WithCountOnly())
+		if err != nil {
+			return fmt.Errorf("import: line %d: %w", line, unavailable(err))
+		}
+		if g.Count > 0 {
 			return fmt.Errorf("import: line %d: id %s is already in the store (an id is never issued twice)", line, id)
 		}
 	}

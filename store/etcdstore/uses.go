@@ -40,10 +40,13 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time, opts ...s
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	id = strings.ToLower(id)
-	key := newKey()
 	var res *store.Reservation
 	defer s.turns.lock(id)()
 	err := retry(ctx, func() error {
+		// A key of its own for every attempt: after a write that timed
+		// out, forget deletes that attempt's key, which must never be a
+		// later attempt's reservation.
+		key := newKey()
 		snap, err := s.load(ctx, id)
 		if err != nil {
 			return err

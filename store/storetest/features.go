@@ -158,8 +158,8 @@ func testRevive(t *testing.T, open Open) {
 	if _, err := st.Reserve(bg, id, now); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("used up again: reserve %v", err)
 	}
-	if n, _ := st.LiveForTarget(bg, target, now); n != 0 {
-		t.Fatalf("used up again: live for target %d", n)
+	if n, err := st.LiveForTarget(bg, target, now); err != nil || n != 0 {
+		t.Fatalf("used up again: live for target %d, %v", n, err)
 	}
 	// A live alias changed down to exactly its uses is used up, and leaves.
 	c2 := createSpec(t, st, alias.Spec{Target: target, MaxUsage: 5})
@@ -167,8 +167,8 @@ func testRevive(t *testing.T, open Open) {
 	if a, err := st.Change(bg, c2.Alias.ID, c2.Token, alias.Change{MaxUsage: ptr(1)}, now); err != nil || !a.UsedUp() {
 		t.Fatalf("change down to used: %+v %v", a, err)
 	}
-	if n, _ := st.LiveForTarget(bg, target, now); n != 0 {
-		t.Fatalf("changed down: live for target %d", n)
+	if n, err := st.LiveForTarget(bg, target, now); err != nil || n != 0 {
+		t.Fatalf("changed down: live for target %d, %v", n, err)
 	}
 }
 
