@@ -30,6 +30,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/config"
 	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/store"
@@ -67,7 +68,7 @@ type adminStore interface {
 // localOps runs admin operations on a store this process holds.
 type localOps struct {
 	st     adminStore
-	cfg    *Config
+	cfg    *config.Config
 	limits func() alias.Limits // the creation limits in force (SIGHUP may change them)
 	now    func() time.Time
 }
@@ -128,14 +129,6 @@ func (o localOps) Backup(w io.Writer) error {
 }
 
 func (o localOps) Export(w io.Writer) error { return o.st.Export(context.Background(), w) }
-
-// adminSocketPath is where the running server listens for admin commands.
-func (c *Config) adminSocketPath() string {
-	if c.Admin.Socket != "" {
-		return c.Admin.Socket
-	}
-	return c.DataFile + ".sock"
-}
 
 // listenAdmin opens the admin socket. The caller holds the data file's
 // lock, so any socket file already there is a leftover of a crash.
@@ -294,21 +287,21 @@ func (o remoteOps) Export(w io.Writer) error { return o.call("GET", "/export", n
 
 // openAdmin reaches the aliases: through the running server if one answers
 // on the admin socket, else by opening the data file. close must be called.
-func openAdmin(cfg *Config) (ops adminOps, close func(), err error) {
-	socket := cfg.adminSocketPath()
+func openAdmin(cfg *config.Config) (ops adminOps, close func(), err error) {
+	socket := cfg.AdminSocket()
 	if conn, err := net.DialTimeout("unix", socket, time.Second); err == nil {
 		conn.Close()
 		return newRemoteOps(socket), func() {}, nil
 	}
-	st, err := openStore(cfg, cfg.logger(os.Stderr))
+	st, err := openStore(cfg, cfg.Logger(os.Stderr))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (and no server answers on %s)", err, socket)
 	}
-	return localOps{st: st, cfg: cfg, limits: cfg.limits, now: time.Now}, func() { st.Close() }, nil
+	return localOps{st: st, cfg: cfg, limits: cfg.AliasLimits, now: time.Now}, func() { st.Close() }, nil
 }
 
 // openStore opens the engine store.engine names.
-func openStore(cfg *Config, log *slog.Logger) (store.Engine, error) {
+func openStore(cfg *config.Config, log *slog.Logger) (store.Engine, error) {
 	if cfg.Store.Engine == "etcd" {
 		return openEtcd(cfg, log)
 	}
@@ -319,7 +312,7 @@ func openStore(cfg *Config, log *slog.Logger) (store.Engine, error) {
 	})
 }
 
-func openEtcd(cfg *Config, log *slog.Logger) (store.Engine, error) {
+func openEtcd(cfg *config.Config, log *slog.Logger) (store.Engine, error) {
 	e := cfg.Etcd
 	opts := etcdstore.Options{
 		Endpoints:        e.Endpoints,
@@ -352,7 +345,7 @@ func openEtcd(cfg *Config, log *slog.Logger) (store.Engine, error) {
 }
 
 // runAdmin runs admin command name with its arguments.
-func runAdmin(cfg *Config, name string, args []string, req alias.Request, chg alias.ChangeRequest, stdout io.Writer) error {
+func runAdmin(cfg *config.Config, name string, args []string, req alias.Request, chg alias.ChangeRequest, stdout io.Writer) error {
 	if name == "import" {
 		return runImport(cfg, args[0], stdout)
 	}
@@ -462,8 +455,8 @@ func writeAtomically(path, what string, write func(io.Writer) error, stdout io.W
 // running server holds its keys in memory, so a server answering on the
 // admin socket is refused (for etcd, no host may run on the cluster; the
 // command cannot see the other hosts).
-func runImport(cfg *Config, path string, stdout io.Writer) error {
-	socket := cfg.adminSocketPath()
+func runImport(cfg *config.Config, path string, stdout io.Writer) error {
+	socket := cfg.AdminSocket()
 	if conn, err := net.DialTimeout("unix", socket, time.Second); err == nil {
 		conn.Close()
 		return fmt.Errorf("import: a server is running on this store (it answers on %s): stop it, import, then start it", socket)
@@ -477,7 +470,7 @@ func runImport(cfg *Config, path string, stdout io.Writer) error {
 		defer f.Close()
 		in = f
 	}
-	st, err := openStore(cfg, cfg.logger(os.Stderr))
+	st, err := openStore(cfg, cfg.Logger(os.Stderr))
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tempalias/tempalias/config"
 )
 
 // requireTool returns the path of an external tool. Outside CI a missing
@@ -68,7 +70,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	if _, err := loadConfig("deploy/tempalias.toml"); err != nil {
+	if _, err := config.Load("deploy/tempalias.toml"); err != nil {
 		t.Errorf("deploy/tempalias.toml: %v", err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"syscall"
+
+	"github.com/tempalias/tempalias/config"
 )
 
 // connBudget is how many connections each front end may hold, so that
@@ -75,7 +77,7 @@ func perClient(total int) int {
 // connLimits is the plan for the process's limit, with the configured
 // numbers where set; a configured number above the plan's share is held
 // to it, with a warning, since it would let clients exhaust descriptors.
-func connLimits(c *Config, log *slog.Logger) (connBudget, error) {
+func connLimits(c *config.Config, log *slog.Logger) (connBudget, error) {
 	n, err := openFiles()
 	if err != nil {
 		return connBudget{}, err

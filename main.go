@@ -44,6 +44,7 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/config"
 	"github.com/tempalias/tempalias/dnsbl"
 	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/maildir"
@@ -233,9 +234,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_, err := io.WriteString(stdout, buildVersion().String())
 		return err
 	}
-	load := loadConfigNoSecrets // admin commands need no secrets
+	load := config.LoadForAdmin // admin commands need no secrets
 	if name == "serve" || name == "check-config" {
-		load = loadConfig
+		load = config.Load
 	}
 	cfg, err := load(*configPath)
 	if err != nil {
@@ -243,14 +244,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch name {
 	case "serve":
-		return serve(ctx, cfg, *configPath, cfg.logger(stderr))
+		return serve(ctx, cfg, *configPath, cfg.Logger(stderr))
 	case "check-config":
 		if cfg.TLS.CertFile != "" {
 			if _, err := loadCerts(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 				return err
 			}
 		}
-		fmt.Fprintf(stdout, "configuration %s is valid; %s\n", orDefault(*configPath), cfg.mailDestination())
+		fmt.Fprintf(stdout, "configuration %s is valid; %s\n", config.Source(*configPath), cfg.MailDestination())
 		return nil
 	case "create":
 		req.Target = target
@@ -323,7 +324,7 @@ func listen(handed map[string][]net.Listener, name, key, addr string) (net.Liste
 	return ln, nil
 }
 
-func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, configPath string, log *slog.Logger) error {
 	var tlsCerts *certs
 	if cfg.TLS.CertFile != "" {
 		var err error
@@ -367,7 +368,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	rewriter, err := cfg.srs()
+	rewriter, err := cfg.SRS()
 	if err != nil {
 		return err
 	}
@@ -414,7 +415,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 			dir = cfg.Smarthost.Maildir
 		}
 		mailTo = []any{"maildir", dir}
-	} else if cfg.implicitSmarthost {
+	} else if cfg.ImplicitSmarthost() {
 		log.Warn("the configuration file sets no smarthost.address: mail goes to the default smarthost", "smarthost", cfg.Smarthost.Address, "config", configPath)
 	}
 	budget, err := connLimits(cfg, log)
@@ -457,9 +458,9 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	}
 	api := httpd.New(httpd.Config{
 		Domains:                  cfg.Domains,
-		Limits:                   cfg.limits(),
+		Limits:                   cfg.AliasLimits(),
 		CreatePerMinute:          cfg.Limits.CreatePerMinute,
-		TrustedProxies:           cfg.trusted,
+		TrustedProxies:           cfg.Trusted(),
 		Static:                   httpd.Static(static.FS),
 		Logger:                   log,
 		AliasesPerTarget:         cfg.Limits.AliasesPerTarget,
@@ -479,7 +480,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 	public.Handle("/", api)
 	// http and https share one budget; the trusted proxies have no
 	// per-client share.
-	conns := httpd.NewConns(httpd.ConnLimits{Max: budget.http, PerClient: budget.httpPerClient, Exempt: cfg.trusted}, log)
+	conns := httpd.NewConns(httpd.ConnLimits{Max: budget.http, PerClient: budget.httpPerClient, Exempt: cfg.Trusted()}, log)
 	servers = append(servers, server{"http", conns.Manage(httpd.NewServer(public, log)), httpLn})
 	if cfg.HTTP.TLSListen != "" || len(handed["https"]) > 0 {
 		if tlsCerts == nil {
@@ -493,7 +494,7 @@ func serve(ctx context.Context, cfg *Config, configPath string, log *slog.Logger
 		srv.TLSConfig = tlsCerts.config()
 		servers = append(servers, server{"https", srv, ln})
 	}
-	adminLn, err := listenAdmin(cfg.adminSocketPath())
+	adminLn, err := listenAdmin(cfg.AdminSocket())
 	if err != nil {
 		return err
 	}
@@ -628,7 +629,7 @@ func blocklist(zones []string, log *slog.Logger) httpd.Blocklist {
 // create_per_minute) are applied from the configuration file. Any other
 // change is reported as needing a restart. It returns the configuration
 // now in force.
-func reload(cur *Config, configPath string, tlsCerts *certs, api *httpd.API, log *slog.Logger) *Config {
+func reload(cur *config.Config, configPath string, tlsCerts *certs, api *httpd.API, log *slog.Logger) *config.Config {
 	if tlsCerts != nil {
 		if err := tlsCerts.reload(); err != nil {
 			log.Error("reload: keeping the old certificate", "err", err)
@@ -636,7 +637,7 @@ func reload(cur *Config, configPath string, tlsCerts *certs, api *httpd.API, log
 			log.Info("reload: certificate reloaded", "cert_file", cur.TLS.CertFile)
 		}
 	}
-	next, err := loadConfig(configPath)
+	next, err := config.Load(configPath)
 	if err != nil {
 		log.Error("reload: configuration not valid, nothing else changed", "err", err)
 		return cur
@@ -645,18 +646,18 @@ func reload(cur *Config, configPath string, tlsCerts *certs, api *httpd.API, log
 	l, nl := &applied.Limits, next.Limits
 	if l.DefaultDays != nl.DefaultDays || l.MaxDays != nl.MaxDays || l.MaxUsage != nl.MaxUsage || l.CreatePerMinute != nl.CreatePerMinute {
 		l.DefaultDays, l.MaxDays, l.MaxUsage, l.CreatePerMinute = nl.DefaultDays, nl.MaxDays, nl.MaxUsage, nl.CreatePerMinute
-		api.SetLimits(applied.limits(), l.CreatePerMinute)
+		api.SetLimits(applied.AliasLimits(), l.CreatePerMinute)
 		log.Info("reload: creation limits applied", "default_days", l.DefaultDays, "max_days", l.MaxDays,
 			"max_usage", l.MaxUsage, "create_per_minute", l.CreatePerMinute)
 	}
-	if changed := changedSections(&applied, next); len(changed) > 0 {
+	if changed := config.ChangedSections(&applied, next); len(changed) > 0 {
 		log.Warn("reload: configuration changed; restart tempalias to apply", "sections", strings.Join(changed, ","))
 	}
 	return &applied
 }
 
 // sweep deletes dead aliases every sweep_interval until ctx ends.
-func sweep(ctx context.Context, st store.Engine, cfg *Config, log *slog.Logger) {
+func sweep(ctx context.Context, st store.Engine, cfg *config.Config, log *slog.Logger) {
 	t := time.NewTicker(cfg.Store.SweepInterval.Duration)
 	defer t.Stop()
 	for {

@@ -5,6 +5,8 @@ import (
 	"net"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/tempalias/tempalias/config"
 )
 
 // version is the release's version, set when it is built:
@@ -68,7 +70,7 @@ func (b build) String() string {
 
 // pageURL is where people find the web page: http.public_url, or the
 // HTTP listener's own address.
-func pageURL(cfg *Config, ln net.Listener) string {
+func pageURL(cfg *config.Config, ln net.Listener) string {
 	if cfg.HTTP.PublicURL != "" {
 		return cfg.HTTP.PublicURL
 	}

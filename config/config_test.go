@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"encoding/json"
@@ -13,10 +13,21 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
+// example is tempalias.toml at the top of the repository, the documented
+// example configuration.
+const example = "../tempalias.toml"
+
+func writeFile(t testing.TB, path string, data []byte, perm os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, data, perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The example file must name every key, so that it documents all of them.
 func TestExampleConfigIsComplete(t *testing.T) {
 	var c Config
-	md, err := toml.Decode(string(exampleConfig), &c)
+	md, err := toml.DecodeFile(example, &c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +50,46 @@ func TestExampleConfigIsComplete(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeOf(c), nil)
-	if _, err := loadConfig(""); err != nil {
+	if _, err := Load(""); err != nil {
 		t.Fatalf("defaults do not load: %v", err)
 	}
-	if _, err := loadConfig("tempalias.toml"); err != nil {
+	if _, err := Load(example); err != nil {
 		t.Fatalf("example does not load: %v", err)
+	}
+}
+
+// The example file shows the defaults: what it sets is what Default
+// holds, key by key.
+func TestExampleIsDefault(t *testing.T) {
+	var fromFile Config
+	if _, err := toml.DecodeFile(example, &fromFile); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(a, b reflect.Value, key string)
+	walk = func(a, b reflect.Value, key string) {
+		for i := range a.NumField() {
+			f := a.Type().Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if !f.IsExported() || name == "" {
+				continue
+			}
+			k := strings.TrimPrefix(key+"."+name, ".")
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}) {
+				walk(a.Field(i), b.Field(i), k)
+				continue
+			}
+			if got, want := a.Field(i).Interface(), b.Field(i).Interface(); !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: tempalias.toml sets %v, Default() holds %v", k, got, want)
+			}
+		}
+	}
+	walk(reflect.ValueOf(fromFile), reflect.ValueOf(*Default()), "")
+	// Default hands out a fresh value each time: a caller changing its
+	// slices must not change the next one's.
+	a := Default()
+	a.Domains[0] = "changed.example"
+	if Default().Domains[0] == "changed.example" {
+		t.Error("Default shares its slices between calls")
 	}
 }
 
@@ -78,12 +124,14 @@ func TestConfigErrors(t *testing.T) {
 		{`domains = ["bad domain"]`, "domains"},
 		{`domains = "x.test"`, "domains"},
 		{"data_file = \"x\"\n[[", "line"},
+		{"[store]\nengine = \"sqlite\"", "store.engine"},
+		{"[store]\nengine = \"etcd\"\n[etcd]\nprefix = \"tempalias\"", "etcd.prefix"},
 	} {
 		path := filepath.Join(t.TempDir(), "c.toml")
 		if err := os.WriteFile(path, []byte(c.toml), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := loadConfig(path)
+		_, err := Load(path)
 		if err == nil {
 			t.Errorf("%q: loaded without error", c.toml)
 			continue
@@ -97,23 +145,23 @@ func TestConfigErrors(t *testing.T) {
 func TestConfigOverrides(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.toml")
 	writeFile(t, path, []byte("domains = [\"A.example\", \"b.example\"]\n[limits]\nmax_usage = 7\n[http]\ntrusted_proxies = [\"10.0.0.1\", \"192.168.0.0/16\"]\n"), 0o600)
-	c, err := loadConfig(path)
+	c, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Limits.MaxUsage != 7 || c.Limits.MaxDays != 60 || c.Domains[0] != "a.example" || len(c.trusted) != 2 {
+	if c.Limits.MaxUsage != 7 || c.Limits.MaxDays != 60 || c.Domains[0] != "a.example" || len(c.Trusted()) != 2 {
 		t.Errorf("got %+v", c)
 	}
 }
 
 func TestLoggerFormat(t *testing.T) {
-	c, err := loadConfig("")
+	c, err := Load("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Log.Format, c.Log.Level = "json", "warn"
 	var buf strings.Builder
-	log := c.logger(&buf)
+	log := c.Logger(&buf)
 	log.Info("hidden")
 	log.Warn("shown", "alias", "abc")
 	var m map[string]any
@@ -164,7 +212,7 @@ func TestSecretFiles(t *testing.T) {
 			t.Setenv("CREDENTIALS_DIRECTORY", c.credsDir)
 			path := filepath.Join(t.TempDir(), "c.toml")
 			writeFile(t, path, []byte(c.toml+"\n"), 0o600)
-			cfg, err := loadConfig(path)
+			cfg, err := Load(path)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) || strings.Contains(err.Error(), "\n") {
 					t.Fatalf("error %v, want one line with %q", err, c.err)
@@ -187,13 +235,13 @@ func TestSecretFiles(t *testing.T) {
 	// Admin commands read no secrets: run by hand, they could not.
 	path := filepath.Join(t.TempDir(), "c.toml")
 	writeFile(t, path, []byte("[smarthost]\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n"), 0o600)
-	if _, err := loadConfigNoSecrets(path); err != nil {
+	if _, err := LoadForAdmin(path); err != nil {
 		t.Errorf("admin configuration: %v", err)
 	}
 }
 
 func TestMaildirDefault(t *testing.T) {
-	cfg, err := loadConfig("")
+	cfg, err := Load("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +262,7 @@ func TestMaildirDefault(t *testing.T) {
 	} {
 		path := filepath.Join(t.TempDir(), "c.toml")
 		writeFile(t, path, []byte(c.toml+"\n"), 0o600)
-		cfg, err := loadConfig(path)
+		cfg, err := Load(path)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("%q: error %v, want one naming %s", c.toml, err, c.err)

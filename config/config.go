@@ -1,8 +1,11 @@
-package main
+// Package config reads tempalias's TOML configuration: the defaults
+// (tempalias.toml at the top of the repository documents every key with
+// its default, and a test holds the two together), the checks that name
+// the first bad key, and the secrets given as <key>_file.
+package config
 
 import (
 	"bytes"
-	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -21,13 +24,6 @@ import (
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/srs"
 )
-
-// exampleConfig is tempalias.toml, the documented example. Its values are
-// the defaults (it is what loadConfig starts from); a test checks that it
-// sets every key of Config.
-//
-//go:embed tempalias.toml
-var exampleConfig []byte
 
 // Config is the TOML configuration. Every key is optional.
 type Config struct {
@@ -137,22 +133,21 @@ type Config struct {
 		Timeout Duration `toml:"timeout"`
 	} `toml:"shutdown"`
 
-	trusted []netip.Prefix
 	// implicitSmarthost: a configuration file that sets neither
 	// smarthost.address nor smarthost.maildir, so mail goes to the
 	// default address; start-up says so.
 	implicitSmarthost bool
 }
 
-// defaultMaildir is where mail goes when there is no configuration file
+// DefaultMaildir is where mail goes when there is no configuration file
 // at all, so that `go run .` works with nothing else installed. A file
 // never falls back to it: it delivers to smarthost.address unless it
 // sets smarthost.maildir.
-const defaultMaildir = "tempalias-mail"
+const DefaultMaildir = "tempalias-mail"
 
-// changedSections names the parts of the configuration that differ
+// ChangedSections names the parts of the configuration that differ
 // between a and b (the certificate files' contents are not compared).
-func changedSections(a, b *Config) []string {
+func ChangedSections(a, b *Config) []string {
 	var changed []string
 	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
 	for i := range va.NumField() {
@@ -168,8 +163,8 @@ func changedSections(a, b *Config) []string {
 	return changed
 }
 
-// logger makes the logger the configuration asks for, writing to w.
-func (c *Config) logger(w io.Writer) *slog.Logger {
+// Logger makes the logger the configuration asks for, writing to w.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	lvl.UnmarshalText([]byte(c.Log.Level)) // checked by check
 	opts := &slog.HandlerOptions{Level: lvl}
@@ -179,8 +174,13 @@ func (c *Config) logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// mailDestination says where accepted mail goes, for people.
-func (c *Config) mailDestination() string {
+// ImplicitSmarthost reports a configuration file that sets neither
+// smarthost.address nor smarthost.maildir, so that mail goes to the
+// default address: start-up says so.
+func (c *Config) ImplicitSmarthost() bool { return c.implicitSmarthost }
+
+// MailDestination says where accepted mail goes, for people.
+func (c *Config) MailDestination() string {
 	if c.Smarthost.Maildir != "" {
 		return "mail goes into the Maildir " + c.Smarthost.Maildir + " (smarthost.maildir), not to a smarthost"
 	}
@@ -190,8 +190,8 @@ func (c *Config) mailDestination() string {
 	return "mail goes to the smarthost " + c.Smarthost.Address
 }
 
-// srs is the sender rewriter, or nil when smtp.srs_secrets is empty.
-func (c *Config) srs() (*srs.Rewriter, error) {
+// SRS is the sender rewriter, or nil when smtp.srs_secrets is empty.
+func (c *Config) SRS() (*srs.Rewriter, error) {
 	if len(c.SMTP.SRSSecrets) == 0 {
 		return nil, nil
 	}
@@ -202,9 +202,42 @@ func (c *Config) srs() (*srs.Rewriter, error) {
 	return srs.New(domain, c.SMTP.SRSSecrets, srs.Options{LocalDomains: c.Domains})
 }
 
-// limits are the bounds on creation requests.
-func (c *Config) limits() alias.Limits {
+// AliasLimits are the bounds on creation requests.
+func (c *Config) AliasLimits() alias.Limits {
 	return alias.Limits{DefaultDays: c.Limits.DefaultDays, MaxDays: c.Limits.MaxDays, MaxUsage: c.Limits.MaxUsage}
+}
+
+// Trusted are http.trusted_proxies as prefixes (a lone address is a
+// prefix of its full length).
+func (c *Config) Trusted() []netip.Prefix {
+	var trusted []netip.Prefix
+	for _, p := range c.HTTP.TrustedProxies {
+		if pfx, err := parsePrefix(p); err == nil { // checked by check
+			trusted = append(trusted, pfx)
+		}
+	}
+	return trusted
+}
+
+func parsePrefix(p string) (netip.Prefix, error) {
+	pfx, err := netip.ParsePrefix(p)
+	if err != nil {
+		addr, aerr := netip.ParseAddr(p)
+		if aerr != nil {
+			return netip.Prefix{}, err
+		}
+		pfx = netip.PrefixFrom(addr, addr.BitLen())
+	}
+	return pfx.Masked(), nil
+}
+
+// AdminSocket is where the running server listens for admin commands:
+// admin.socket, or beside the data file.
+func (c *Config) AdminSocket() string {
+	if c.Admin.Socket != "" {
+		return c.Admin.Socket
+	}
+	return c.DataFile + ".sock"
 }
 
 // Duration is a time.Duration written as a string ("5m") in TOML.
@@ -220,66 +253,104 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// defaultConfig is the configuration with no file: the example file.
-func defaultConfig() (*Config, error) {
+// Default is the configuration with no file: the values tempalias.toml
+// shows (TestExampleIsDefault holds the two together).
+func Default() *Config {
 	c := new(Config)
-	if _, err := decodeConfig(c, exampleConfig, "tempalias.toml (embedded)"); err != nil {
-		return nil, err
-	}
-	return c, nil
+	c.DataFile = "tempalias.db"
+	c.Domains = []string{"localhost"}
+	c.HTTP.Listen = "127.0.0.1:8080"
+	c.HTTP.TrustedProxies = []string{}
+	c.HTTP.DNSBL = []string{}
+	c.SMTP.Listen = "127.0.0.1:2525"
+	c.SMTP.Hostname = "localhost"
+	c.SMTP.MaxMessageBytes = 26214400
+	c.SMTP.MaxRecipients = 100
+	c.SMTP.MaxBadRecipients = 5
+	c.SMTP.ReadTimeout = Duration{1 * time.Minute}
+	c.SMTP.WriteTimeout = Duration{1 * time.Minute}
+	c.SMTP.DataTimeout = Duration{10 * time.Minute}
+	c.SMTP.TxTimeout = Duration{10 * time.Minute}
+	c.SMTP.DNSBL = []string{}
+	c.SMTP.SRSSecrets = []string{}
+	c.Smarthost.Address = "127.0.0.1:25"
+	c.Smarthost.TLS = "none"
+	c.Smarthost.DialTimeout = Duration{30 * time.Second}
+	c.Smarthost.CommandTimeout = Duration{5 * time.Minute}
+	c.Limits.DefaultDays = 3
+	c.Limits.MaxDays = 60
+	c.Limits.MaxUsage = 100
+	c.Limits.CreatePerMinute = 10
+	c.Limits.IDMinLength = 6
+	c.Limits.IDGuessProbability = 1e-06
+	c.Limits.VerifyRemember = Duration{2160 * time.Hour}
+	c.Limits.ConfirmationsPerTargetPerDay = 3
+	c.Limits.BadRecipientWindow = Duration{1 * time.Hour}
+	c.Store.Engine = "bolt"
+	c.Store.SweepInterval = Duration{1 * time.Minute}
+	c.Store.SweepBatch = 100
+	c.Store.OpenTimeout = Duration{1 * time.Second}
+	c.Etcd.Endpoints = []string{"127.0.0.1:2379"}
+	c.Etcd.Prefix = "/tempalias/"
+	c.Etcd.DialTimeout = Duration{5 * time.Second}
+	c.Etcd.RequestTimeout = Duration{5 * time.Second}
+	c.Etcd.LeaseTTL = Duration{10 * time.Second}
+	c.Log.Format = "text"
+	c.Log.Level = "info"
+	c.Shutdown.Timeout = Duration{30 * time.Second}
+	return c
 }
 
-// loadConfig reads path over the defaults (an empty path means the
-// defaults alone), checks it and reads the secrets given as files.
-func loadConfig(path string) (*Config, error) {
+// Load reads path over the defaults (an empty path means the defaults
+// alone, with mail going into DefaultMaildir), checks it and reads the
+// secrets given as files.
+func Load(path string) (*Config, error) {
 	c, err := readConfig(path)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+		return nil, fmt.Errorf("config %s: %w", Source(path), err)
 	}
 	if err := c.readSecrets(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+		return nil, fmt.Errorf("config %s: %w", Source(path), err)
 	}
 	return c, nil
 }
 
-// loadConfigNoSecrets is loadConfig without reading the <key>_file
-// secrets, for the admin commands: they need none but the store's (the
+// LoadForAdmin is Load without reading the <key>_file secrets, for the
+// admin commands: they need none but the store's (the
 // etcd engine's password), and run by hand, away from the service's unit,
 // they could not read its other credentials.
-func loadConfigNoSecrets(path string) (*Config, error) {
+func LoadForAdmin(path string) (*Config, error) {
 	c, err := readConfig(path)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+		return nil, fmt.Errorf("config %s: %w", Source(path), err)
 	}
 	if err := c.readStoreSecrets(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", orDefault(path), err)
+		return nil, fmt.Errorf("config %s: %w", Source(path), err)
 	}
 	return c, nil
 }
 
 func readConfig(path string) (*Config, error) {
-	c, err := defaultConfig()
-	if err != nil {
-		return nil, err
-	}
+	c := Default()
 	if path == "" {
-		c.Smarthost.Maildir = defaultMaildir
+		c.Smarthost.Maildir = DefaultMaildir
 		return c, nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	md, err := decodeConfig(c, b, path)
+	md, err := decode(c, b, path)
 	if err != nil {
 		return nil, err
 	}
+	c.normalize()
 	if c.Smarthost.Maildir != "" && md.IsDefined("smarthost", "address") {
 		return nil, fmt.Errorf("config %s: smarthost.maildir: mail goes either to smarthost.address or into a Maildir; set one of them", path)
 	}
@@ -316,7 +387,6 @@ func (c *Config) readStoreSecrets() error {
 	}
 	var err error
 	c.Etcd.Password, err = secret("etcd.password", c.Etcd.Password, c.Etcd.PasswordFile)
-	c.Etcd.PasswordFile = ""
 	return err
 }
 
@@ -372,14 +442,15 @@ func secretLines(key, file string) ([]string, error) {
 	return lines, nil
 }
 
-func orDefault(path string) string {
+// Source names the configuration read from path, for messages.
+func Source(path string) string {
 	if path == "" {
 		return "(defaults)"
 	}
 	return path
 }
 
-func decodeConfig(c *Config, b []byte, name string) (toml.MetaData, error) {
+func decode(c *Config, b []byte, name string) (toml.MetaData, error) {
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(c)
 	if err != nil {
 		var perr toml.ParseError
@@ -406,7 +477,16 @@ func oneLine(s string) string {
 	return s
 }
 
-// check validates values and names the key of the first bad one.
+// normalize puts values into the one form the rest of the program
+// compares: domain names in lower case.
+func (c *Config) normalize() {
+	for i, d := range c.Domains {
+		c.Domains[i] = strings.ToLower(d)
+	}
+}
+
+// check validates values and names the key of the first bad one; it
+// changes nothing.
 func (c *Config) check() error {
 	bad := func(key, format string, args ...any) error {
 		return fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...))
@@ -417,11 +497,10 @@ func (c *Config) check() error {
 	if len(c.Domains) == 0 {
 		return bad("domains", "needs at least one domain")
 	}
-	for i, d := range c.Domains {
+	for _, d := range c.Domains {
 		if err := alias.CheckDomain(d); err != nil {
 			return bad("domains", "%q is not a domain name", d)
 		}
-		c.Domains[i] = strings.ToLower(d)
 	}
 	for _, l := range []struct{ key, addr string }{
 		{"http.listen", c.HTTP.Listen}, {"smtp.listen", c.SMTP.Listen}, {"smarthost.address", c.Smarthost.Address},
@@ -446,17 +525,10 @@ func (c *Config) check() error {
 	if c.HTTP.TLSListen != "" && c.TLS.CertFile == "" {
 		return bad("http.tls_listen", "needs tls.cert_file and tls.key_file")
 	}
-	c.trusted = nil
 	for _, p := range c.HTTP.TrustedProxies {
-		pfx, err := netip.ParsePrefix(p)
-		if err != nil {
-			addr, aerr := netip.ParseAddr(p)
-			if aerr != nil {
-				return bad("http.trusted_proxies", "%q is not a CIDR like 10.0.0.0/8", p)
-			}
-			pfx = netip.PrefixFrom(addr, addr.BitLen())
+		if _, err := parsePrefix(p); err != nil {
+			return bad("http.trusted_proxies", "%q is not a CIDR like 10.0.0.0/8", p)
 		}
-		c.trusted = append(c.trusted, pfx.Masked())
 	}
 	if c.SMTP.Hostname == "" {
 		return bad("smtp.hostname", "must not be empty")
@@ -555,7 +627,7 @@ func (c *Config) check() error {
 			return bad("smtp.srs_domain", "%q is not a domain name", c.SMTP.SRSDomain)
 		}
 	}
-	if _, err := c.srs(); err != nil {
+	if _, err := c.SRS(); err != nil {
 		return bad("smtp.srs_secrets", "%v", err)
 	}
 	if pm := c.SMTP.Postmaster; pm != "" {
