@@ -52,9 +52,10 @@ var (
 //	2: issued ids are tombstones in the aliases bucket, not keys of their own bucket.
 //	3: a record starts with a fixed header (record.go), and every reserved
 //	   use is filed in the reserved bucket under its key.
+//	4: the record after the header is binary (codec.go), not JSON.
 //
 // A file of a later format is refused rather than misread.
-const format = 3
+const format = 4
 
 // Options tune a store; zero values get defaults.
 type Options struct {
@@ -284,10 +285,11 @@ func migrateIDs(db *bolt.DB) error {
 	}
 }
 
-// migrateRecords rewrites the records of a format 2 file with the header
-// of format 3. Their reserved uses were made by a process that is gone
-// and kept no key of them: they are released here, as releaseStranded
-// releases those of format 3.
+// migrateRecords rewrites the records of a format 2 or 3 file as binary
+// records with a header (format 4). The reserved uses of a format 2
+// record were made by a process that is gone and kept no key of them:
+// they are released here, as releaseStranded releases those filed in the
+// reserved bucket (formats 3 and 4) after the migration.
 func migrateRecords(db *bolt.DB) error {
 	var from []byte
 	for {
@@ -306,14 +308,16 @@ func migrateRecords(db *bolt.DB) error {
 					next = append([]byte(nil), k...)
 					break
 				}
-				if isTombstone(v) || hasHeader(v) {
+				if isTombstone(v) || (hasHeader(v) && v[0] == headerBinary) {
 					continue
 				}
 				r, err := decode(k, v)
 				if err != nil {
 					return err
 				}
-				r.Pending = 0
+				if !hasHeader(v) {
+					r.Pending = 0 // format 2
+				}
 				todo = append(todo, r)
 			}
 			for _, r := range todo {

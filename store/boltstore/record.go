@@ -3,7 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,21 +21,24 @@ type record struct {
 	ConfirmHash []byte // its entry in the confirm bucket, while pending
 }
 
-// A stored record (format 3) is a header of headerLen bytes, then the
-// record as JSON. The header holds what decides that an alias is dead, so
-// that mail for a dead alias that is not swept yet is refused without
-// decoding it, at about the cost of an unknown id (the refusal is the
-// common case, and it should tell nothing about which ids were issued):
+// A stored record is a header of headerLen bytes, then the record. The
+// header holds what decides that an alias is dead, so that mail for a
+// dead alias that is not swept yet is refused without decoding it, at
+// about the cost of an unknown id (the refusal is the common case, and it
+// should tell nothing about which ids were issued):
 //
-//	byte 0     headerVersion
+//	byte 0     the record's version: headerBinary, or headerJSON
 //	bytes 1-8  Expires, unix seconds (expiry is kept in whole seconds)
 //	byte 9     flags: flagRevoked, flagUsedUp, flagUnverified
 //
-// A format 2 record is the JSON alone: it starts with '{'. A tombstone is
-// the single byte 0.
+// What follows the header is the binary record of codec.go (version
+// headerBinary, format 4), or JSON (headerJSON, format 3). A format 2
+// record is the JSON alone: it starts with '{'. Open rewrites the records
+// of older formats as binary ones. A tombstone is the single byte 0.
 const (
-	headerVersion = 1
-	headerLen     = 10
+	headerJSON   = 1
+	headerBinary = 2
+	headerLen    = 10
 
 	flagRevoked    = 1 << 0
 	flagUsedUp     = 1 << 1
@@ -49,7 +52,9 @@ var tombstone = []byte{0}
 // swept alias.
 func isTombstone(v []byte) bool { return len(v) == 1 && v[0] == 0 }
 
-func hasHeader(v []byte) bool { return len(v) > headerLen && v[0] == headerVersion }
+func hasHeader(v []byte) bool {
+	return len(v) > headerLen && (v[0] == headerBinary || v[0] == headerJSON)
+}
 
 // quickDead tells from v's header alone whether its alias is dead at now
 // for mail, and whether a refusal should be counted for its holder (used
@@ -73,39 +78,17 @@ func quickDead(v []byte, now time.Time) (dead, countRefusal, ok bool) {
 	return false, false, false
 }
 
-// recordJSON is the stored encoding of a record, the engine's and not the
-// domain's: these names are the file format (2 and 3).
-type recordJSON struct {
-	ID          string    `json:"id"`
-	Target      string    `json:"target"`
-	Created     time.Time `json:"created"`
-	Expires     time.Time `json:"expires"`
-	MaxUsage    int       `json:"max_usage,omitempty"`
-	Used        int       `json:"used,omitempty"`
-	Pending     int       `json:"pending,omitempty"`
-	Revoked     bool      `json:"revoked,omitempty"`
-	Refused     int       `json:"refused,omitempty"`
-	Unverified  bool      `json:"unverified,omitempty"`
-	TokenHash   []byte    `json:"token_hash"`
-	AllowFrom   []string  `json:"allow_from,omitempty"`
-	LockSender  bool      `json:"lock_sender,omitempty"`
-	SweepAt     int64     `json:"sweep_at"`
-	TargetHash  []byte    `json:"target_hash,omitempty"`
-	ConfirmHash []byte    `json:"confirm_hash,omitempty"`
+// encode is r as stored: the header, then the binary record.
+func (r *record) encode() []byte {
+	v := make([]byte, headerLen, headerLen+r.size())
+	v[0] = headerBinary
+	r.putHeader(v)
+	return r.appendBinary(v)
 }
 
-func (r *record) encode() []byte {
+// putHeader writes the expiry and flags of r's header into v.
+func (r *record) putHeader(v []byte) {
 	a := &r.Alias
-	j, err := json.Marshal(recordJSON{
-		ID: a.ID, Target: a.Target, Created: a.Created, Expires: a.Expires,
-		MaxUsage: a.MaxUsage, Used: a.Used, Pending: a.Pending, Revoked: a.Revoked,
-		Refused: a.Refused, Unverified: a.Unverified, TokenHash: a.TokenHash,
-		AllowFrom: a.AllowFrom, LockSender: a.LockSender,
-		SweepAt: r.SweepAt, TargetHash: r.TargetHash, ConfirmHash: r.ConfirmHash,
-	})
-	if err != nil {
-		panic(err) // strings, numbers, times and bytes always marshal
-	}
 	var flags byte
 	if a.Revoked {
 		flags |= flagRevoked
@@ -116,35 +99,41 @@ func (r *record) encode() []byte {
 	if a.Unverified {
 		flags |= flagUnverified
 	}
-	v := make([]byte, headerLen, headerLen+len(j))
-	v[0] = headerVersion
 	exp := a.Expires.Unix()
 	if a.Expires.Nanosecond() != 0 {
 		exp++ // rounded up: the header may miss that an alias is dead, never call a live one dead
 	}
 	binary.BigEndian.PutUint64(v[1:9], uint64(exp))
 	v[9] = flags
-	return append(v, j...)
 }
 
-// decode reads a stored record, with or without its header.
+// decode reads a stored record of any format; id is its key.
 func decode(id, v []byte) (*record, error) {
-	if hasHeader(v) {
-		v = v[headerLen:]
+	var r *record
+	var err error
+	switch {
+	case len(v) > 0 && v[0] == '{':
+		r, err = decodeJSON(v)
+	case !hasHeader(v):
+		err = errors.New("not a record")
+	case v[0] == headerBinary:
+		r, err = decodeBinary(string(id), v[headerLen:])
+		if err == nil {
+			// The header answers for the record on the RCPT path: it
+			// must say what the record says.
+			var h [headerLen]byte
+			r.putHeader(h[:])
+			if !bytes.Equal(h[1:], v[1:headerLen]) {
+				r, err = nil, errors.New("header does not match the record")
+			}
+		}
+	default:
+		r, err = decodeJSON(v[headerLen:])
 	}
-	var j recordJSON
-	if err := json.Unmarshal(v, &j); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w", id, err)
 	}
-	return &record{
-		Alias: alias.Alias{
-			ID: j.ID, Target: j.Target, Created: j.Created, Expires: j.Expires,
-			MaxUsage: j.MaxUsage, Used: j.Used, Pending: j.Pending, Revoked: j.Revoked,
-			Refused: j.Refused, Unverified: j.Unverified, TokenHash: j.TokenHash,
-			AllowFrom: j.AllowFrom, LockSender: j.LockSender,
-		},
-		SweepAt: j.SweepAt, TargetHash: j.TargetHash, ConfirmHash: j.ConfirmHash,
-	}, nil
+	return r, nil
 }
 
 // sweepValue is what the sweep index holds for r: the keys of r's entries
