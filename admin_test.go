@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tempalias/tempalias/httpd"
 	"github.com/tempalias/tempalias/store"
 	"github.com/tempalias/tempalias/store/boltstore"
 )
 
-// admin runs an admin command of the real binary and returns its stdout.
-func admin(t *testing.T, cfgPath string, args ...string) (string, error) {
+// adminCmd runs an admin command of the real binary and returns its stdout.
+func adminCmd(t *testing.T, cfgPath string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{args[0], "-config", cfgPath}, args[1:]...)...)
 	var stderr strings.Builder
@@ -42,69 +43,69 @@ func TestAdminCommands(t *testing.T) {
 			}
 			begin := time.Now()
 
-			out, err := admin(t, cfgPath, "create", "-target", "Someone@Example.com", "-days", "2", "-max-usage", "4")
+			out, err := adminCmd(t, cfgPath, "create", "-target", "Someone@Example.com", "-days", "2", "-max-usage", "4")
 			if err != nil {
 				t.Fatalf("create: %v: %s", err, out)
 			}
-			var created adminAlias
+			var created httpd.View
 			if err := json.Unmarshal([]byte(out), &created); err != nil {
 				t.Fatalf("create output %q: %v", out, err)
 			}
 			if created.Token == "" || *created.Remaining != 4 || created.Alias != created.ID+"@tempalias.test" {
 				t.Fatalf("created %+v", created)
 			}
-			if out, err := admin(t, cfgPath, "create", "-target", "nobody"); err == nil || !strings.Contains(out, "target") {
+			if out, err := adminCmd(t, cfgPath, "create", "-target", "nobody"); err == nil || !strings.Contains(out, "target") {
 				t.Errorf("bad create: %v %q", err, out)
 			}
-			out2, err := admin(t, cfgPath, "create", "-target", "other@example.com")
+			out2, err := adminCmd(t, cfgPath, "create", "-target", "other@example.com")
 			if err != nil {
 				t.Fatalf("create: %v: %s", err, out2)
 			}
-			var other adminAlias
+			var other httpd.View
 			if err := json.Unmarshal([]byte(out2), &other); err != nil || other.ID == "" {
 				t.Fatalf("create output %q: %v", out2, err)
 			}
 
-			out, err = admin(t, cfgPath, "list")
+			out, err = adminCmd(t, cfgPath, "list")
 			if err != nil || !strings.Contains(out, created.ID) || !strings.Contains(out, "4/4") || !strings.Contains(out, other.ID) {
 				t.Fatalf("list: %v\n%s", err, out)
 			}
-			out, err = admin(t, cfgPath, "show", strings.ToUpper(created.ID))
+			out, err = adminCmd(t, cfgPath, "show", strings.ToUpper(created.ID))
 			if err != nil || !strings.Contains(out, `"target": "Someone@example.com"`) || strings.Contains(out, "token") {
 				t.Fatalf("show: %v\n%s", err, out)
 			}
-			out, err = admin(t, cfgPath, "change", "-days", "5", "-max-usage", "6", created.ID)
-			var changed adminAlias
+			out, err = adminCmd(t, cfgPath, "change", "-days", "5", "-max-usage", "6", created.ID)
+			var changed httpd.View
 			if err != nil || json.Unmarshal([]byte(out), &changed) != nil || *changed.MaxUsage != 6 || *changed.Remaining != 6 {
 				t.Fatalf("change: %v\n%s", err, out)
 			}
 			if exp, _ := time.Parse(time.RFC3339, changed.Expires); exp.Before(begin.Add(5*24*time.Hour-time.Second)) || exp.After(time.Now().Add(5*24*time.Hour)) {
 				t.Errorf("change -days 5: expires %s", changed.Expires)
 			}
-			if out, err := admin(t, cfgPath, "change", "-max-usage", "0", created.ID); err == nil || !strings.Contains(out, "max-usage") {
+			if out, err := adminCmd(t, cfgPath, "change", "-max-usage", "0", created.ID); err == nil || !strings.Contains(out, "max-usage") {
 				t.Errorf("change -max-usage 0: %v %s", err, out)
 			}
-			if out, err := admin(t, cfgPath, "change", created.ID); err == nil || !strings.Contains(out, "change") {
+			if out, err := adminCmd(t, cfgPath, "change", created.ID); err == nil || !strings.Contains(out, "change") {
 				t.Errorf("change without flags: %v %s", err, out)
 			}
-			if out, err := admin(t, cfgPath, "change", "-days", "2", "nosuchid"); err == nil || !strings.Contains(out, "not found") {
+			if out, err := adminCmd(t, cfgPath, "change", "-days", "2", "nosuchid"); err == nil || !strings.Contains(out, "not found") {
 				t.Errorf("change unknown: %v %s", err, out)
 			}
-			if out, err := admin(t, cfgPath, "show", created.ID); err != nil || !strings.Contains(out, `"max-usage": 6`) {
+			if out, err := adminCmd(t, cfgPath, "show", created.ID); err != nil || !strings.Contains(out, `"max-usage": 6`) {
 				t.Errorf("show after change: %v %s", err, out)
 			}
-			if out, err := admin(t, cfgPath, "revoke", other.ID); err != nil {
+			if out, err := adminCmd(t, cfgPath, "revoke", other.ID); err != nil {
 				t.Fatalf("revoke: %v %s", err, out)
 			}
-			if out, err := admin(t, cfgPath, "show", other.ID); err == nil {
+			if out, err := adminCmd(t, cfgPath, "show", other.ID); err == nil {
 				t.Errorf("show after revoke succeeded: %s", out)
 			}
-			if out, err := admin(t, cfgPath, "revoke", "nosuchid"); err == nil || !strings.Contains(out, "not found") {
+			if out, err := adminCmd(t, cfgPath, "revoke", "nosuchid"); err == nil || !strings.Contains(out, "not found") {
 				t.Errorf("revoke unknown: %v %s", err, out)
 			}
 
 			backup := filepath.Join(dir, "backup.db")
-			if out, err := admin(t, cfgPath, "backup", backup); err != nil {
+			if out, err := adminCmd(t, cfgPath, "backup", backup); err != nil {
 				t.Fatalf("backup: %v %s", err, out)
 			}
 			st, err := boltstore.Open(backup, boltstore.Options{OpenTimeout: time.Second})

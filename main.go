@@ -43,7 +43,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
-	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/admin"
 	"github.com/tempalias/tempalias/config"
 	"github.com/tempalias/tempalias/dnsbl"
 	"github.com/tempalias/tempalias/httpd"
@@ -195,7 +195,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if name != "version" {
 		configPath = fs.String("config", "", "TOML configuration `file` (default: the built-in defaults, see tempalias.toml)")
 	}
-	var req alias.Request
 	var target string
 	var days, maxUsage int
 	if name == "create" {
@@ -253,30 +252,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "configuration %s is valid; %s\n", config.Source(*configPath), cfg.MailDestination())
 		return nil
-	case "create":
-		req.Target = target
-		fs.Visit(func(f *flag.Flag) {
-			switch f.Name {
-			case "days":
-				req.Days = &days
-			case "max-usage":
-				req.MaxUsage = &maxUsage
-			}
-		})
-		return runAdmin(cfg, name, nil, req, alias.ChangeRequest{}, stdout)
-	case "change":
-		var chg alias.ChangeRequest
-		fs.Visit(func(f *flag.Flag) {
-			switch f.Name {
-			case "days":
-				chg.Days = &days
-			case "max-usage":
-				chg.MaxUsage = &maxUsage
-			}
-		})
-		return runAdmin(cfg, name, fs.Args(), req, chg, stdout)
 	}
-	return runAdmin(cfg, name, fs.Args(), req, alias.ChangeRequest{}, stdout)
+	cmdLine := admin.Command{Name: name, Args: fs.Args()}
+	fs.Visit(func(f *flag.Flag) {
+		switch {
+		case name == "create" && f.Name == "days":
+			cmdLine.Create.Days = &days
+		case name == "create" && f.Name == "max-usage":
+			cmdLine.Create.MaxUsage = &maxUsage
+		case name == "change" && f.Name == "days":
+			cmdLine.Change.Days = &days
+		case name == "change" && f.Name == "max-usage":
+			cmdLine.Change.MaxUsage = &maxUsage
+		}
+	})
+	cmdLine.Create.Target = target
+	return admin.Run(admin.Config{
+		Socket:  cfg.AdminSocket(),
+		Domains: cfg.Domains,
+		Engine:  cfg.Store.Engine,
+		Limits:  cfg.AliasLimits(),
+		Open: func() (admin.Opened, error) {
+			return openStore(cfg, cfg.Logger(os.Stderr))
+		},
+	}, cmdLine, stdout)
 }
 
 // revokeLink makes the X-Tempalias-Revoke links of relayed mail, which
@@ -494,7 +493,7 @@ func serve(ctx context.Context, cfg *config.Config, configPath string, log *slog
 		srv.TLSConfig = tlsCerts.config()
 		servers = append(servers, server{"https", srv, ln})
 	}
-	adminLn, err := listenAdmin(cfg.AdminSocket())
+	adminLn, err := admin.Listen(cfg.AdminSocket())
 	if err != nil {
 		return err
 	}
@@ -503,7 +502,7 @@ func serve(ctx context.Context, cfg *config.Config, configPath string, log *slog
 	// unlinks it while we still hold the data file's lock; removing it
 	// later could remove the socket of a successor that took the lock.
 	servers = append(servers, server{"admin", &http.Server{
-		Handler:           adminHandler(localOps{st: st, cfg: cfg, limits: api.Limits, now: time.Now}, log),
+		Handler:           admin.Handler(admin.Local{Store: st, Domains: cfg.Domains, Limits: api.Limits, Now: time.Now}, log),
 		ReadHeaderTimeout: 10 * time.Second,
 	}, adminLn})
 	if cfg.Metrics.Listen != "" {

@@ -67,10 +67,10 @@ func TestBinaryMigrateBoltToEtcd(t *testing.T) {
 	sk.next(t)
 
 	export := filepath.Join(dir, "aliases.jsonl")
-	if out, err := admin(t, boltPath, "export", export); err != nil || !strings.Contains(out, "export written to") {
+	if out, err := adminCmd(t, boltPath, "export", export); err != nil || !strings.Contains(out, "export written to") {
 		t.Fatalf("export while running: %v: %s", err, out)
 	}
-	if out, err := admin(t, boltPath, "import", export); err == nil || !strings.Contains(out, "a server is running") {
+	if out, err := adminCmd(t, boltPath, "import", export); err == nil || !strings.Contains(out, "a server is running") {
 		t.Errorf("import into a running server: %v: %s", err, out)
 	}
 	old.stop(t)
@@ -79,14 +79,14 @@ func TestBinaryMigrateBoltToEtcd(t *testing.T) {
 	etcdCfg := clusterConfig(etcdDir, sk.addr, cluster, "/moved/")
 	etcdPath := filepath.Join(etcdDir, "etcd.toml")
 	writeFile(t, etcdPath, []byte(etcdCfg), 0o600)
-	out, err := admin(t, etcdPath, "import", export)
+	out, err := adminCmd(t, etcdPath, "import", export)
 	if err != nil || !strings.Contains(out, "imported 1 aliases") {
 		t.Fatalf("import into the cluster: %v: %s", err, out)
 	}
-	if out, err := admin(t, etcdPath, "import", export); err == nil || !strings.Contains(out, "not empty") {
+	if out, err := adminCmd(t, etcdPath, "import", export); err == nil || !strings.Contains(out, "not empty") {
 		t.Errorf("second import: %v: %s", err, out)
 	}
-	if out, err := admin(t, etcdPath, "backup", filepath.Join(etcdDir, "b")); err == nil || !strings.Contains(out, "etcdctl snapshot save") {
+	if out, err := adminCmd(t, etcdPath, "backup", filepath.Join(etcdDir, "b")); err == nil || !strings.Contains(out, "etcdctl snapshot save") {
 		t.Errorf("backup on etcd: %v: %s", err, out)
 	}
 	a := start(t, etcdCfg)
@@ -102,7 +102,7 @@ func TestBinaryMigrateBoltToEtcd(t *testing.T) {
 	}
 	sk.next(t)
 	// Export works on the etcd engine too, to standard output.
-	out, err = admin(t, etcdPath, "export")
+	out, err = adminCmd(t, etcdPath, "export")
 	if err != nil || !strings.HasPrefix(out, `{"tempalias-export":1,"engine":"etcd"`) || !strings.Contains(out, fmt.Sprintf(`"id":%q`, id)) || !strings.Contains(out, `"used":2`) {
 		t.Errorf("export from etcd: %v: %s", err, out)
 	}

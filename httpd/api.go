@@ -159,10 +159,20 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 	return c.Alias, c.Token, nil
 }
 
-// storeError answers a store failure: 503 unavailable when the store
-// cannot be reached (the client may retry), else 500 with a log line.
+// storeError answers a store failure as Status maps it: 404 for an
+// alias that is not there, 400 for an invalid change, 503 unavailable
+// when the store cannot be reached (the client may retry), else 500 with
+// a log line.
 func (a *API) storeError(w http.ResponseWriter, op string, err error) *apiError {
-	if errors.Is(err, store.ErrUnavailable) {
+	switch Status(err) {
+	case http.StatusNotFound:
+		return errNotFound
+	case http.StatusBadRequest:
+		var inv *alias.InvalidError
+		if errors.As(err, &inv) {
+			return invalid(fmt.Sprintf("%s %s.", inv.Field, inv.Reason))
+		}
+	case http.StatusServiceUnavailable:
 		a.cfg.Logger.Warn(op, "err", err)
 		w.Header().Set("Retry-After", retryUnavailable)
 		return errUnavailable
@@ -241,11 +251,6 @@ func (a *API) change(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var inv *alias.InvalidError
-	if errors.As(err, &inv) {
-		writeError(w, invalid(fmt.Sprintf("%s %s.", inv.Field, inv.Reason)))
-		return
-	}
 	a.lookupError(w, err)
 }
 
@@ -258,13 +263,10 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// lookupError answers a failed look-up. Unknown, dead and wrong-token all
-// arrive here as the store's not-found and leave as the same 404.
+// lookupError answers a failed look-up or change. Unknown, dead and
+// wrong-token all arrive here as the store's not-found and leave as the
+// same 404.
 func (a *API) lookupError(w http.ResponseWriter, err error) {
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, errNotFound)
-		return
-	}
 	writeError(w, a.storeError(w, "alias lookup", err))
 }
 

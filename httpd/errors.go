@@ -2,9 +2,35 @@ package httpd
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+
+	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/store"
 )
+
+// Status is the HTTP status an error of the domain or the store becomes:
+// the one mapping for the API and the admin socket. An alias that is not
+// there (unknown, dead, wrong token) is 404, an invalid request 400, a
+// target with the most live aliases 429, a store that cannot be reached
+// 503; anything else is the server's fault, 500.
+func Status(err error) int {
+	var inv *alias.InvalidError
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.As(err, &inv):
+		return http.StatusBadRequest
+	case errors.Is(err, store.ErrTargetFull):
+		return http.StatusTooManyRequests
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
 
 // apiError is an error as the client sees it.
 type apiError struct {
