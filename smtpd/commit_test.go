@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"testing"
+	"time"
 )
 
 // The use is committed just before the final dot goes upstream (DESIGN
@@ -78,5 +79,42 @@ func TestStoreUnavailable(t *testing.T) {
 	c.must(221, "QUIT")
 	if len(e.up.messages()) != 0 || e.up.sessions.Load() != 0 {
 		t.Error("the smarthost was contacted")
+	}
+}
+
+// A store call that blocks (a cluster that does not answer, an engine
+// that ignores its own timeout) is cut off by the session's deadline
+// (StoreTimeout): the client gets a 4xx, not a reply that never comes,
+// and the message is not finished upstream.
+func TestStoreCallDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		block func(*countingStore)
+	}{
+		{"reserve", func(st *countingStore) { st.blockReserve.Store(true) }},
+		{"commit", func(st *countingStore) { st.blockCommit.Store(true) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.StoreTimeout = 200 * time.Millisecond })
+			id, addr := e.newAlias("t@example.com", 3, 1)
+			tc.block(e.st)
+			c := e.dial()
+			c.must(250, "EHLO client.example")
+			c.must(250, "MAIL FROM:<s@example.org>")
+			code, msg := c.cmd("RCPT TO:<%s>", addr)
+			if tc.name == "commit" {
+				checkReply(t, "RCPT", code, msg, "250")
+				c.must(354, "DATA")
+				code, msg = c.cmd("Subject: x\r\n\r\nbody\r\n.")
+				waitFor(t, "smarthost sees the aborted transfer", func() bool { return e.up.aborted.Load() == 1 })
+			}
+			checkReply(t, tc.name, code, msg, "451 4.4.3")
+			c.must(221, "QUIT")
+			if tc.name == "commit" {
+				e.nothingDelivered(t, id)
+			} else if used, pending, ok := e.uses(id); !ok || used != 0 || pending != 0 || e.up.sessions.Load() != 0 {
+				t.Errorf("used %d pending %d alive %v, smarthost sessions %d; want an untouched alias and no smarthost", used, pending, ok, e.up.sessions.Load())
+			}
+		})
 	}
 }

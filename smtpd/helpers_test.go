@@ -226,6 +226,15 @@ type countingStore struct {
 	reserved, committed, refunded atomic.Int64
 	failCommit                    atomic.Bool // every Commit fails
 	unavailable                   atomic.Bool // every Reserve finds the store unreachable
+	// blockReserve, blockCommit: every Reserve or Commit blocks until its
+	// context ends, as a call to a cluster that does not answer.
+	blockReserve, blockCommit atomic.Bool
+}
+
+// blocked waits for ctx to end and fails with its error.
+func blocked(ctx context.Context) error {
+	<-ctx.Done()
+	return fmt.Errorf("test: blocked: %w", ctx.Err())
 }
 
 var errCommitFailed = errors.New("test: commit failed")
@@ -233,6 +242,9 @@ var errCommitFailed = errors.New("test: commit failed")
 func (c *countingStore) Reserve(ctx context.Context, id string, now time.Time, opts ...store.ReserveOption) (*store.Reservation, error) {
 	if c.unavailable.Load() {
 		return nil, fmt.Errorf("test: no quorum: %w", store.ErrUnavailable)
+	}
+	if c.blockReserve.Load() {
+		return nil, blocked(ctx)
 	}
 	r, err := c.Store.Reserve(ctx, id, now, opts...)
 	if err != nil {
@@ -252,6 +264,9 @@ type countingSettler struct {
 func (s countingSettler) Commit(ctx context.Context, _ *store.Reservation, now time.Time) error {
 	if s.c.failCommit.Load() {
 		return errCommitFailed
+	}
+	if s.c.blockCommit.Load() {
+		return blocked(ctx)
 	}
 	if err := s.inner.Commit(ctx, now); err != nil {
 		return err

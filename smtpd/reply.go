@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -225,7 +226,9 @@ func classify(err error) (r *refusal, internal bool) {
 		}
 		return errUpstreamBroken, true
 	}
-	if errors.Is(err, store.ErrUnavailable) {
+	// A store call cut off by its deadline (storeCtx) is an unavailable
+	// store too, whichever engine.
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		return errStoreUnavailable, true
 	}
 	return errLocal, true

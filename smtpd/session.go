@@ -210,7 +210,9 @@ func (s *session) rcpt(tx *transaction, to string) error {
 		return nil // named twice, one use (rfc 5321 allows duplicates)
 	}
 	now := cfg.Now()
-	res, err := s.srv.st.Reserve(s.srv.dialCtx, id, now, store.From(tx.from))
+	ctx, cancel := s.storeCtx(tx.start.Add(s.srv.cfg.TransactionTimeout))
+	res, err := s.srv.st.Reserve(ctx, id, now, store.From(tx.from))
+	cancel()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return errNoSuchUser
@@ -219,7 +221,7 @@ func (s *session) rcpt(tx *transaction, to string) error {
 	case errors.Is(err, store.ErrExhausted):
 		return errAliasBusy
 	case err != nil:
-		return err
+		return fmt.Errorf("reserve %s: %w", id, err)
 	}
 	// The hourly limit is checked only for a live alias, after its use is
 	// reserved (and refunded if over), so that a dead alias answers
@@ -428,7 +430,10 @@ func (s *session) Logout() error {
 func (s *session) commit(tx *transaction) error {
 	now := s.srv.cfg.Now()
 	for _, r := range tx.res {
-		if err := r.Commit(s.srv.dialCtx, now); err != nil {
+		ctx, cancel := s.storeCtx(time.Time{})
+		err := r.Commit(ctx, now)
+		cancel()
+		if err != nil {
 			if errors.Is(err, store.ErrSenderNotAllowed) {
 				// Another message, committed first, locked the alias to
 				// its sender's domain (lock-sender), or allow-from changed
@@ -490,8 +495,21 @@ func (s *session) logTx(tx *transaction, outcome string) {
 	log.LogAttrs(ctx, slog.LevelInfo, "smtp transaction", attrs...)
 }
 
+// storeCtx bounds one store call: StoreTimeout from now, and never past
+// until (when set), the end of what the call is for. A call cut off
+// fails, and the client gets a 4xx (classify).
+func (s *session) storeCtx(until time.Time) (context.Context, context.CancelFunc) {
+	d := time.Now().Add(s.srv.cfg.StoreTimeout)
+	if !until.IsZero() && until.Before(d) {
+		d = until
+	}
+	return context.WithDeadline(s.srv.dialCtx, d)
+}
+
 func (s *session) refund(tx *transaction, r *store.Reservation) {
-	if err := r.Refund(s.srv.dialCtx, s.srv.cfg.Now()); err != nil {
+	ctx, cancel := s.storeCtx(time.Time{})
+	defer cancel()
+	if err := r.Refund(ctx, s.srv.cfg.Now()); err != nil {
 		// The use stays reserved or spent: lost, never over-delivered.
 		s.srv.log.Error("smtp: refund failed", "tx", tx.id, "alias", r.Alias.ID, "err", err)
 	}

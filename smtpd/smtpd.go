@@ -72,6 +72,14 @@ type Config struct {
 	// timeout from firing); past it the connection is closed and every
 	// reservation refunded (default 10m).
 	TransactionTimeout time.Duration
+	// StoreTimeout bounds each store call of a session (reserving a use
+	// at RCPT, committing it before the end of the message, refunding
+	// it): a call still blocked then is cut off, and the client gets a
+	// 4xx. At RCPT the call never outlasts the transaction either
+	// (TransactionTimeout). An engine may bound its calls more tightly
+	// (etcd: request_timeout) (default ReadTimeout, the command timeout:
+	// rfc 5321:4.5.3.2 has a client wait about as long for a reply).
+	StoreTimeout time.Duration
 	// MaxBadRecipients is how many refused recipients (unknown alias,
 	// foreign domain, bad address) one connection may name; the next one
 	// gets 421 and the connection is closed, which slows down guessing
@@ -192,6 +200,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBadRecipients <= 0 {
 		c.MaxBadRecipients = 5
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = c.ReadTimeout
 	}
 	if c.TransactionTimeout <= 0 {
 		c.TransactionTimeout = 10 * time.Minute
