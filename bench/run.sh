@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# bench/run.sh: measure tempalias against the peers self-hosters use today,
-# side by side, in one run, on this machine.
+# bench/run.sh: measure tempalias against the peers self-hosters use today
+# and against ceilings written for the measurement, side by side, in one
+# run, on this machine.
 #
-#   bash bench/run.sh            # the full run (about 13 minutes on 2 cores)
-#   QUICK=1 bash bench/run.sh    # small counts, a smoke check (about 2 minutes)
+#   bash bench/run.sh                  # every part (about 25 minutes on 2 cores)
+#   QUICK=1 bash bench/run.sh          # small counts, a smoke check
+#   PARTS="http scale" bash bench/run.sh   # only those parts
+#
+# Parts (PARTS, space-separated; default all): smtp (refusals and relays
+# against Postfix, the sink and the ceilings), http (durable creations and
+# static files), big (one 100 MiB message), scale (RCPT over 1M live
+# aliases), sweep (RCPT latency while 1M expired aliases are swept), etcd
+# (bbolt against two hosts on a 3-member etcd cluster; skipped when etcd is
+# not installed). SMTP_ONLY=1 is PARTS=smtp.
 #
 # What it starts, all on 127.0.0.1 and all stopped again on exit:
 #   - Postfix's smtp-sink: the common smarthost of every SMTP peer;
@@ -13,14 +22,19 @@
 #     virtual_alias_maps (hash), relayhost = the sink;
 #   - tempalias, built from this checkout, relaying to the same sink;
 #   - bench/hello: a hello-world Go handler (the HTTP ceiling) and a bare
-#     http.FileServer of static/.
-# Then it measures each workload on each peer, alternating, and prints a
-# table with ratios. Results: bench/out/ (results.jsonl, summary.md, run.log).
+#     http.FileServer of static/;
+#   - bench/ceiling: the ceilings of tempalias's own work, driven by the
+#     same load generator: a raw-TCP refuser, a minimal pipelined relay (to
+#     the same sink) and a bbolt group-commit writer behind POST /aliases;
+#   - for the etcd part: three etcd members and tempalias hosts on them.
+# Then it measures each workload on each peer, alternating, and prints
+# tables with ratios. Results: bench/out/ (results.jsonl, summary.md, run.log).
 #
-# Needs root (Postfix's master runs as root) and Debian's apt for what is
-# missing (postfix, wrk, jq). Knobs: QUICK=1, SMTP_ONLY=1, ROUNDS, DUR, WARM, SMTP_C,
-# HTTP_C, NALIAS, SCALE_N, BIG, QUIET_WAIT, OUT (where results go) and
-# PF_EXTRA (lines added to Postfix's main.cf).
+# Needs root for the smtp part (Postfix's master runs as root) and Debian's
+# apt for what is missing (postfix, wrk, jq). Knobs: QUICK=1, PARTS,
+# SMTP_ONLY=1, ROUNDS, DUR, WARM, SMTP_C, HTTP_C, NALIAS, SCALE_N, BIG,
+# QUIET_WAIT, OUT (where results go), PF_EXTRA (lines added to Postfix's
+# main.cf), ETCD_NALIAS.
 set -euo pipefail
 # The whole script is one compound command, read before it runs: editing
 # this file while it runs cannot change what runs.
@@ -38,7 +52,22 @@ fi
 SMTP_C=${SMTP_C:-50}      # concurrent SMTP sessions (issue 3)
 HTTP_C=${HTTP_C:-100}     # concurrent HTTP clients (issue 2)
 BIG=${BIG:-104857600}     # the one big message: 100 MiB
-SMTP_ONLY=${SMTP_ONLY:-0} # 1: stop after the SMTP workloads (a quicker targeted run)
+SMTP_ONLY=${SMTP_ONLY:-0} # 1: PARTS=smtp
+if [[ $SMTP_ONLY == 1 ]]; then PARTS=${PARTS:-smtp}; fi
+PARTS=" ${PARTS:-smtp http big scale sweep etcd} "
+for p in $PARTS; do
+	case $p in smtp | http | big | scale | sweep | etcd) ;; *)
+		echo "bench: unknown part $p in PARTS (smtp http big scale sweep etcd)" >&2
+		exit 2
+		;;
+	esac
+done
+has() { [[ $PARTS == *" $1 "* ]]; }
+if has etcd && ! command -v etcd >/dev/null; then
+	echo "bench: etcd is not installed (apt-get install etcd-server): the etcd part is skipped"
+	PARTS=${PARTS/ etcd / }
+fi
+ETCD_NALIAS=${ETCD_NALIAS:-$([[ $QUICK == 1 ]] && echo 200 || echo 2000)}
 SWEEP_C=${SWEEP_C:-10}    # sessions per kind probing RCPT during the sweep
 QUIET_WAIT=${QUIET_WAIT:-$([[ $QUICK == 1 ]] && echo 2s || echo 8s)} # longest wait for a quiet machine before a run
 export PATH=$PATH:/usr/sbin:/usr/local/go/bin
@@ -113,11 +142,11 @@ trap 'exit 130' INT TERM
 
 # --- what we need ---------------------------------------------------------
 
-[[ $(id -u) == 0 ]] || die "run as root: Postfix's master and smtp-sink -u need it"
+if has smtp; then [[ $(id -u) == 0 ]] || die "run as root: Postfix's master and smtp-sink -u need it"; fi
 missing=()
-command -v postfix >/dev/null || missing+=(postfix)
+if has smtp; then command -v postfix >/dev/null || missing+=(postfix); fi
 command -v smtp-sink >/dev/null || missing+=(postfix)
-command -v wrk >/dev/null || missing+=(wrk)
+if has http; then command -v wrk >/dev/null || missing+=(wrk); fi
 command -v jq >/dev/null || missing+=(jq)
 command -v go >/dev/null || die "go is not installed"
 if ((${#missing[@]})); then
@@ -132,6 +161,7 @@ say "building"
 (cd "$ROOT" && go build -o "$TMP/tempalias" . &&
 	go build -o "$TMP/loadgen" ./bench/loadgen &&
 	go build -o "$TMP/hello" ./bench/hello &&
+	go build -o "$TMP/ceiling" ./bench/ceiling &&
 	go build -o "$TMP/fill" ./bench/fill)
 LG=$TMP/loadgen
 
@@ -139,7 +169,7 @@ LG=$TMP/loadgen
 
 CPU=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 MEM=$(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
-PFVER=$(postconf -h mail_version)
+PFVER=$(postconf -h mail_version 2>/dev/null || echo none)
 GOVER=$(go version | awk '{print $3}')
 say "machine"
 cat <<EOF | tee "$OUT/machine.txt"
@@ -151,12 +181,16 @@ go:      $GOVER
 postfix: $PFVER
 commit:  $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo " (plus uncommitted changes)")
 loadavg: $(cut -d' ' -f1-3 /proc/loadavg) at the start
+parts:  $PARTS
 mode:    QUICK=$QUICK ROUNDS=$ROUNDS DUR=$DUR WARM=$WARM SMTP_C=$SMTP_C HTTP_C=$HTTP_C NALIAS=$NALIAS SCALE_N=$SCALE_N
 EOF
 
-mapfile -t P < <("$LG" -mode ports -n 10)
+mapfile -t P < <("$LG" -mode ports -n 26)
 SINK=${P[0]} PF=${P[1]} TA_HTTP=${P[2]} TA_SMTP=${P[3]} HELLO=${P[4]}
 BIG_HTTP=${P[5]} BIG_SMTP=${P[6]} SC_HTTP=${P[7]} SC_SMTP=${P[8]}
+C_REFUSE=${P[9]} C_RELAY=${P[10]} C_CREATE=${P[11]}
+E_CLIENT=("${P[12]}" "${P[13]}" "${P[14]}") E_PEER=("${P[15]}" "${P[16]}" "${P[17]}")
+E_BOLT=("${P[18]}" "${P[19]}") E_A=("${P[20]}" "${P[21]}") E_B=("${P[22]}" "${P[23]}")
 
 wait_port() { # port [seconds]
 	local i
@@ -209,11 +243,13 @@ create_per_minute = 0
 sweep_interval = "$5"
 [admin]
 socket = "$2.sock"
+${TA_EXTRA:-}
 EOF
 }
 
 # start_ta name data_file http_port smtp_port sweep_interval [VAR=value...]
-# sets TA_PID; the log is $TMP/name.log
+# sets TA_PID; the log is $TMP/name.log. TA_EXTRA: more config lines, at
+# the end (so in a section of their own: start them with one).
 start_ta() {
 	local name=$1 data=$2 http=$3 smtp=$4 sweep=$5
 	shift 5
@@ -227,23 +263,25 @@ start_ta() {
 	wait_port "$http" || die "tempalias ($name) HTTP is not listening"
 }
 
-say "starting tempalias (HTTP 127.0.0.1:$TA_HTTP, SMTP 127.0.0.1:$TA_SMTP)"
-start_ta ta "$TMP/ta/tempalias.db" "$TA_HTTP" "$TA_SMTP" 1m
-TA=$TA_PID
-grep "tempalias started" "$TMP/ta.log"
-if grep "tempalias started" "$TMP/ta.log" | grep -q 'smtp=' && wait_port "$TA_SMTP" 5; then
-	TA_SMTP_OK=1
-else
-	TA_SMTP_OK=0
-	echo "tempalias has no SMTP listener in this build: its SMTP workloads are skipped"
+TA_SMTP_OK=1 TA= TA_HWM=0 STATIC_OK=0 STATIC_PATHS=/ HELLOPID= PFM=
+AL=$TMP/aliases.txt
+if has smtp || has http; then
+	say "starting tempalias (HTTP 127.0.0.1:$TA_HTTP, SMTP 127.0.0.1:$TA_SMTP)"
+	start_ta ta "$TMP/ta/tempalias.db" "$TA_HTTP" "$TA_SMTP" 1m
+	TA=$TA_PID
+	grep "tempalias started" "$TMP/ta.log"
+	if ! grep "tempalias started" "$TMP/ta.log" | grep -q 'smtp=' || ! wait_port "$TA_SMTP" 5; then
+		TA_SMTP_OK=0
+		echo "tempalias has no SMTP listener in this build: its SMTP workloads are skipped"
+	fi
 fi
 
-say "creating $NALIAS aliases through tempalias's HTTP API"
-"$LG" -mode http-create -addr "127.0.0.1:$TA_HTTP" -c 10 -n "$NALIAS" -d 300s \
-	-days 60 -max-usage 1000000 -target rcpt@example.net -out "$TMP/aliases.txt" -label setup/create >/dev/null
-[[ $(wc -l <"$TMP/aliases.txt") == "$NALIAS" ]] || die "created only $(wc -l <"$TMP/aliases.txt") of $NALIAS aliases"
-head -2 "$TMP/aliases.txt"
-
+if has smtp; then
+	say "creating $NALIAS aliases through tempalias's HTTP API"
+	"$LG" -mode http-create -addr "127.0.0.1:$TA_HTTP" -c 10 -n "$NALIAS" -d 300s \
+		-days 60 -max-usage 1000000 -target rcpt@example.net -out "$AL" -label setup/create >/dev/null
+	[[ $(wc -l <"$AL") == "$NALIAS" ]] || die "created only $(wc -l <"$AL") of $NALIAS aliases"
+	head -2 "$AL"
 say "starting Postfix $PFVER on 127.0.0.1:$PF with the same $NALIAS aliases"
 mkdir -p "$PFCONF" "$PFQ" "$TMP/postfix/data"
 chown postfix "$TMP/postfix/data"
@@ -319,39 +357,68 @@ pf_drain() { # wait (at most 3 minutes) until Postfix delivered its queue to the
 	echo "warning: Postfix queue not empty after 3 minutes"
 }
 
-STATIC_OK=0
-if [[ -f $ROOT/static/index.html ]]; then
-	STATIC_OK=1
-	say "starting hello (POST /aliases hello-world, http.FileServer of static/) on 127.0.0.1:$HELLO"
-	"$TMP/hello" -listen "127.0.0.1:$HELLO" -static "$ROOT/static" 2>"$TMP/hello.log" &
-else
-	say "starting hello (POST /aliases hello-world) on 127.0.0.1:$HELLO; no static/ yet"
-	"$TMP/hello" -listen "127.0.0.1:$HELLO" 2>"$TMP/hello.log" &
 fi
-HELLOPID=$!
-PIDS+=("$HELLOPID")
-wait_port "$HELLO" || die "hello did not start"
 
-# Smoke: one message through each relay, one refusal from each front end.
-say "smoke test"
-FIRST=$(head -1 "$TMP/aliases.txt" | cut -d' ' -f1)
-"$LG" -mode smtp-relay -addr "127.0.0.1:$PF" -c 1 -n 1 -rcpt "$FIRST" -label smoke/postfix >/dev/null
-"$LG" -mode smtp-refuse -addr "127.0.0.1:$PF" -c 1 -n 1 -label smoke/postfix-refuse >/dev/null
-if ((TA_SMTP_OK)); then
-	"$LG" -mode smtp-relay -addr "127.0.0.1:$TA_SMTP" -c 1 -n 1 -rcpt "$FIRST" -label smoke/tempalias >/dev/null
-	"$LG" -mode smtp-refuse -addr "127.0.0.1:$TA_SMTP" -c 1 -n 1 -label smoke/tempalias-refuse >/dev/null
+# start_ceiling name mode port [args...]: one of bench/ceiling's peers;
+# sets C_PID
+start_ceiling() {
+	local name=$1 mode=$2 port=$3
+	shift 3
+	"$TMP/ceiling" -mode "$mode" -listen "127.0.0.1:$port" "$@" 2>"$TMP/ceiling-$name.log" &
+	C_PID=$!
+	PIDS+=("$C_PID")
+	wait_port "$port" || die "ceiling $name did not start: $(tail -3 "$TMP/ceiling-$name.log")"
+}
+if has smtp; then
+	say "starting the SMTP ceilings: raw refuser on 127.0.0.1:$C_REFUSE, minimal relay on 127.0.0.1:$C_RELAY"
+	start_ceiling refuse refuse "$C_REFUSE"
+	CREFPID=$C_PID
+	start_ceiling relay relay "$C_RELAY" -upstream "127.0.0.1:$SINK"
+	CRELPID=$C_PID
 fi
-pf_drain
+if has http; then
+	say "starting the creation ceiling (bbolt group commit behind POST /aliases) on 127.0.0.1:$C_CREATE"
+	mkdir -p "$TMP/ceiling-data"
+	start_ceiling create create "$C_CREATE" -file "$TMP/ceiling-data/create.db"
+	CCREPID=$C_PID
+	if [[ -f $ROOT/static/index.html ]]; then
+		STATIC_OK=1
+		say "starting hello (POST /aliases hello-world, http.FileServer of static/) on 127.0.0.1:$HELLO"
+		"$TMP/hello" -listen "127.0.0.1:$HELLO" -static "$ROOT/static" 2>"$TMP/hello.log" &
+	else
+		say "starting hello (POST /aliases hello-world) on 127.0.0.1:$HELLO; no static/ yet"
+		"$TMP/hello" -listen "127.0.0.1:$HELLO" 2>"$TMP/hello.log" &
+	fi
+	HELLOPID=$!
+	PIDS+=("$HELLOPID")
+	wait_port "$HELLO" || die "hello did not start"
+fi
+
+if has smtp; then
+	# Smoke: one message through each relay, one refusal from each front end.
+	say "smoke test"
+	FIRST=$(head -1 "$TMP/aliases.txt" | cut -d' ' -f1)
+	"$LG" -mode smtp-relay -addr "127.0.0.1:$PF" -c 1 -n 1 -rcpt "$FIRST" -label smoke/postfix >/dev/null
+	"$LG" -mode smtp-refuse -addr "127.0.0.1:$PF" -c 1 -n 1 -label smoke/postfix-refuse >/dev/null
+	if ((TA_SMTP_OK)); then
+		"$LG" -mode smtp-relay -addr "127.0.0.1:$TA_SMTP" -c 1 -n 1 -rcpt "$FIRST" -label smoke/tempalias >/dev/null
+		"$LG" -mode smtp-refuse -addr "127.0.0.1:$TA_SMTP" -c 1 -n 1 -label smoke/tempalias-refuse >/dev/null
+	fi
+	"$LG" -mode smtp-relay -addr "127.0.0.1:$C_RELAY" -c 1 -n 1 -rcpt "$FIRST" -label smoke/ceiling >/dev/null
+	"$LG" -mode smtp-refuse -addr "127.0.0.1:$C_REFUSE" -c 1 -n 1 -label smoke/ceiling-refuse >/dev/null
+	pf_drain
+fi
 
 # --- measurement helpers --------------------------------------------------
 
-PFM=$(tr -d ' \n' <"$PFQ/pid/master.pid")
+if has smtp; then PFM=$(tr -d ' \n' <"$PFQ/pid/master.pid"); fi
 # What each peer's CPU is: the server process (Postfix: its master and all
 # the daemons it runs), plus the sink for relays.
 W_TA="server=$TA,sink=$SINKPID"
 W_PF="server=$PFM+,sink=$SINKPID"
 W_SINK="server=$SINKPID"
 W_HELLO="server=$HELLOPID"
+W_CREF="server=${CREFPID:-}" W_CREL="server=${CRELPID:-},sink=$SINKPID" W_CCRE="server=${CCREPID:-}"
 
 # quiet: wait (at most QUIET_WAIT) for a second in which neighbours use
 # less than 0.3 cores, so that measurements fall between their bursts.
@@ -500,92 +567,109 @@ rounds() {
 # --- SMTP -----------------------------------------------------------------
 
 TA_S="127.0.0.1:$TA_SMTP" PF_S="127.0.0.1:$PF" SINK_S="127.0.0.1:$SINK"
-AL=$TMP/aliases.txt
+CREF_S="127.0.0.1:$C_REFUSE" CREL_S="127.0.0.1:$C_RELAY"
 ta_peer() { if ((TA_SMTP_OK)); then echo "tempalias|$W_TA|$*"; fi; }
 
-say "RCPT refusals: sessions of EHLO, MAIL, RCPT to an unknown alias (550), QUIT; $SMTP_C concurrent"
-mapfile -t peers < <(ta_peer -mode smtp-refuse -addr "$TA_S" -c "$SMTP_C"
-	echo "postfix|$W_PF|-mode smtp-refuse -addr $PF_S -c $SMTP_C")
-rounds refuse "${peers[@]}"
+if has smtp; then
+	say "RCPT refusals: sessions of EHLO, MAIL, RCPT to an unknown alias (550), QUIT; $SMTP_C concurrent"
+	mapfile -t peers < <(ta_peer -mode smtp-refuse -addr "$TA_S" -c "$SMTP_C"
+		echo "postfix|$W_PF|-mode smtp-refuse -addr $PF_S -c $SMTP_C"
+		echo "ceiling|$W_CREF|-mode smtp-refuse -addr $CREF_S -c $SMTP_C")
+	rounds refuse "${peers[@]}"
 
-say "RCPT refusals, pipelined as a sending MTA does (rfc 2920): EHLO, then MAIL+RCPT+QUIT in one write; $SMTP_C concurrent"
-mapfile -t peers < <(ta_peer -mode smtp-refuse -pipeline -addr "$TA_S" -c "$SMTP_C"
-	echo "postfix|$W_PF|-mode smtp-refuse -pipeline -addr $PF_S -c $SMTP_C")
-rounds refuse-pipe "${peers[@]}"
+	say "RCPT refusals, pipelined as a sending MTA does (rfc 2920): EHLO, then MAIL+RCPT+QUIT in one write; $SMTP_C concurrent"
+	mapfile -t peers < <(ta_peer -mode smtp-refuse -pipeline -addr "$TA_S" -c "$SMTP_C"
+		echo "postfix|$W_PF|-mode smtp-refuse -pipeline -addr $PF_S -c $SMTP_C"
+		echo "ceiling|$W_CREF|-mode smtp-refuse -pipeline -addr $CREF_S -c $SMTP_C")
+	rounds refuse-pipe "${peers[@]}"
 
-say "4 KiB relays, connections reused with RSET; $SMTP_C concurrent"
-mapfile -t peers < <(ta_peer -mode smtp-relay -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
-	echo "postfix|$W_PF|-mode smtp-relay -addr $PF_S -c $SMTP_C -rcpt-file $AL"
-	echo "sink|$W_SINK|-mode smtp-relay -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2")
-rounds relay "${peers[@]}"
+	say "4 KiB relays, connections reused with RSET; $SMTP_C concurrent"
+	mapfile -t peers < <(ta_peer -mode smtp-relay -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
+		echo "postfix|$W_PF|-mode smtp-relay -addr $PF_S -c $SMTP_C -rcpt-file $AL"
+		echo "sink|$W_SINK|-mode smtp-relay -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2"
+		echo "ceiling|$W_CREL|-mode smtp-relay -addr $CREL_S -c $SMTP_C -rcpt-file $AL")
+	rounds relay "${peers[@]}"
 
-say "4 KiB relays, connections reused, MAIL+RCPT+DATA pipelined (rfc 2920); $SMTP_C concurrent"
-mapfile -t peers < <(ta_peer -mode smtp-relay -pipeline -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
-	echo "postfix|$W_PF|-mode smtp-relay -pipeline -addr $PF_S -c $SMTP_C -rcpt-file $AL"
-	echo "sink|$W_SINK|-mode smtp-relay -pipeline -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2")
-rounds relay-pipe "${peers[@]}"
+	say "4 KiB relays, connections reused, MAIL+RCPT+DATA pipelined (rfc 2920); $SMTP_C concurrent"
+	mapfile -t peers < <(ta_peer -mode smtp-relay -pipeline -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
+		echo "postfix|$W_PF|-mode smtp-relay -pipeline -addr $PF_S -c $SMTP_C -rcpt-file $AL"
+		echo "sink|$W_SINK|-mode smtp-relay -pipeline -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2"
+		echo "ceiling|$W_CREL|-mode smtp-relay -pipeline -addr $CREL_S -c $SMTP_C -rcpt-file $AL")
+	rounds relay-pipe "${peers[@]}"
 
-say "4 KiB relays, one session per message; $SMTP_C concurrent"
-mapfile -t peers < <(ta_peer -mode smtp-relay -per-session -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
-	echo "postfix|$W_PF|-mode smtp-relay -per-session -addr $PF_S -c $SMTP_C -rcpt-file $AL"
-	echo "sink|$W_SINK|-mode smtp-relay -per-session -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2")
-rounds relay1 "${peers[@]}"
-stop_postfix
-
-if [[ $SMTP_ONLY == 1 ]]; then
-	say "results (SMTP_ONLY=1: the SMTP workloads only)"
-	{
-		table_head
-		smtp_rows
-	} | tee "$SUMMARY"
-	echo "raw results: $RES; this table: $SUMMARY"
-	exit 0
+	say "4 KiB relays, one session per message; $SMTP_C concurrent"
+	mapfile -t peers < <(ta_peer -mode smtp-relay -per-session -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
+		echo "postfix|$W_PF|-mode smtp-relay -per-session -addr $PF_S -c $SMTP_C -rcpt-file $AL"
+		echo "sink|$W_SINK|-mode smtp-relay -per-session -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2"
+		echo "ceiling|$W_CREL|-mode smtp-relay -per-session -addr $CREL_S -c $SMTP_C -rcpt-file $AL")
+	rounds relay1 "${peers[@]}"
+	stop_postfix
 fi
 
 # --- HTTP -----------------------------------------------------------------
 
-say "durable alias creation over HTTP keep-alive; $HTTP_C concurrent"
-rounds create "tempalias|$W_TA|-mode http-create -addr 127.0.0.1:$TA_HTTP -c $HTTP_C -max-usage 5" \
-	"hello|$W_HELLO|-mode http-create -addr 127.0.0.1:$HELLO -c $HTTP_C -max-usage 5"
-cat >"$TMP/create.lua" <<'EOF'
+# wrk_rounds workload "peer|watch|url[|lua]" ...: like rounds, with wrk
+wrk_rounds() {
+	local w=$1 r i
+	shift
+	local peers=("$@")
+	for ((r = 1; r <= ROUNDS; r++)); do
+		local order=()
+		if ((r % 2)); then
+			order=("${peers[@]}")
+		else
+			for ((i = ${#peers[@]} - 1; i >= 0; i--)); do order+=("${peers[i]}"); done
+		fi
+		local p name watch url lua
+		for p in "${order[@]}"; do
+			IFS='|' read -r name watch url lua <<<"$p"
+			wrk_measure "$w/$name" "$watch" "$url" "$lua"
+		done
+	done
+}
+
+if has http; then
+	say "durable alias creation over HTTP keep-alive; $HTTP_C concurrent"
+	rounds create "tempalias|$W_TA|-mode http-create -addr 127.0.0.1:$TA_HTTP -c $HTTP_C -max-usage 5" \
+		"hello|$W_HELLO|-mode http-create -addr 127.0.0.1:$HELLO -c $HTTP_C -max-usage 5" \
+		"ceiling|$W_CCRE|-mode http-create -addr 127.0.0.1:$C_CREATE -c $HTTP_C -max-usage 5"
+	cat >"$TMP/create.lua" <<'EOF'
 wrk.method = "POST"
 wrk.body = '{"target":"rcpt@example.net","days":3,"max-usage":5}'
 wrk.headers["Content-Type"] = "application/json"
 EOF
-for ((r = 1; r <= ROUNDS; r++)); do
-	wrk_measure create-wrk/tempalias "$W_TA" "http://127.0.0.1:$TA_HTTP/aliases" "$TMP/create.lua"
-	wrk_measure create-wrk/hello "$W_HELLO" "http://127.0.0.1:$HELLO/aliases" "$TMP/create.lua"
-done
+	wrk_rounds create-wrk "tempalias|$W_TA|http://127.0.0.1:$TA_HTTP/aliases|$TMP/create.lua" \
+		"hello|$W_HELLO|http://127.0.0.1:$HELLO/aliases|$TMP/create.lua" \
+		"ceiling|$W_CCRE|http://127.0.0.1:$C_CREATE/aliases|$TMP/create.lua"
 
-STATIC_PATHS=/
-if ((STATIC_OK)); then
-	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TA_HTTP/")
-	if [[ $code != 200 ]]; then
-		echo "tempalias answers $code for /: static workload skipped"
-		STATIC_OK=0
+	if ((STATIC_OK)); then
+		code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TA_HTTP/")
+		if [[ $code != 200 ]]; then
+			echo "tempalias answers $code for /: static workload skipped"
+			STATIC_OK=0
+		else
+			for f in app.js style.css; do
+				if [[ -f $ROOT/static/$f && $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TA_HTTP/$f") == 200 ]]; then
+					STATIC_PATHS+=",/$f"
+				fi
+			done
+		fi
+	fi
+	if ((STATIC_OK)); then
+		say "static files ($STATIC_PATHS) with Accept-Encoding: gzip; $HTTP_C concurrent"
+		rounds static "tempalias|$W_TA|-mode http-get -addr 127.0.0.1:$TA_HTTP -c $HTTP_C -paths $STATIC_PATHS" \
+			"fileserver|$W_HELLO|-mode http-get -addr 127.0.0.1:$HELLO -c $HTTP_C -paths $STATIC_PATHS"
+		wrk_rounds static-wrk "fileserver|$W_HELLO|http://127.0.0.1:$HELLO/" "tempalias|$W_TA|http://127.0.0.1:$TA_HTTP/"
 	else
-		for f in app.js style.css; do
-			if [[ -f $ROOT/static/$f && $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TA_HTTP/$f") == 200 ]]; then
-				STATIC_PATHS+=",/$f"
-			fi
-		done
+		say "static files: skipped (no static/index.html served yet)"
 	fi
 fi
-if ((STATIC_OK)); then
-	say "static files ($STATIC_PATHS) with Accept-Encoding: gzip; $HTTP_C concurrent"
-	rounds static "tempalias|$W_TA|-mode http-get -addr 127.0.0.1:$TA_HTTP -c $HTTP_C -paths $STATIC_PATHS" \
-		"fileserver|$W_HELLO|-mode http-get -addr 127.0.0.1:$HELLO -c $HTTP_C -paths $STATIC_PATHS"
-	for ((r = 1; r <= ROUNDS; r++)); do
-		wrk_measure static-wrk/fileserver "$W_HELLO" "http://127.0.0.1:$HELLO/"
-		wrk_measure static-wrk/tempalias "$W_TA" "http://127.0.0.1:$TA_HTTP/"
-	done
-else
-	say "static files: skipped (no static/index.html served yet)"
+if [[ -n $TA ]]; then
+	TA_HWM=$(vm "$TA" VmHWM)
+	TA_ALIASES=$(jq -s '[.[] | select(.label | startswith("create/tempalias") or startswith("create-wrk/tempalias")) | .count] | add // 0' "$RES")
+	echo "tempalias peak RSS over all of the above: $((TA_HWM / 1024)) MiB (VmHWM); its store took $TA_ALIASES creations"
+	stop_pid "$TA"
 fi
-TA_HWM=$(vm "$TA" VmHWM)
-TA_ALIASES=$(jq -s '[.[] | select(.label | startswith("create/tempalias") or startswith("create-wrk/tempalias")) | .count] | add // 0' "$RES")
-echo "tempalias peak RSS over all of the above: $((TA_HWM / 1024)) MiB (VmHWM); its store took $TA_ALIASES creations"
-stop_pid "$TA"
 
 # --- one 100 MiB message --------------------------------------------------
 
@@ -598,7 +682,7 @@ gcstats() {
 }
 
 BIG_MIB=$((BIG / 1048576))
-if ((TA_SMTP_OK)); then
+if has big && ((TA_SMTP_OK)); then
 	say "one $BIG_MIB MiB message through a fresh tempalias (GODEBUG=gctrace=1 for heap sizes)"
 	start_ta big "$TMP/big/tempalias.db" "$BIG_HTTP" "$BIG_SMTP" 1m GODEBUG=gctrace=1
 	BIGPID=$TA_PID
@@ -633,85 +717,235 @@ fi
 
 # --- scale: a million aliases ---------------------------------------------
 
-say "scale: $SCALE_N live aliases written through store.Create, then store.Get timed in process"
-mkdir -p "$TMP/scale"
-"$TMP/fill" -file "$TMP/scale/live.db" -n "$SCALE_N" -lookups "$LOOKUPS" -sample 1000 \
-	-sample-out "$TMP/scale/live.txt" >"$TMP/scale/live.json"
-jq -c '. + {label: "scale/fill-live"}' "$TMP/scale/live.json" >>"$RES"
-if ((TA_SMTP_OK)); then
-	say "scale: RCPT latency of tempalias over the $SCALE_N-alias store ($SMTP_C concurrent)"
-	start_ta scale "$TMP/scale/live.db" "$SC_HTTP" "$SC_SMTP" 1h
-	SCPID=$TA_PID
-	measure scale/refuse "server=$SCPID" -mode smtp-refuse -addr "127.0.0.1:$SC_SMTP" -c "$SMTP_C"
-	measure scale/relay "server=$SCPID,sink=$SINKPID" -mode smtp-relay -addr "127.0.0.1:$SC_SMTP" -c "$SMTP_C" \
-		-rcpt-file "$TMP/scale/live.txt"
-	stop_pid "$SCPID"
-fi
-rm -f "$TMP/scale/live.db"
-
-say "scale: $SCALE_N expired aliases, then the sweeper deletes them while RCPTs are timed"
-"$TMP/fill" -file "$TMP/scale/sweep.db" -n "$SCALE_N" -expired -live 200 \
-	-sample-out "$TMP/scale/sweep-live.txt" >"$TMP/scale/sweep.json"
-jq -c '. + {label: "scale/fill-expired"}' "$TMP/scale/sweep.json" >>"$RES"
-SWEEP_SECS="-" SWEPT="-" SWEEP_HWM=0 SWEEP_FROM=0 SWEEP_TO=0
-if ((TA_SMTP_OK)); then
-	# The first tick comes after SWEEP_INTERVAL: the probes' first seconds
-	# are the no-sweep baseline on the same store and the same machine.
-	SWEEP_INTERVAL=$([[ $QUICK == 1 ]] && echo 5 || echo 15)
-	quiet
-	start_ta sweep "$TMP/scale/sweep.db" "$SC_HTTP" "$SC_SMTP" "${SWEEP_INTERVAL}s"
-	SWPID=$TA_PID
-	# Both probes run from before the first sweep until the sweep is done.
-	"$LG" -label sweep/refuse -mode smtp-refuse -addr "127.0.0.1:$SC_SMTP" -c "$SWEEP_C" -d 600s \
-		-stop-file "$TMP/sweep.log" -stop-pattern "swept dead aliases" -watch "server=$SWPID" >>"$RES" &
-	lg1=$!
-	PIDS+=("$lg1")
-	"$LG" -label sweep/relay -mode smtp-relay -addr "127.0.0.1:$SC_SMTP" -c "$SWEEP_C" -d 600s \
-		-rcpt-file "$TMP/scale/sweep-live.txt" \
-		-stop-file "$TMP/sweep.log" -stop-pattern "swept dead aliases" >>"$RES" &
-	lg2=$!
-	PIDS+=("$lg2")
-	if wait_log "$TMP/sweep.log" "swept dead aliases" 600 "$SWPID"; then
-		SWEPT=$(grep -m1 "swept dead aliases" "$TMP/sweep.log" | sed -n 's/.*count=\([0-9]*\).*/\1/p')
-		# The sweep's window on the wall clock, from tempalias's own log:
-		# the first tick (start + interval) to the "swept" line.
-		logtime() { date -d "$(grep -m1 "$1" "$TMP/sweep.log" | sed -n 's/^time=\([^ ]*\).*/\1/p')" +%s.%N; }
-		SWEEP_FROM=$(awk -v t="$(logtime "tempalias started")" -v i="$SWEEP_INTERVAL" 'BEGIN { printf "%.3f", t + i }')
-		SWEEP_TO=$(logtime "swept dead aliases")
-		SWEEP_SECS=$(awk -v a="$SWEEP_FROM" -v b="$SWEEP_TO" 'BEGIN { printf "%.1f", b - a }')
-	else
-		echo "warning: no 'swept dead aliases' line within 10 minutes"
+if has scale; then
+	say "scale: $SCALE_N live aliases written through store.Create, then store.Get timed in process"
+	mkdir -p "$TMP/scale"
+	"$TMP/fill" -file "$TMP/scale/live.db" -n "$SCALE_N" -lookups "$LOOKUPS" -sample 1000 \
+		-sample-out "$TMP/scale/live.txt" >"$TMP/scale/live.json"
+	jq -c '. + {label: "scale/fill-live"}' "$TMP/scale/live.json" >>"$RES"
+	if ((TA_SMTP_OK)); then
+		say "scale: RCPT latency of tempalias over the $SCALE_N-alias store ($SMTP_C concurrent)"
+		start_ta scale "$TMP/scale/live.db" "$SC_HTTP" "$SC_SMTP" 1h
+		SCPID=$TA_PID
+		measure scale/refuse "server=$SCPID" -mode smtp-refuse -addr "127.0.0.1:$SC_SMTP" -c "$SMTP_C"
+		measure scale/relay "server=$SCPID,sink=$SINKPID" -mode smtp-relay -addr "127.0.0.1:$SC_SMTP" -c "$SMTP_C" \
+			-rcpt-file "$TMP/scale/live.txt"
+		stop_pid "$SCPID"
 	fi
-	wait "$lg1" "$lg2" || true
-	forget_pid "$lg1"
-	forget_pid "$lg2"
-	SWEEP_HWM=$(vm "$SWPID" VmHWM)
-	echo "swept ${SWEPT} aliases in about ${SWEEP_SECS}s (from the first tick, ${SWEEP_INTERVAL}s after start, to the log line); tempalias VmHWM $((SWEEP_HWM / 1024)) MiB"
-	stop_pid "$SWPID"
+	rm -f "$TMP/scale/live.db"
 fi
-rm -f "$TMP/scale/sweep.db"
+
+SWEEP_SECS="-" SWEPT="-" SWEEP_HWM=0 SWEEP_FROM=0 SWEEP_TO=0
+if has sweep; then
+	say "scale: $SCALE_N expired aliases, then the sweeper deletes them while RCPTs are timed"
+	mkdir -p "$TMP/scale"
+	# SWEEP_KEEP=DIR: keep the filled store there and copy it on the next run
+	# instead of filling again (for repeated runs of this part alone).
+	if [[ -n ${SWEEP_KEEP:-} && -f $SWEEP_KEEP/sweep-$SCALE_N.db ]]; then
+		cp "$SWEEP_KEEP/sweep-$SCALE_N.db" "$TMP/scale/sweep.db"
+		cp "$SWEEP_KEEP/sweep-$SCALE_N.txt" "$TMP/scale/sweep-live.txt"
+		cp "$SWEEP_KEEP/sweep-$SCALE_N.json" "$TMP/scale/sweep.json"
+	else
+		"$TMP/fill" -file "$TMP/scale/sweep.db" -n "$SCALE_N" -expired -live 200 \
+			-sample-out "$TMP/scale/sweep-live.txt" >"$TMP/scale/sweep.json"
+		if [[ -n ${SWEEP_KEEP:-} ]]; then
+			mkdir -p "$SWEEP_KEEP"
+			cp "$TMP/scale/sweep.db" "$SWEEP_KEEP/sweep-$SCALE_N.db"
+			cp "$TMP/scale/sweep-live.txt" "$SWEEP_KEEP/sweep-$SCALE_N.txt"
+			cp "$TMP/scale/sweep.json" "$SWEEP_KEEP/sweep-$SCALE_N.json"
+		fi
+	fi
+	jq -c '. + {label: "scale/fill-expired"}' "$TMP/scale/sweep.json" >>"$RES"
+	if ((TA_SMTP_OK)); then
+		# The first tick comes after SWEEP_INTERVAL: the probes' first seconds
+		# are the no-sweep baseline on the same store and the same machine.
+		SWEEP_INTERVAL=$([[ $QUICK == 1 ]] && echo 5 || echo 15)
+		quiet
+		start_ta sweep "$TMP/scale/sweep.db" "$SC_HTTP" "$SC_SMTP" "${SWEEP_INTERVAL}s"
+		SWPID=$TA_PID
+		# Both probes run from before the first sweep until the sweep is done.
+		"$LG" -label sweep/refuse -mode smtp-refuse -addr "127.0.0.1:$SC_SMTP" -c "$SWEEP_C" -d 600s \
+			-stop-file "$TMP/sweep.log" -stop-pattern "swept dead aliases" -watch "server=$SWPID" >>"$RES" &
+		lg1=$!
+		PIDS+=("$lg1")
+		"$LG" -label sweep/relay -mode smtp-relay -addr "127.0.0.1:$SC_SMTP" -c "$SWEEP_C" -d 600s \
+			-rcpt-file "$TMP/scale/sweep-live.txt" \
+			-stop-file "$TMP/sweep.log" -stop-pattern "swept dead aliases" >>"$RES" &
+		lg2=$!
+		PIDS+=("$lg2")
+		if wait_log "$TMP/sweep.log" "swept dead aliases" 600 "$SWPID"; then
+			SWEPT=$(grep -m1 "swept dead aliases" "$TMP/sweep.log" | sed -n 's/.*count=\([0-9]*\).*/\1/p')
+			# The sweep's window on the wall clock, from tempalias's own log:
+			# the first tick (start + interval) to the "swept" line.
+			logtime() { date -d "$(grep -m1 "$1" "$TMP/sweep.log" | sed -n 's/^time=\([^ ]*\).*/\1/p')" +%s.%N; }
+			SWEEP_FROM=$(awk -v t="$(logtime "tempalias started")" -v i="$SWEEP_INTERVAL" 'BEGIN { printf "%.3f", t + i }')
+			SWEEP_TO=$(logtime "swept dead aliases")
+			SWEEP_SECS=$(awk -v a="$SWEEP_FROM" -v b="$SWEEP_TO" 'BEGIN { printf "%.1f", b - a }')
+		else
+			echo "warning: no 'swept dead aliases' line within 10 minutes"
+		fi
+		wait "$lg1" "$lg2" || true
+		forget_pid "$lg1"
+		forget_pid "$lg2"
+		SWEEP_HWM=$(vm "$SWPID" VmHWM)
+		echo "swept ${SWEPT} aliases in about ${SWEEP_SECS}s (from the first tick, ${SWEEP_INTERVAL}s after start, to the log line); tempalias VmHWM $((SWEEP_HWM / 1024)) MiB"
+		stop_pid "$SWPID"
+	fi
+	rm -f "$TMP/scale/sweep.db"
+fi
+
+# --- etcd: two hosts on a 3-member cluster against bbolt -------------------
+
+# The same workloads as the tempalias rows above (durable creations, RCPT
+# refusals, 4 KiB relays of limited aliases), on a fresh bbolt host and on
+# two hosts sharing one 3-member etcd cluster (Debian's etcd-server, the
+# flags docs/deploy.md prescribes), alternating. Against "etcd" the load
+# generator spreads its connections over both hosts (loadgen -addr a,b).
+# CPU per operation counts every process that serves it: the host(s), the
+# members, and the sink for relays.
+if has etcd; then
+	say "etcd: starting a 3-member cluster"
+	initial=""
+	for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:${E_PEER[$i]}"; done
+	EPIDS=()
+	for i in 0 1 2; do
+		etcd --name "m$i" --data-dir "$TMP/etcd$i" \
+			--listen-client-urls "http://127.0.0.1:${E_CLIENT[$i]}" --advertise-client-urls "http://127.0.0.1:${E_CLIENT[$i]}" \
+			--listen-peer-urls "http://127.0.0.1:${E_PEER[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${E_PEER[$i]}" \
+			--initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token bench \
+			--auto-compaction-mode periodic --auto-compaction-retention 1h --experimental-enable-lease-checkpoint \
+			--logger zap --log-level warn >"$TMP/etcd$i.log" 2>&1 &
+		EPIDS+=($!)
+		PIDS+=($!)
+	done
+	for i in 0 1 2; do wait_port "${E_CLIENT[$i]}" 60 || die "etcd m$i did not start: $(tail -3 "$TMP/etcd$i.log")"; done
+	ENDPOINTS=$(printf '"127.0.0.1:%s",' "${E_CLIENT[@]}")
+	ENDPOINTS=${ENDPOINTS%,}
+
+	say "etcd: starting tempalias on bbolt, and hosts A and B on the cluster"
+	# start_ta_engine name http smtp engine: a host on bbolt or on the cluster;
+	# sets TA_PID
+	start_ta_engine() {
+		local name=$1 http=$2 smtp=$3 engine=$4
+		write_conf "$TMP/$name.toml" "$TMP/$name/tempalias.db" "$http" "$smtp" 1h
+		mkdir -p "$TMP/$name"
+		# One [store] and one [log] section: fold ours into the file's.
+		awk -v engine="$engine" -v eps="$ENDPOINTS" '
+			/^\[store\]$/ { print; print "engine = \"" engine "\""; next }
+			{ print }
+			END { print "[etcd]"; print "endpoints = [" eps "]"; print "prefix = \"/bench/\""; print "[log]"; print "level = \"warn\"" }' \
+			"$TMP/$name.toml" >"$TMP/$name.toml.new"
+		mv "$TMP/$name.toml.new" "$TMP/$name.toml"
+		"$TMP/tempalias" -config "$TMP/$name.toml" 2>"$TMP/$name.log" &
+		TA_PID=$!
+		PIDS+=("$TA_PID")
+		wait_port "$http" 60 || die "tempalias $name did not start: $(tail -3 "$TMP/$name.log")"
+		wait_port "$smtp" 10 || die "tempalias $name has no SMTP listener"
+	}
+	start_ta_engine ebolt "${E_BOLT[0]}" "${E_BOLT[1]}" bolt
+	EBOLT=$TA_PID
+	start_ta_engine ea "${E_A[0]}" "${E_A[1]}" etcd
+	EA=$TA_PID
+	start_ta_engine eb "${E_B[0]}" "${E_B[1]}" etcd
+	EB=$TA_PID
+	ETCD_WATCH="etcd0=${EPIDS[0]},etcd1=${EPIDS[1]},etcd2=${EPIDS[2]}"
+	declare -A E_HTTP=([bolt]="127.0.0.1:${E_BOLT[0]}" [etcd]="127.0.0.1:${E_A[0]},127.0.0.1:${E_B[0]}")
+	declare -A E_SMTP=([bolt]="127.0.0.1:${E_BOLT[1]}" [etcd]="127.0.0.1:${E_A[1]},127.0.0.1:${E_B[1]}")
+	declare -A E_W=([bolt]="ta=$EBOLT" [etcd]="ta_a=$EA,ta_b=$EB,$ETCD_WATCH")
+
+	say "etcd: creating $ETCD_NALIAS aliases on each store"
+	for peer in bolt etcd; do
+		"$LG" -mode http-create -addr "${E_HTTP[$peer]}" -c 10 -n "$ETCD_NALIAS" -d 300s \
+			-days 60 -max-usage 1000000 -target rcpt@example.net -out "$TMP/aliases-$peer.txt" -label "setup/etcd-$peer" >/dev/null
+		[[ $(wc -l <"$TMP/aliases-$peer.txt") == "$ETCD_NALIAS" ]] ||
+			die "created only $(wc -l <"$TMP/aliases-$peer.txt") aliases on $peer"
+	done
+	for w in create refuse relay; do
+		case $w in
+		create) say "etcd: durable creations, $HTTP_C concurrent" ;;
+		refuse) say "etcd: RCPT refusals, $SMTP_C sessions" ;;
+		relay) say "etcd: 4 KiB relays of limited aliases, $SMTP_C sessions" ;;
+		esac
+		peers=()
+		for peer in bolt etcd; do
+			case $w in
+			create) peers+=("$peer|${E_W[$peer]}|-mode http-create -addr ${E_HTTP[$peer]} -c $HTTP_C -days 60 -max-usage 5 -target many@example.net") ;;
+			refuse) peers+=("$peer|${E_W[$peer]}|-mode smtp-refuse -addr ${E_SMTP[$peer]} -c $SMTP_C") ;;
+			relay) peers+=("$peer|${E_W[$peer]},sink=$SINKPID|-mode smtp-relay -addr ${E_SMTP[$peer]} -c $SMTP_C -rcpt-file $TMP/aliases-$peer.txt -size 4096") ;;
+			esac
+		done
+		rounds "etcd-$w" "${peers[@]}"
+	done
+	for p in "$EBOLT" "$EA" "$EB" "${EPIDS[@]}"; do stop_pid "$p"; done
+fi
 
 # --- the table ------------------------------------------------------------
 
+# crow workload tempalias-label ceiling-label cpu|tput target: a line of
+# the ceilings table. cpu: the target is tempalias's CPU per operation at
+# most target × the ceiling's; tput: its throughput at least target × the
+# ceiling's.
+crow() {
+	local w=$1 a=$2 b=$3 kind=$4 target=$5
+	local ta tb ca cb r m verdict
+	ta=$(med "$a" .throughput)
+	tb=$(med "$b" .throughput)
+	ca=$(med "$a" .cpu.server_us_per_op)
+	cb=$(med "$b" .cpu.server_us_per_op)
+	r=$(ratio "$ta" "$tb")
+	m=$(ratio "$ca" "$cb")
+	if [[ $kind == cpu ]]; then
+		verdict="CPU ≤ ${target}×: $(awk -v r="$m" -v t="$target" 'BEGIN { print (r != "-" && r <= t ? "met" : "**missed**") }')"
+	else
+		verdict="≥ $target of it: $(awk -v r="$r" -v t="$target" 'BEGIN { print (r != "-" && r >= t ? "met" : "**missed**") }')"
+	fi
+	printf '| %s | %s/s%s | %s/s%s | **%s** | %s / %s | **%s×** | %s |\n' \
+		"$w" "$ta" "$(e "$a")" "$tb" "$(e "$b")" "$r" "$ca" "$cb" "$m" "$verdict"
+}
+
 say "results"
 {
-	table_head
-	if ((TA_SMTP_OK)); then
-		smtp_rows
-	else
-		echo "| SMTP workloads | not measured: no SMTP listener in this build | | | | | | |"
-		row "Postfix refusals alone, $SMTP_C sessions" refuse/postfix refuse/postfix ""
-		row "Postfix 4 KiB relays alone, $SMTP_C" relay/postfix relay/sink ""
+	if has smtp || has http; then
+		table_head
+		if has smtp; then
+			if ((TA_SMTP_OK)); then
+				smtp_rows
+			else
+				echo "| SMTP workloads | not measured: no SMTP listener in this build | | | | | | |"
+				row "Postfix refusals alone, $SMTP_C sessions" refuse/postfix refuse/postfix ""
+				row "Postfix 4 KiB relays alone, $SMTP_C" relay/postfix relay/sink ""
+			fi
+		fi
+		if has http; then
+			row "durable creations, $HTTP_C clients (loadgen)" create/tempalias create/hello 0.2
+			row "durable creations, $HTTP_C clients (wrk)" create-wrk/tempalias create-wrk/hello 0.2
+			if ((STATIC_OK)); then
+				row "static $STATIC_PATHS, $HTTP_C clients (loadgen)" static/tempalias static/fileserver 0.8
+				row "static /, $HTTP_C clients (wrk)" static-wrk/tempalias static-wrk/fileserver 0.8
+			fi
+		fi
+		echo
+		echo "tempalias peak RSS (VmHWM) after all of the SMTP and HTTP workloads above: $((TA_HWM / 1024)) MiB"
+		echo
+		echo "The same tempalias figures as a fraction of their ceilings (bench/ceiling, measured in the same rounds):"
+		echo "a raw refuser, a minimal pipelined relay to the same sink, a bbolt group-commit writer. CPU: the"
+		echo "server alone (for relays without the sink, which both feed)."
+		echo
+		echo "| workload | tempalias | ceiling | tempalias / ceiling | CPU µs/op tempalias / ceiling | CPU multiple | target (issue 14) |"
+		echo "| --- | --- | --- | --- | --- | --- | --- |"
+		if has smtp && ((TA_SMTP_OK)); then
+			crow "RCPT refusals, $SMTP_C sessions (raw refuser)" refuse/tempalias refuse/ceiling cpu 1.5
+			crow "RCPT refusals, pipelined (raw refuser)" refuse-pipe/tempalias refuse-pipe/ceiling cpu 1.5
+			crow "4 KiB relays, reused connections (minimal relay)" relay/tempalias relay/ceiling cpu 2
+			crow "4 KiB relays, pipelined (minimal relay)" relay-pipe/tempalias relay-pipe/ceiling cpu 2
+			crow "4 KiB relays, session per message (minimal relay)" relay1/tempalias relay1/ceiling cpu 2
+		fi
+		if has http; then
+			crow "durable creations, loadgen (bbolt group commit)" create/tempalias create/ceiling tput 0.5
+			crow "durable creations, wrk (bbolt group commit)" create-wrk/tempalias create-wrk/ceiling tput 0.5
+		fi
 	fi
-	row "durable creations, $HTTP_C clients (loadgen)" create/tempalias create/hello 0.2
-	row "durable creations, $HTTP_C clients (wrk)" create-wrk/tempalias create-wrk/hello 0.2
-	if ((STATIC_OK)); then
-		row "static $STATIC_PATHS, $HTTP_C clients (loadgen)" static/tempalias static/fileserver 0.8
-		row "static /, $HTTP_C clients (wrk)" static-wrk/tempalias static-wrk/fileserver 0.8
-	fi
-	echo
-	echo "tempalias peak RSS (VmHWM) after all of the SMTP and HTTP workloads above: $((TA_HWM / 1024)) MiB"
-	if ((TA_SMTP_OK)); then
+	if has big && ((TA_SMTP_OK)); then
 		verdict=$(awk -v g="$BIG_HEAP_GROWTH" 'BEGIN { print (g < 16 ? "met" : "**missed**") }')
 		echo
 		echo "One $BIG_MIB MiB message: $(med big/tempalias .p50_ms) ms through tempalias" \
@@ -719,28 +953,60 @@ say "results"
 		echo "tempalias VmHWM $((BIG_BEFORE / 1024)) → $((BIG_AFTER / 1024)) MiB (+$(((BIG_AFTER - BIG_BEFORE) / 1024)) MiB);"
 		echo "$BIG_HEAP_TEXT; target < 16 MiB heap growth: $verdict"
 	fi
-	echo
-	jq -r -s '.[] | select(.label == "scale/fill-live") |
-		"Scale, \(.aliases) live aliases: file \((.file_bytes / 1048576 * 10 | floor) / 10) MiB (\(.bytes_per_alias) bytes/alias), written at \(.fill_per_s)/s;\n" +
-		"store.Get in process (\(.lookups) each): existing p50 \(.get_hit_p50_us) µs, p99 \(.get_hit_p99_us) µs, max \(.get_hit_max_us) µs; " +
-		"unknown p50 \(.get_miss_p50_us) µs, p99 \(.get_miss_p99_us) µs, max \(.get_miss_max_us) µs; target p99 < 1 ms: " +
-		(if .get_hit_p99_us < 1000 and .get_miss_p99_us < 1000 then "met" else "**missed**" end)' "$RES"
-	if ((TA_SMTP_OK)); then
-		echo "RCPT over SMTP on that store ($SMTP_C sessions): refusals $(med scale/refuse .throughput)/s," \
-			"RCPT p50 $(med scale/refuse .rcpt_p50_ms) ms, p99 $(med scale/refuse .rcpt_p99_ms) ms;" \
-			"relays $(med scale/relay .throughput)/s, RCPT (a reservation: a durable write) p50 $(med scale/relay .rcpt_p50_ms) ms, p99 $(med scale/relay .rcpt_p99_ms) ms"
+	if has scale; then
+		echo
+		jq -r -s '.[] | select(.label == "scale/fill-live") |
+			"Scale, \(.aliases) live aliases: file \((.file_bytes / 1048576 * 10 | floor) / 10) MiB (\(.bytes_per_alias) bytes/alias), written at \(.fill_per_s)/s;\n" +
+			"store.Get in process (\(.lookups) each): existing p50 \(.get_hit_p50_us) µs, p99 \(.get_hit_p99_us) µs, max \(.get_hit_max_us) µs; " +
+			"unknown p50 \(.get_miss_p50_us) µs, p99 \(.get_miss_p99_us) µs, max \(.get_miss_max_us) µs; target p99 < 1 ms: " +
+			(if .get_hit_p99_us < 1000 and .get_miss_p99_us < 1000 then "met" else "**missed**" end)' "$RES"
+		if ((TA_SMTP_OK)); then
+			echo "RCPT over SMTP on that store ($SMTP_C sessions): refusals $(med scale/refuse .throughput)/s," \
+				"RCPT p50 $(med scale/refuse .rcpt_p50_ms) ms, p99 $(med scale/refuse .rcpt_p99_ms) ms;" \
+				"relays $(med scale/relay .throughput)/s, RCPT (a reservation: a durable write) p50 $(med scale/relay .rcpt_p50_ms) ms, p99 $(med scale/relay .rcpt_p99_ms) ms"
+		fi
+	fi
+	if has sweep && ((TA_SMTP_OK)); then
 		echo
 		echo "Sweep of ${SWEPT} expired aliases (of $SCALE_N, in batches of store.sweep_batch) took about ${SWEEP_SECS} s;" \
 			"tempalias VmHWM $((SWEEP_HWM / 1024)) MiB. RCPT latency meanwhile ($SWEEP_C sessions each, from before the sweep to its end):"
 		for k in refuse relay; do
 			jq -r -s --arg l "sweep/$k" --argjson a "$SWEEP_FROM" --argjson b "$SWEEP_TO" '.[] | select(.label == $l) | . as $r |
-				[range(0; .rcpt_max_by_sec | length) | {s: ($r.start_unix + .), v: $r.rcpt_max_by_sec[.]}] as $tl |
+				[range(0; .rcpt_max_by_sec | length) | {s: ($r.start_unix + .), v: $r.rcpt_max_by_sec[.], n: ((($r.rcpt_slow_by_sec // [])[.]) // 0)}] as $tl |
 				([$tl[] | select(.s + 1 > $a and .s < $b) | .v] | max // 0) as $in |
+				([$tl[] | select(.s + 1 > $a and .s < $b) | .n] | add // 0) as $nin |
 				([$tl[] | select(.s + 1 <= $a or .s >= $b) | .v] | max // 0) as $out |
 				"  \($l): \(.count) ops in \(.seconds) s, \(.errors) errors; RCPT p50 \(.rcpt_p50_ms) ms, p99 \(.rcpt_p99_ms) ms; " +
-				"slowest RCPT in the seconds overlapping the sweep \($in) ms, in the other seconds \($out) ms; \(.rcpt_slow) RCPTs over \(.slow_ms) ms in all; " +
+				"slowest RCPT in the seconds overlapping the sweep \($in) ms, in the other seconds \($out) ms; " +
+				"\($nin) RCPTs over \(.slow_ms) ms in the seconds overlapping the sweep, \(.rcpt_slow) in all; " +
 				"target no RCPT stall over 50 ms during the sweep: " + (if $in <= 50 then "met" else "**missed**" end)' "$RES"
 		done
+	fi
+	if has etcd; then
+		echo
+		echo "etcd engine: two hosts on one 3-member cluster against one host on bbolt, alternating, same run"
+		echo "(CPU µs/op: every process serving the operation, hosts and members, the sink for relays)."
+		echo
+		echo "| workload | bbolt /s | etcd (2 hosts) /s | etcd / bbolt | target (issue 13) | CPU µs/op bbolt | CPU µs/op etcd | errors bbolt / etcd |"
+		echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+		for w in create refuse relay; do
+			t=0.25
+			if [[ $w == refuse ]]; then t=0.5; fi
+			jq -s -r --arg w "etcd-$w" --argjson t "$t" '
+				def med: sort | if length == 0 then 0 else .[(length - 1) / 2 | floor] end;
+				def cpu: [.cpu | to_entries[] | select((.key | endswith("_us_per_op")) and .key != "client_us_per_op") | .value] | add // 0;
+				def rows(p): map(select(.label == ($w + "/" + p)));
+				(rows("bolt") | map(.throughput) | med) as $b |
+				(rows("etcd") | map(.throughput) | med) as $e |
+				(rows("bolt") | map(cpu) | med) as $cb |
+				(rows("etcd") | map(cpu) | med) as $ce |
+				(rows("bolt") | map(.errors) | add) as $xb |
+				(rows("etcd") | map(.errors) | add) as $xe |
+				(if $b > 0 then ($e / $b * 100 | round / 100) else 0 end) as $r |
+				"| \($w | ltrimstr("etcd-")) | \($b | round) | \($e | round) | **\($r)** | ≥ \($t): \(if $r >= $t then "met" else "**missed**" end) | \($cb | round) | \($ce | round) | \($xb) / \($xe) |"' "$RES"
+		done
+		echo
+		echo "$(etcd --version | head -1), ETCD_NALIAS=$ETCD_NALIAS"
 	fi
 	echo
 	echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

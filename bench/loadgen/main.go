@@ -301,6 +301,7 @@ type stats struct {
 	slow   uint64 // RCPT replies slower than -slow
 	t0     time.Time
 	bySec  []time.Duration // slowest RCPT reply per second of the run, by when it ended
+	slowBy []uint64        // RCPT replies slower than -slow per second of the run
 	errs   map[string]uint64
 	nerr   uint64
 	bytes  int64
@@ -320,8 +321,12 @@ func (s *stats) addRcpt(d time.Duration, slow time.Duration) {
 	if sec := int(time.Since(s.t0) / time.Second); sec >= 0 && sec < maxTimeline {
 		for len(s.bySec) <= sec {
 			s.bySec = append(s.bySec, 0)
+			s.slowBy = append(s.slowBy, 0)
 		}
 		s.bySec[sec] = max(s.bySec[sec], d)
+		if d > slow {
+			s.slowBy[sec]++
+		}
 	}
 }
 
@@ -337,8 +342,10 @@ func (s *stats) merge(o *stats) {
 	for i, v := range o.bySec {
 		for len(s.bySec) <= i {
 			s.bySec = append(s.bySec, 0)
+			s.slowBy = append(s.slowBy, 0)
 		}
 		s.bySec[i] = max(s.bySec[i], v)
+		s.slowBy[i] += o.slowBy[i]
 	}
 	for k, v := range o.errs {
 		s.errs[k] += v
@@ -534,6 +541,7 @@ func (r *result) print(cfg *config) {
 			tl[i] = ms(d)
 		}
 		out["rcpt_max_by_sec"] = tl
+		out["rcpt_slow_by_sec"] = st.slowBy
 		out["start_unix"] = float64(r.start.UnixNano()) / 1e9
 	}
 	if len(errSamples) > 0 {
