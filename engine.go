@@ -14,16 +14,21 @@ import (
 	"github.com/tempalias/tempalias/store/etcdstore"
 )
 
-// openStore opens the engine store.engine names.
+// openStore opens the engine store.engine names. On failure the engine
+// is nil, never a nil pointer of an engine's type.
 func openStore(cfg *config.Config, log *slog.Logger) (store.Engine, error) {
 	if cfg.Store.Engine == "etcd" {
 		return openEtcd(cfg, log)
 	}
-	return boltstore.Open(cfg.DataFile, boltstore.Options{
+	st, err := boltstore.Open(cfg.DataFile, boltstore.Options{
 		IDMinLength:      cfg.Limits.IDMinLength,
 		GuessProbability: cfg.Limits.IDGuessProbability,
 		OpenTimeout:      cfg.Store.OpenTimeout.Duration,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 func openEtcd(cfg *config.Config, log *slog.Logger) (store.Engine, error) {
@@ -55,5 +60,9 @@ func openEtcd(cfg *config.Config, log *slog.Logger) (store.Engine, error) {
 		}
 		opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return etcdstore.Open(context.Background(), opts)
+	st, err := etcdstore.Open(context.Background(), opts)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tempalias/tempalias/config"
+	"github.com/tempalias/tempalias/store/boltstore"
+)
+
+// appConfig is a configuration for an app in this process: loopback
+// ports, a data file and a Maildir in dir, and the admin socket at socket.
+func appConfig(t *testing.T, dir, socket string) *config.Config {
+	t.Helper()
+	path := filepath.Join(dir, "tempalias.toml")
+	writeFile(t, path, fmt.Appendf(nil, "%s[smarthost]\nmaildir = %q\n[admin]\nsocket = %q\n",
+		testConfig(dir), filepath.Join(dir, "mail"), socket), 0o600)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// syncBuffer is a log for a goroutine to write and the test to read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitHealthy polls the app's /healthz until it answers 200.
+func waitHealthy(t *testing.T, a *app) {
+	t.Helper()
+	url := "http://" + a.servers[0].ln.Addr().String() + "/healthz"
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		res, err := http.Get(url)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not healthy within 10s: %v", url, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// A failed open gives back what it had taken: the data file's lock and
+// every listener, so that the next try (or an admin command) can have
+// them.
+func TestOpenAppReleasesOnFailure(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := appConfig(t, dir, filepath.Join(dir, "no-such-dir", "admin.sock"))
+	if _, err := openApp(cfg, "", log); err == nil || !strings.Contains(err.Error(), "admin.socket") {
+		t.Fatalf("open with the admin socket in a missing directory: %v, want an admin.socket error", err)
+	}
+	st, err := boltstore.Open(cfg.DataFile, boltstore.Options{OpenTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("the data file is still held after the failed open: %v", err)
+	}
+	st.Close()
+	a, err := openApp(appConfig(t, dir, filepath.Join(dir, "admin.sock")), "", log)
+	if err != nil {
+		t.Fatalf("open after the failed one: %v", err)
+	}
+	if err := a.close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run serves until its context ends and then shuts down cleanly; a
+// server that fails stops the others, and run returns its error.
+func TestAppRun(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		stop func(cancel context.CancelFunc, a *app)
+		want string // part of run's error, "" for none
+		log  string // part of the log
+	}{
+		{"context ends", func(cancel context.CancelFunc, a *app) { cancel() }, "", "shutting down"},
+		{"a server fails", func(_ context.CancelFunc, a *app) {
+			for _, s := range a.servers {
+				if s.name == "admin" {
+					s.ln.Close() // its Serve fails: not a shutdown
+				}
+			}
+		}, "admin:", "server failed, shutting down"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var logBuf syncBuffer
+			a, err := openApp(appConfig(t, dir, filepath.Join(dir, "admin.sock")), "", slog.New(slog.NewTextHandler(&logBuf, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- a.run(ctx) }()
+			waitHealthy(t, a)
+			c.stop(cancel, a)
+			select {
+			case err := <-done:
+				if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+					t.Errorf("run: %v, want an error with %q", err, c.want)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("run did not return within 30s")
+			}
+			if err := a.close(); err != nil {
+				t.Error(err)
+			}
+			if !strings.Contains(logBuf.String(), c.log) {
+				t.Errorf("log without %q:\n%s", c.log, logBuf.String())
+			}
+			// Every front end is down: the HTTP port refuses.
+			if res, err := http.Get("http://" + a.servers[0].ln.Addr().String() + "/healthz"); err == nil {
+				res.Body.Close()
+				t.Error("HTTP still answers after run returned")
+			}
+		})
+	}
+}
