@@ -199,8 +199,28 @@ func TestTwoHostsOneCluster(t *testing.T) {
 			t.Fatalf("after revoke on the command line, host A answers %d", status)
 		}
 	})
+	t.Run("limits across hosts", func(t *testing.T) { testLimitsAcrossHosts(t, cluster, sk.addr) })
 	t.Run("cluster failures", func(t *testing.T) { testClusterFailures(t, cluster, sk, a, b, create) })
 	t.Run("dead host", func(t *testing.T) { testDeadHost(t, cluster, b, prefix) })
+}
+
+// testLimitsAcrossHosts runs two more hosts with the limits the store
+// counts: the cluster counts them, so two hosts allow what one does.
+func testLimitsAcrossHosts(t *testing.T, cluster *etcdtest.Cluster, sinkAddr string) {
+	limits := func() string {
+		cfg := clusterConfig(t.TempDir(), sinkAddr, cluster, "/e2e-limits/")
+		return strings.Replace(cfg, "create_per_minute = 0\n", "create_per_minute = 0\ncreations_per_target_per_day = 3\n", 1)
+	}
+	hosts := []*proc{start(t, limits()), start(t, limits())}
+	for i := range 5 {
+		status, got := httpDo(t, "POST", "http://"+hosts[i%2].addrs["http"]+"/aliases", `{"target":"daily@example.com"}`)
+		switch {
+		case i < 3 && status != 201:
+			t.Fatalf("creation %d of the day: %d %v", i+1, status, got)
+		case i >= 3 && (status != 429 || got["error"] != "rate-limited" || !strings.Contains(got["description"].(string), "today")):
+			t.Fatalf("creation %d of the day, on host %d: %d %v; want 429 rate-limited", i+1, i%2, status, got)
+		}
+	}
 }
 
 // testDeadHost kills a tempalias host with kill -9 while it holds one

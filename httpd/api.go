@@ -134,25 +134,23 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 			return alias.Alias{}, "", errBlocked
 		}
 	}
-	if apiErr := a.checkTarget(w, spec.Target, now); apiErr != nil {
-		return alias.Alias{}, "", apiErr
-	}
+	// The per-target limits are the store's: counted in the creating
+	// transaction, on every host alike.
+	opts := []store.CreateOption{store.CreationsPerDay(a.cfg.CreationsPerTargetPerDay)}
 	if a.cfg.Verify != nil {
 		verified, err := a.store.TargetVerified(r.Context(), spec.Target, now)
 		if err != nil {
-			a.perTarget.undo(alias.TargetKey(spec.Target)) // nothing was created
 			return alias.Alias{}, "", a.storeError(w, "create alias", err)
 		}
 		if !verified {
-			return a.createPending(w, r, spec, now)
+			return a.createPending(w, r, spec, now, opts)
 		}
 	}
-	c, err := a.store.Create(r.Context(), spec, now)
-	if errors.Is(err, store.ErrTargetFull) {
-		return alias.Alias{}, "", a.targetFull(w, spec.Target)
+	c, err := a.store.Create(r.Context(), spec, now, opts...)
+	if apiErr := a.createRefused(w, err, now); apiErr != nil {
+		return alias.Alias{}, "", apiErr
 	}
 	if err != nil {
-		a.perTarget.undo(alias.TargetKey(spec.Target)) // nothing was created
 		return alias.Alias{}, "", a.storeError(w, "create alias", err)
 	}
 	metrics.AliasesCreated.Inc()
@@ -181,22 +179,30 @@ func (a *API) storeError(w http.ResponseWriter, op string, err error) *apiError 
 	return errServer
 }
 
-// targetFull answers a creation for a target with the most live aliases
-// allowed (the store counts them in the creating transaction).
-func (a *API) targetFull(w http.ResponseWriter, target string) *apiError {
-	a.perTarget.undo(alias.TargetKey(target)) // nothing was created
-	w.Header().Set("Retry-After", "3600")
-	return &apiError{http.StatusTooManyRequests, "rate-limited",
-		fmt.Sprintf("This address already has %d live aliases, the most allowed; revoke one or wait for one to expire.", a.cfg.AliasesPerTarget)}
-}
-
-// checkTarget applies the per-target daily limit.
-func (a *API) checkTarget(w http.ResponseWriter, target string, now time.Time) *apiError {
-	if !a.perTarget.take(alias.TargetKey(target), now) {
-		w.Header().Set("Retry-After", "86400")
+// createRefused answers a creation the store refused for one of the
+// per-target limits it counts, and is nil for any other outcome.
+func (a *API) createRefused(w http.ResponseWriter, err error, now time.Time) *apiError {
+	switch {
+	case errors.Is(err, store.ErrTargetFull):
+		w.Header().Set("Retry-After", "3600")
+		return &apiError{http.StatusTooManyRequests, "rate-limited",
+			fmt.Sprintf("This address already has %d live aliases, the most allowed; revoke one or wait for one to expire.", a.cfg.AliasesPerTarget)}
+	case errors.Is(err, store.ErrCreationsPerDay):
+		retryTomorrow(w, now)
 		return &apiError{http.StatusTooManyRequests, "rate-limited", "Too many aliases were created for this address today; try again tomorrow."}
+	case errors.Is(err, store.ErrConfirmationsPerDay):
+		retryTomorrow(w, now)
+		return &apiError{http.StatusTooManyRequests, "rate-limited",
+			"Too many confirmation messages went to this address today; confirm one of them, or try again tomorrow."}
 	}
 	return nil
+}
+
+// retryTomorrow sets Retry-After to the start of the store's next day
+// (midnight UTC), when the daily counts start again.
+func retryTomorrow(w http.ResponseWriter, now time.Time) {
+	secs := (store.NextDay(now).Sub(now) + time.Second - 1) / time.Second // rounded up
+	w.Header().Set("Retry-After", strconv.FormatInt(max(int64(secs), 1), 10))
 }
 
 // get is GET /aliases/{id}.

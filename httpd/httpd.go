@@ -26,6 +26,9 @@ type Store interface {
 	Create(ctx context.Context, spec alias.Spec, now time.Time, opts ...store.CreateOption) (store.Created, error)
 	Authorized(ctx context.Context, id, token string, now time.Time) (alias.Alias, error)
 	Revoke(ctx context.Context, id, token string, now time.Time) error
+	// Withdraw revokes a pending alias whose confirmation mail could not
+	// be sent, giving its target's day its counts back.
+	Withdraw(ctx context.Context, id, token string, now time.Time) error
 	// Held and RevokeID serve revoke links, whose mac stands for the token.
 	Held(ctx context.Context, id string, now time.Time) (alias.Alias, error)
 	RevokeID(ctx context.Context, id string, now time.Time) error
@@ -50,8 +53,9 @@ type Config struct {
 	Logger          *slog.Logger
 
 	// AliasesPerTarget bounds the live aliases forwarding to one address;
-	// CreationsPerTargetPerDay bounds how many are made for it a day.
-	// 0: no limit.
+	// CreationsPerTargetPerDay bounds how many are made for it a day (a
+	// UTC day, store.Day). The store counts both, in the creating
+	// transaction, so they hold across restarts and hosts. 0: no limit.
 	AliasesPerTarget         int
 	CreationsPerTargetPerDay int
 	// Blocklist refuses creations from listed clients (403 blocked); nil:
@@ -74,9 +78,6 @@ type API struct {
 	store  Store
 	limits atomic.Pointer[limits] // swapped whole by SetLimits
 	router chi.Router
-
-	perTarget     *quota // creations per target per day
-	confirmations *quota // confirmation mails per target per day
 }
 
 // New returns the HTTP front end for st.
@@ -87,10 +88,7 @@ func New(cfg Config, st Store) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &API{cfg: cfg, store: st, perTarget: newQuota(cfg.CreationsPerTargetPerDay, 24*time.Hour)}
-	if cfg.Verify != nil {
-		a.confirmations = newQuota(cfg.Verify.MailsPerTargetPerDay, 24*time.Hour)
-	}
+	a := &API{cfg: cfg, store: st}
 	a.SetLimits(cfg.Limits, cfg.CreatePerMinute)
 	r := chi.NewRouter()
 	r.Use(a.logRequests, a.recoverJSON)

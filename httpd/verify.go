@@ -43,25 +43,17 @@ type Confirmation struct {
 	Expires time.Time
 }
 
-// createPending stores a pending alias and mails its target the link. If
-// the mail cannot be sent the alias is revoked again: nobody could ever
-// confirm it.
-func (a *API) createPending(w http.ResponseWriter, r *http.Request, spec alias.Spec, now time.Time) (alias.Alias, string, *apiError) {
+// createPending stores a pending alias, with opts, and mails its target
+// the link. If the mail cannot be sent the alias is withdrawn again:
+// nobody could ever confirm it.
+func (a *API) createPending(w http.ResponseWriter, r *http.Request, spec alias.Spec, now time.Time, opts []store.CreateOption) (alias.Alias, string, *apiError) {
 	v := a.cfg.Verify
-	if !a.confirmations.take(alias.TargetKey(spec.Target), now) {
-		w.Header().Set("Retry-After", "86400")
-		return alias.Alias{}, "", &apiError{http.StatusTooManyRequests, "rate-limited",
-			"Too many confirmation messages went to this address today; confirm one of them, or try again tomorrow."}
-	}
-	key := alias.TargetKey(spec.Target)
-	c, err := a.store.Create(r.Context(), spec, now, store.Pending())
-	if errors.Is(err, store.ErrTargetFull) {
-		a.confirmations.undo(key) // no mail goes out
-		return alias.Alias{}, "", a.targetFull(w, spec.Target)
+	opts = append(opts, store.Pending(), store.ConfirmationsPerDay(v.MailsPerTargetPerDay))
+	c, err := a.store.Create(r.Context(), spec, now, opts...)
+	if apiErr := a.createRefused(w, err, now); apiErr != nil {
+		return alias.Alias{}, "", apiErr
 	}
 	if err != nil {
-		a.confirmations.undo(key)
-		a.perTarget.undo(key)
 		return alias.Alias{}, "", a.storeError(w, "create pending alias", err)
 	}
 	created, token, confirm := c.Alias, c.Token, c.Confirm
@@ -75,14 +67,13 @@ func (a *API) createPending(w http.ResponseWriter, r *http.Request, spec alias.S
 	})
 	if err != nil {
 		a.cfg.Logger.Error("send confirmation", "alias", created.ID, "err", err)
-		// Revoked with the token just made: the holder's own right,
-		// used before the holder ever saw it.
-		if err := a.store.Revoke(context.WithoutCancel(r.Context()), created.ID, token, now); err != nil {
-			a.cfg.Logger.Error("revoke unconfirmable alias", "alias", created.ID, "err", err)
+		// Nothing was sent, so nothing was made: withdrawn with the
+		// token just made (the holder's own right, used before the
+		// holder ever saw it), which gives the target's day back the
+		// creation and the confirmation mail it counted.
+		if err := a.store.Withdraw(context.WithoutCancel(r.Context()), created.ID, token, now); err != nil {
+			a.cfg.Logger.Error("withdraw unconfirmable alias", "alias", created.ID, "err", err)
 		}
-		// Nothing was sent and nothing made: the day's quotas stay whole.
-		a.confirmations.undo(key)
-		a.perTarget.undo(key)
 		return alias.Alias{}, "", &apiError{http.StatusInternalServerError, "server-error",
 			"The confirmation message could not be sent, so no alias was made; please try again later."}
 	}

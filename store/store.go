@@ -36,7 +36,29 @@ var (
 	ErrSenderNotAllowed = errors.New("sender not allowed by the alias")
 	// ErrSettled is the answer to settling a Reservation a second time.
 	ErrSettled = errors.New("store: reservation already settled")
+	// ErrCreationsPerDay is Create's answer when CreationsPerDay aliases
+	// were made for the target on this Day already.
+	ErrCreationsPerDay = errors.New("store: too many aliases made for the target today")
+	// ErrConfirmationsPerDay is Create's answer for a Pending alias when
+	// ConfirmationsPerDay pending aliases (each of which mails its target)
+	// were made for the target on this Day already.
+	ErrConfirmationsPerDay = errors.New("store: too many confirmation mails for the target today")
 )
+
+// Day is the day that the per-target daily limits count in: a UTC
+// calendar day, numbered from the Unix epoch. The count starts again at
+// midnight UTC, and an engine forgets the counts of days gone by.
+func Day(t time.Time) int64 {
+	d := t.Unix() / 86400
+	if t.Unix() < 0 && t.Unix()%86400 != 0 {
+		d--
+	}
+	return d
+}
+
+// NextDay is when the Day of t ends: the time a refusal for a daily limit
+// tells the client to try again at.
+func NextDay(t time.Time) time.Time { return time.Unix((Day(t)+1)*86400, 0).UTC() }
 
 // Engine is a store as the program holds it: the union of what the SMTP
 // and HTTP front ends, the admin commands and the sweeper need. Every
@@ -47,7 +69,11 @@ type Engine interface {
 	// Create stores a new alias for spec with a fresh id, never issued
 	// before, and returns it with its management token (only a hash of
 	// which is kept); with Pending, also with the confirmation token. The
-	// alias is durable when Create returns.
+	// alias is durable when Create returns. The per-target limits (see
+	// CreateOptions, and spec.MaxLive: ErrTargetFull) are counted in the
+	// transaction that creates, so that concurrent creations, on one host
+	// or on several, never pass them; a creation refused by one of them
+	// counts against none.
 	Create(ctx context.Context, spec alias.Spec, now time.Time, opts ...CreateOption) (Created, error)
 	// Get returns the alias id if it is alive at now.
 	Get(ctx context.Context, id string, now time.Time) (alias.Alias, error)
@@ -81,6 +107,11 @@ type Engine interface {
 	// (for the operator).
 	Revoke(ctx context.Context, id, token string, now time.Time) error
 	RevokeID(ctx context.Context, id string, now time.Time) error
+	// Withdraw is Revoke for an alias that must count as never made (its
+	// confirmation mail could not be sent): in the same transaction it
+	// gives back what its creation counted against its target's day
+	// (CreationsPerDay, and ConfirmationsPerDay while it is pending).
+	Withdraw(ctx context.Context, id, token string, now time.Time) error
 	// TargetVerified reports whether target confirmed it wants mail and
 	// that has not run out at now.
 	TargetVerified(ctx context.Context, target string, now time.Time) (bool, error)
@@ -132,6 +163,12 @@ type CreateOptions struct {
 	// Pending makes the alias refuse mail, like an unknown one, until its
 	// target confirms with Created.Confirm (see Engine.Confirm).
 	Pending bool
+	// CreationsPerDay bounds the aliases made for one target a Day
+	// (ErrCreationsPerDay); ConfirmationsPerDay bounds the Pending ones
+	// among them (ErrConfirmationsPerDay). 0: no limit, and nothing is
+	// counted.
+	CreationsPerDay     int
+	ConfirmationsPerDay int
 }
 
 // CreateOption sets one of CreateOptions.
@@ -139,6 +176,16 @@ type CreateOption func(*CreateOptions)
 
 // Pending creates the alias unverified: see CreateOptions.Pending.
 func Pending() CreateOption { return func(o *CreateOptions) { o.Pending = true } }
+
+// CreationsPerDay limits the aliases made for the target a day: see
+// CreateOptions.CreationsPerDay.
+func CreationsPerDay(n int) CreateOption { return func(o *CreateOptions) { o.CreationsPerDay = n } }
+
+// ConfirmationsPerDay limits the pending aliases made for the target a
+// day: see CreateOptions.ConfirmationsPerDay.
+func ConfirmationsPerDay(n int) CreateOption {
+	return func(o *CreateOptions) { o.ConfirmationsPerDay = n }
+}
 
 // NewCreateOptions applies opts.
 func NewCreateOptions(opts []CreateOption) CreateOptions {

@@ -22,13 +22,24 @@ import (
 // the returned confirmation token (see Confirm). The alias is on disk when
 // Create returns.
 func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts ...store.CreateOption) (store.Created, error) {
-	pending := store.NewCreateOptions(opts).Pending
+	o := store.NewCreateOptions(opts)
+	pending := o.Pending
 	c := store.Created{Token: alias.NewToken()}
 	if pending {
 		c.Confirm = alias.NewToken()
 	}
 	hash := s.targetHash(spec.Target)
+	day := store.Day(now)
+	takes := []dailyTake{{dailyKey(day, kindCreated, hash), o.CreationsPerDay, store.ErrCreationsPerDay}}
+	if pending {
+		takes = append(takes, dailyTake{dailyKey(day, kindConfirmed, hash), o.ConfirmationsPerDay, store.ErrConfirmationsPerDay})
+	}
 	a, err := write(ctx, s.w, func(tx *bolt.Tx) (alias.Alias, error) {
+		// The daily limits before the live count: a target over both is
+		// told about the day.
+		if err := checkDaily(tx, takes); err != nil {
+			return alias.Alias{}, err
+		}
 		if spec.MaxLive > 0 {
 			// Counted in the transaction that inserts, so two creations at
 			// once cannot both take the last place.
@@ -67,9 +78,12 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 		if err := addStored(tx, 1); err != nil {
 			return alias.Alias{}, err
 		}
+		if err := takeDaily(tx, takes...); err != nil {
+			return alias.Alias{}, err
+		}
 		return r.Alias, put(tx, r, r.Expires)
 	})
-	if errors.Is(err, store.ErrTargetFull) {
+	if errors.Is(err, store.ErrTargetFull) || errors.Is(err, store.ErrCreationsPerDay) || errors.Is(err, store.ErrConfirmationsPerDay) {
 		return store.Created{}, err
 	}
 	if err != nil {
@@ -218,16 +232,33 @@ func (s *Store) Held(ctx context.Context, id string, now time.Time) (alias.Alias
 // of at its expiry. A wrong token, an unknown id and an expired or revoked
 // alias all give ErrNotFound.
 func (s *Store) Revoke(ctx context.Context, id, token string, now time.Time) error {
-	return s.revoke(ctx, id, now, func(r *record) bool { return r.TokenMatches(token) })
+	return s.revoke(ctx, id, now, func(r *record) bool { return r.TokenMatches(token) }, nil)
 }
 
-// RevokeID kills alias id without asking for its token: for the operator,
-// and for a pending alias whose confirmation could not be sent.
+// RevokeID kills alias id without asking for its token: for the operator.
 func (s *Store) RevokeID(ctx context.Context, id string, now time.Time) error {
-	return s.revoke(ctx, id, now, func(*record) bool { return true })
+	return s.revoke(ctx, id, now, func(*record) bool { return true }, nil)
 }
 
-func (s *Store) revoke(ctx context.Context, id string, now time.Time, allowed func(*record) bool) error {
+// Withdraw is Revoke that also gives back, in the same transaction, what
+// the alias's creation counted against its target's day: the day of its
+// creation, so that a withdrawal just after midnight takes nothing from
+// the new day.
+func (s *Store) Withdraw(ctx context.Context, id, token string, now time.Time) error {
+	return s.revoke(ctx, id, now, func(r *record) bool { return r.TokenMatches(token) }, func(tx *bolt.Tx, r *record) error {
+		day := store.Day(r.Created)
+		if r.Unverified {
+			if err := giveBackDaily(tx, dailyKey(day, kindConfirmed, r.TargetHash)); err != nil {
+				return err
+			}
+		}
+		return giveBackDaily(tx, dailyKey(day, kindCreated, r.TargetHash))
+	})
+}
+
+// revoke kills alias id if allowed says so, running also (if not nil) in
+// the same transaction.
+func (s *Store) revoke(ctx context.Context, id string, now time.Time, allowed func(*record) bool, also func(*bolt.Tx, *record) error) error {
 	id = strings.ToLower(id)
 	if !alias.ValidID(id) {
 		return store.ErrNotFound
@@ -256,6 +287,11 @@ func (s *Store) revoke(ctx context.Context, id string, now time.Time, allowed fu
 		}
 		if r.Gone(now) || !allowed(r) {
 			return struct{}{}, refuse(store.ErrNotFound)
+		}
+		if also != nil {
+			if err := also(tx, r); err != nil {
+				return struct{}{}, err
+			}
 		}
 		r.Revoked = true
 		return struct{}{}, put(tx, r, now)

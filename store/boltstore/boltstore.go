@@ -10,8 +10,8 @@
 // The files, by concern: this one opens the file and keeps its format
 // (check.go refuses damaged files first), record.go is the stored record,
 // aliases.go creation and look-up, uses.go reservations and refusal
-// counts, verify.go pending aliases, sweep.go the sweep, backup.go
-// backups and statistics.
+// counts, limits.go the per-target daily counts, verify.go pending
+// aliases, sweep.go the sweep, backup.go backups and statistics.
 package boltstore
 
 import (
@@ -39,6 +39,7 @@ var (
 	bucketTargets  = []byte("targets")    // target hash + id -> nothing, per live alias
 	bucketVerify   = []byte("verified")   // target hash -> 8-byte unix seconds it stays verified
 	bucketReserved = []byte("reserved")   // reservation key -> id, per reservation not yet settled
+	bucketDaily    = []byte("daily")      // day + kind + target hash -> count (limits.go)
 	keyIssued      = []byte("issued")     // count of ids ever issued, uint64
 	keyStored      = []byte("stored")     // count of records in the aliases bucket, uint64
 	keyTargetKey   = []byte("target_key") // HMAC key for target hashes
@@ -53,6 +54,10 @@ var (
 //	3: a record starts with a fixed header (record.go), and every reserved
 //	   use is filed in the reserved bucket under its key.
 //	4: the record after the header is binary (codec.go), not JSON.
+//
+// Buckets added within format 4: daily (the per-target daily
+// counts, limits.go). A file that lacks one gets it, empty, at Open; an
+// older version ignores it.
 //
 // A file of a later format is refused rather than misread.
 const format = 4
@@ -175,7 +180,7 @@ func prepare(db *bolt.DB) (targetKey, linkKey []byte, err error) {
 // and returns the target-hash and revoke-link keys, made on first use.
 func initFile(db *bolt.DB) (targetKey, linkKey []byte, err error) {
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketAliases, bucketSweep, bucketMeta, bucketConfirm, bucketTargets, bucketVerify, bucketReserved} {
+		for _, b := range [][]byte{bucketAliases, bucketSweep, bucketMeta, bucketConfirm, bucketTargets, bucketVerify, bucketReserved, bucketDaily} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -13,12 +13,14 @@ import (
 // Sweep deletes aliases that are expired or revoked at now, at most batch
 // per write transaction so that the writer lock is never held for long,
 // and returns how many it deleted. Only the ids stay behind, so they are
-// never reused. It writes the refusal counts first (flushCounts).
+// never reused. It writes the refusal counts first (flushCounts), and
+// deletes the per-target counts of days gone by (sweepDaily).
 func (s *Store) Sweep(ctx context.Context, now time.Time, batch int) (int, error) {
 	if batch <= 0 {
 		batch = 500
 	}
 	flushErr := s.flushCounts() // reported, but no reason not to sweep
+	flushErr = errors.Join(flushErr, s.sweepDaily(ctx, now, batch))
 	total := 0
 	for {
 		if due, err := s.sweepDue(ctx, now); err != nil || !due {

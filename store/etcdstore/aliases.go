@@ -139,9 +139,19 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 		c.Confirm = alias.NewToken()
 	}
 	hash := s.targetHash(spec.Target)
+	day := store.Day(now)
+	takes := []dailyTake{{s.dailyKey(day, kindCreated, hash), o.CreationsPerDay, store.ErrCreationsPerDay}}
+	if o.Pending {
+		takes = append(takes, dailyTake{s.dailyKey(day, kindConfirmed, hash), o.ConfirmationsPerDay, store.ErrConfirmationsPerDay})
+	}
 	collisions := 0
 	err := retry(ctx, func() error {
-		var cmps []clientv3.Cmp
+		// The daily limits before the live count: a target over both is
+		// told about the day.
+		cmps, daily, err := s.takeDaily(ctx, takes)
+		if err != nil {
+			return err
+		}
 		if spec.MaxLive > 0 {
 			n, rev, err := s.liveForTarget(ctx, hash, now)
 			if err != nil {
@@ -184,6 +194,7 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 		if o.Pending {
 			ops = append(ops, clientv3.OpPut(s.confirmKey(r.ConfirmHash), id))
 		}
+		ops = append(ops, daily...)
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.aliasKey(id)), "=", 0))
 		ok, err := s.txn(ctx, cmps, ops...)
 		if err != nil {
@@ -191,7 +202,7 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 		}
 		if !ok {
 			// The id was taken, or (with a per-target limit) the target
-			// gained an alias meanwhile.
+			// gained an alias or a daily count meanwhile.
 			if resp, err := s.cli.Get(ctx, s.aliasKey(id), clientv3.WithCountOnly()); err == nil && resp.Count > 0 {
 				collisions++
 			}
@@ -202,7 +213,7 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, store.ErrTargetFull) {
+		if errors.Is(err, store.ErrTargetFull) || errors.Is(err, store.ErrCreationsPerDay) || errors.Is(err, store.ErrConfirmationsPerDay) {
 			return store.Created{}, err
 		}
 		return store.Created{}, fmt.Errorf("etcd: create: %w", err)
@@ -338,15 +349,42 @@ func (s *Store) Authorized(ctx context.Context, id, token string, now time.Time)
 
 // Revoke kills alias id if token is its token.
 func (s *Store) Revoke(ctx context.Context, id, token string, now time.Time) error {
-	return s.revoke(ctx, id, now, func(a *alias.Alias) bool { return a.TokenMatches(token) })
+	return s.revoke(ctx, id, now, func(a *alias.Alias) bool { return a.TokenMatches(token) }, nil)
 }
 
 // RevokeID kills alias id without its token: for the operator.
 func (s *Store) RevokeID(ctx context.Context, id string, now time.Time) error {
-	return s.revoke(ctx, id, now, func(*alias.Alias) bool { return true })
+	return s.revoke(ctx, id, now, func(*alias.Alias) bool { return true }, nil)
 }
 
-func (s *Store) revoke(ctx context.Context, id string, now time.Time, allowed func(*alias.Alias) bool) error {
+// Withdraw is Revoke that also gives back, in the same transaction, what
+// the alias's creation counted against its target's day: the day of its
+// creation, so that a withdrawal just after midnight takes nothing from
+// the new day.
+func (s *Store) Withdraw(ctx context.Context, id, token string, now time.Time) error {
+	return s.revoke(ctx, id, now, func(a *alias.Alias) bool { return a.TokenMatches(token) }, func(ctx context.Context, r *record) ([]clientv3.Cmp, []clientv3.Op, error) {
+		day := store.Day(time.Unix(r.Created, 0))
+		keys := []string{s.dailyKey(day, kindCreated, r.TargetHash)}
+		if r.Unverified {
+			keys = append(keys, s.dailyKey(day, kindConfirmed, r.TargetHash))
+		}
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		for _, k := range keys {
+			c, o, err := s.giveBackDaily(ctx, k)
+			if err != nil {
+				return nil, nil, err
+			}
+			cmps, ops = append(cmps, c...), append(ops, o...)
+		}
+		return cmps, ops, nil
+	})
+}
+
+// revoke kills alias id if allowed says so; also (if not nil) adds its
+// compares and writes to the same transaction.
+func (s *Store) revoke(ctx context.Context, id string, now time.Time, allowed func(*alias.Alias) bool,
+	also func(context.Context, *record) ([]clientv3.Cmp, []clientv3.Op, error)) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	id = strings.ToLower(id)
@@ -361,11 +399,28 @@ func (s *Store) revoke(ctx context.Context, id string, now time.Time, allowed fu
 		}
 		old := r.SweepAt
 		r.Revoked, r.SweepAt = true, now.Unix()
-		ops := []clientv3.Op{clientv3.OpPut(s.aliasKey(id), r.value())}
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		if also != nil {
+			if cmps, ops, err = also(ctx, r); err != nil {
+				return err
+			}
+		}
+		ops = append(ops, clientv3.OpPut(s.aliasKey(id), r.value()))
 		if old != r.SweepAt {
 			ops = append(ops, clientv3.OpDelete(s.sweepKey(old, id)), clientv3.OpPut(s.sweepKey(r.SweepAt, id), ""))
 		}
-		return s.swap(ctx, id, snap.modRev, ops...)
+		if len(cmps) == 0 {
+			return s.swap(ctx, id, snap.modRev, ops...)
+		}
+		ok, err := s.txn(ctx, append(cmps, clientv3.Compare(clientv3.ModRevision(s.aliasKey(id)), "=", snap.modRev)), ops...)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errConflict
+		}
+		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return err

@@ -32,6 +32,16 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// The limits the store counts hold across two hosts on one cluster at
+// once.
+func TestConformanceShared(t *testing.T) {
+	cluster := etcdtest.Start(t)
+	storetest.RunShared(t, func(t *testing.T) (store.Engine, store.Engine) {
+		p := newPrefix()
+		return open(t, cluster, p, Options{}), open(t, cluster, p, Options{})
+	})
+}
+
 // Every host of one cluster signs revoke links with one key.
 func TestLinkKeyShared(t *testing.T) {
 	cluster := etcdtest.Start(t)

@@ -15,6 +15,7 @@
 //	P t/<target hash>/<id>   per-target index of aliases that are not used up
 //	P c/<confirm hash>       a pending alias's confirmation token -> id
 //	P v/<target hash>        a confirmed target -> unix time it stays confirmed
+//	P d/<day>/<kind>/<hash>  a target's creations or confirmation mails that day
 //	P meta/target_key        the HMAC key of target hashes
 //	P meta/link_key          the HMAC key of revoke links
 //	P sweeper/...            the lock one sweeping host holds

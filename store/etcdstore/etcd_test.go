@@ -12,6 +12,7 @@ import (
 	"github.com/tempalias/tempalias/alias"
 	"github.com/tempalias/tempalias/internal/etcdtest"
 	"github.com/tempalias/tempalias/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 var prefixes atomic.Int64
@@ -42,6 +43,7 @@ func TestEngine(t *testing.T) {
 	t.Run("CrossHost", func(t *testing.T) { testCrossHost(t, cluster) })
 	t.Run("DeadHostReservations", func(t *testing.T) { testDeadHostReservations(t, cluster) })
 	t.Run("BatchedRace", func(t *testing.T) { testBatchedRace(t, cluster) })
+	t.Run("DailyCountsSwept", func(t *testing.T) { testDailyCountsSwept(t, cluster) })
 	// Last: it kills and restarts members.
 	t.Run("Outage", func(t *testing.T) { testOutage(t, cluster) })
 }
@@ -290,5 +292,48 @@ func testBatchedRace(t *testing.T, cluster *etcdtest.Cluster) {
 		if n := won[a].Load(); n != uses {
 			t.Errorf("alias %d: %d deliveries, want %d", a, n, uses)
 		}
+	}
+}
+
+// The daily counts do not grow without bound: a sweep on a later day
+// deletes every count of the days before and keeps today's.
+func testDailyCountsSwept(t *testing.T, cluster *etcdtest.Cluster) {
+	s := open(t, cluster, newPrefix(), Options{})
+	ctx := context.Background()
+	day1 := time.Date(2030, 1, 2, 12, 0, 0, 0, time.UTC)
+	create := func(target string, now time.Time) {
+		t.Helper()
+		sp := alias.Spec{Target: target, Expires: now.Add(30 * 24 * time.Hour)}
+		if _, err := s.Create(ctx, sp, now, store.Pending(), store.CreationsPerDay(10), store.ConfirmationsPerDay(10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := func() int64 {
+		t.Helper()
+		resp, err := s.cli.Get(ctx, s.p+"d/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Count
+	}
+	for i := range 30 {
+		create(fmt.Sprintf("t%d@example.com", i), day1)
+	}
+	day2 := store.NextDay(day1).Add(time.Hour)
+	create("t0@example.com", day2)
+	if n := counts(); n != 62 {
+		t.Fatalf("%d daily counts, want 62", n)
+	}
+	if _, err := s.Sweep(ctx, day1.Add(11*time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := counts(); n != 62 {
+		t.Fatalf("a sweep on the same day left %d daily counts, want 62", n)
+	}
+	if _, err := s.Sweep(ctx, day2, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := counts(); n != 2 {
+		t.Fatalf("a sweep on the next day left %d daily counts, want today's 2", n)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // a transaction per alias and at most batch a round, guided by the sweep
 // index ordered by time. One host sweeps at a time: the others find the
 // lock taken and return at once. It writes this host's refusal counts
-// first.
+// first, and deletes the per-target counts of days gone by.
 func (s *Store) Sweep(ctx context.Context, now time.Time, batch int) (int, error) {
 	if batch <= 0 {
 		batch = 500
@@ -43,6 +43,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, batch int) (int, error
 		mu.Unlock(uctx)
 		cancel()
 	}()
+	flushErr = errors.Join(flushErr, s.sweepDaily(ctx, now))
 	total := 0
 	for {
 		n, more, err := s.sweepOnce(ctx, now, batch)

@@ -74,6 +74,7 @@ func Run(t *testing.T, open Open) {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
 	features(t, open)
+	limits(t, open)
 }
 
 func spec(d time.Duration, maxUsage int) alias.Spec {
