@@ -18,6 +18,16 @@ import (
 // connection: a message is abandoned upstream by closing, never by
 // sending the end (rfc 5321:3.3 and 4.1.1.4: only the dot ends the data).
 //
+// With a smarthost that offers PIPELINING (rfc 2920) the commands of one
+// recipient go in one write: RSET (a pooled connection's health check),
+// MAIL and the first RCPT together, and DATA with the RCPT the client
+// sent DATA right after (the client pipelined them): a one-recipient
+// message from a pipelining client costs one write and one read before
+// the body, as a minimal relay's. Recipients are never held back to
+// share a write: each client RCPT must be answered with the smarthost's
+// verdict on that recipient, and go-smtp asks for that answer before it
+// reads the next command.
+//
 // Errors from the smarthost are *upstreamError, naming the stage.
 type delivery struct {
 	conns *upstreams
@@ -27,7 +37,8 @@ type delivery struct {
 	up    *upstream // with MAIL FROM replayed; nil before the first recipient and once given back
 	err   error     // the smarthost could not be reached; later recipients fail the same way
 	given map[string]bool
-	w     io.WriteCloser // go-smtp's DATA writer, from Body to Commit
+	w     io.WriteCloser // go-smtp's DATA writer, from Body (or a pipelined DATA) to Commit
+	dataE error          // a pipelined DATA's refusal, for Body
 	n     int64          // bytes written to the smarthost after DATA
 }
 
@@ -36,15 +47,47 @@ func newDelivery(conns *upstreams, from string, size int64) *delivery {
 }
 
 // AddRcpt gives the smarthost one recipient, once, opening the
-// connection and replaying MAIL FROM first if this is the first.
-func (d *delivery) AddRcpt(ctx context.Context, target string) error {
-	if err := d.open(ctx); err != nil {
-		return err
+// connection and replaying MAIL FROM first if this is the first. data
+// says the client's next command is DATA (it pipelined it): with a
+// pipelining smarthost DATA then goes in the same write, and Body finds
+// it answered.
+func (d *delivery) AddRcpt(ctx context.Context, target string, data bool) error {
+	if d.up == nil {
+		if d.err != nil {
+			return d.err
+		}
+		if d.given[target] {
+			return nil
+		}
+		return d.open(ctx, target, data)
 	}
 	if d.given[target] {
 		return nil
 	}
-	if err := positive(d.up.c.Rcpt(target, nil)); err != nil {
+	if !d.up.pipelining {
+		return d.rcptReply(target, positive(d.up.c.Rcpt(target, nil)))
+	}
+	p := d.up.c.Pipeline()
+	if err := p.Rcpt(target, nil); err != nil {
+		return &upstreamError{"RCPT", err}
+	}
+	if data {
+		p.DataStuffed()
+	}
+	replies, err := p.Send()
+	if err != nil {
+		return d.rcptReply(target, err)
+	}
+	rerr := d.rcptReply(target, positive(replies[0]))
+	if data {
+		d.dataReply(p, replies[1])
+	}
+	return rerr
+}
+
+// rcptReply takes the smarthost's reply to target's RCPT.
+func (d *delivery) rcptReply(target string, err error) error {
+	if err != nil {
 		if connGone(err) {
 			// The connection is gone; so is the transaction upstream.
 			d.conns.drop(d.up)
@@ -57,15 +100,31 @@ func (d *delivery) AddRcpt(ctx context.Context, target string) error {
 	return nil
 }
 
-// open makes sure there is a connection with MAIL FROM replayed, reusing
-// the session's idle one when there is one.
-func (d *delivery) open(ctx context.Context) error {
-	if d.up != nil {
-		return nil
+// dataReply takes the smarthost's reply to a pipelined DATA. Refused
+// with recipients given, the message cannot go (Body says why); refused
+// with none (this one was refused too), the client's DATA is refused
+// here as well, and a later recipient starts afresh on a new connection.
+func (d *delivery) dataReply(p *smtp.Pipeline, err error) {
+	switch {
+	case d.up == nil:
+	case len(d.given) == 0:
+		// Whatever the smarthost made of DATA, nothing may follow it on
+		// this connection.
+		d.conns.drop(d.up)
+		d.up = nil
+	case err == nil:
+		d.w = p.DataCommand()
+	default:
+		d.dataE = err
 	}
-	if d.err != nil {
-		return d.err
-	}
+}
+
+// open replays MAIL FROM on a connection, reused from the pool when there
+// is one, and gives it the first recipient. A pooled connection is said
+// RSET first; one the smarthost closed while it waited (no reply, or
+// 421, rfc 5321:3.8) is dropped and a fresh one dialled, before the
+// client hears anything.
+func (d *delivery) open(ctx context.Context, target string, data bool) error {
 	for {
 		start := time.Now()
 		up, reused, err := d.conns.get(ctx)
@@ -73,21 +132,84 @@ func (d *delivery) open(ctx context.Context) error {
 			d.err = &upstreamError{"connect", err}
 			return d.err
 		}
-		err = positive(up.c.Mail(d.from, &smtp.MailOptions{Size: d.size}))
-		if err == nil {
-			if !reused {
-				metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
+		var mail, rcpt error
+		var p *smtp.Pipeline
+		if up.pipelining {
+			p = up.c.Pipeline()
+			if reused {
+				p.Reset()
 			}
-			d.up = up
-			return nil
+			if err := p.Mail(d.from, &smtp.MailOptions{Size: d.size}); err != nil {
+				d.conns.drop(up)
+				d.err = &upstreamError{"MAIL", err}
+				return d.err
+			}
+			if err := p.Rcpt(target, nil); err != nil {
+				d.conns.drop(up)
+				return &upstreamError{"RCPT", err}
+			}
+			if data {
+				p.DataStuffed()
+			}
+			replies, err := p.Send()
+			if reused && len(replies) > 0 {
+				if replies[0] != nil {
+					err = replies[0] // RSET failed: the connection is no good
+				}
+				replies = replies[1:]
+			}
+			switch {
+			case err != nil:
+				mail = err
+			case len(replies) > 0:
+				mail = positive(replies[0])
+				rcpt = positive(replies[1])
+			}
+			if mail == nil {
+				if !reused {
+					metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
+				}
+				d.up = up
+				rerr := d.rcptReply(target, rcpt)
+				if data {
+					d.dataReply(p, replies[2])
+				}
+				return rerr
+			}
+		} else {
+			if reused {
+				mail = rset(up.c)
+			}
+			if mail == nil {
+				mail = positive(up.c.Mail(d.from, &smtp.MailOptions{Size: d.size}))
+			}
+			if mail == nil {
+				if !reused {
+					metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
+				}
+				d.up = up
+				return d.rcptReply(target, positive(up.c.Rcpt(target, nil)))
+			}
 		}
 		d.conns.drop(up)
-		if reused && connGone(err) {
+		if reused && connGone(mail) {
 			continue // the smarthost closed the idle connection (maybe saying 421); dial afresh
 		}
-		d.err = &upstreamError{"MAIL", err}
+		d.err = &upstreamError{"MAIL", mail}
 		return d.err
 	}
+}
+
+// rset says RSET, alone. go-smtp's Client.Reset would make the next
+// command say EHLO again first.
+func rset(c *smtp.Client) error {
+	p := c.Pipeline()
+	p.Reset()
+	replies, err := p.Send()
+	if err != nil {
+		return err
+	}
+	return replies[0]
 }
 
 // Ready reports why there is no message to send, if there is none: the
@@ -111,6 +233,17 @@ func (d *delivery) Ready() error {
 func (d *delivery) Body(_ context.Context, stuffed bool) (io.Writer, error) {
 	if err := d.Ready(); err != nil {
 		return nil, err
+	}
+	if d.dataE != nil {
+		return nil, &upstreamError{"DATA", d.dataE}
+	}
+	if d.w != nil {
+		// DATA went with the last RCPT and got its 354: only a DATA
+		// command, whose message is stuffed, follows a pipelined DATA.
+		if !stuffed {
+			return nil, errors.New("pipelined DATA for a message that is not dot-stuffed")
+		}
+		return bodyWriter{d}, nil
 	}
 	var w *smtp.DataCommand
 	var err error
@@ -146,8 +279,8 @@ func (b bodyWriter) Write(p []byte) (int, error) {
 // verdict: nil for any 2xx (DESIGN "Usage accounting"), an *upstreamError
 // wrapping its *smtp.SMTPError if it refused, or one wrapping a
 // connection error if no verdict came back (the smarthost may have the
-// message). Accepted, the connection is given back for the session's
-// next transaction; otherwise it is dropped.
+// message). Accepted, the connection goes back to the pool for the next
+// transaction, any session's; otherwise it is dropped.
 func (d *delivery) Commit(_ context.Context) error {
 	start := time.Now()
 	err := positive(d.w.Close())

@@ -90,8 +90,14 @@ func TestSeedScenario(t *testing.T) {
 			t.Errorf("message %d: body %q, want %q", i, rest, msg)
 		}
 	}
-	if n := e.up.sessions.Load(); n != 3 {
-		t.Errorf("smarthost saw %d sessions, want 3 (none for the refused fourth)", n)
+	if n := e.up.sessions.Load(); n != 1 {
+		t.Errorf("smarthost saw %d sessions, want 1 (one connection, pooled between the client's sessions)", n)
+	}
+	e.up.mu.Lock()
+	rcpts := len(e.up.rcpts)
+	e.up.mu.Unlock()
+	if rcpts != 3 {
+		t.Errorf("smarthost saw %d RCPTs, want 3 (none for the refused fourth)", rcpts)
 	}
 	if c, f := e.settled(); c != 3 || f != 0 {
 		t.Errorf("%d committed, %d refunded; want 3, 0", c, f)

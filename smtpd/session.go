@@ -34,7 +34,7 @@ type session struct {
 	tls    bool // the client said STARTTLS before this session
 	bad    int  // refused recipients on this connection
 
-	ups upstreams // the smarthost connections, kept between transactions
+	ups upstreams // the smarthost connections in use
 
 	mu     sync.Mutex
 	tx     *transaction // nil between transactions
@@ -342,11 +342,19 @@ func (s *session) forward(tx *transaction, target string) error {
 		// computed here, as most transactions never get this far.
 		tx.dlv = newDelivery(&s.ups, s.srsForward(tx.from), tx.size)
 	}
-	if err := tx.dlv.AddRcpt(s.srv.dialCtx, target); err != nil {
+	if err := tx.dlv.AddRcpt(s.srv.dialCtx, target, s.dataNext()); err != nil {
 		return err
 	}
 	tx.targets[target] = true
 	return nil
+}
+
+// dataNext reports whether the client's next command, already sent and
+// buffered, is DATA: a pipelining client (rfc 2920) sends its MAIL, RCPTs
+// and DATA at once, and then DATA may go upstream with the last RCPT.
+func (s *session) dataNext() bool {
+	line, ok := s.smtp.BufferedLine()
+	return ok && strings.EqualFold(strings.TrimSpace(line), "DATA")
 }
 
 // Data relays the message. It owns the transaction from here on.

@@ -177,6 +177,16 @@ type Upstream struct {
 	// connection, including the wait for the reply to the final dot
 	// (default 5m, rfc 5321:4.5.3.2).
 	CommandTimeout time.Duration
+	// MaxIdle bounds the connections kept open between messages, shared
+	// by every client session (default 50, the connections Postfix's
+	// smtpd allows one client by default, smtpd_client_connection_count_limit;
+	// negative means none is kept).
+	MaxIdle int
+	// IdleTimeout is how long a connection is kept unused before it is
+	// closed (default 10s: below the 10 s a Postfix smarthost under
+	// stress waits for an idle client's next command, so that it is
+	// tempalias that closes).
+	IdleTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -229,6 +239,15 @@ func (c *Config) setDefaults() {
 	if u.CommandTimeout <= 0 {
 		u.CommandTimeout = 5 * time.Minute
 	}
+	switch {
+	case u.MaxIdle == 0:
+		u.MaxIdle = 50
+	case u.MaxIdle < 0:
+		u.MaxIdle = 0
+	}
+	if u.IdleTimeout <= 0 {
+		u.IdleTimeout = 10 * time.Second
+	}
 }
 
 // Server is the SMTP front end. Create it with New, run it with Serve and
@@ -238,6 +257,8 @@ type Server struct {
 	st   Store
 	log  *slog.Logger
 	smtp *smtp.Server
+
+	pool *pool // idle smarthost connections
 
 	// dialCtx is cancelled when Shutdown gives up waiting, so that a
 	// connect in progress does not hold it up for DialTimeout.
@@ -272,6 +293,7 @@ func New(cfg Config, st Store) *Server {
 		pmRate:    newWindowCounts[string](time.Hour, cmp.Or(cfg.MaxMessagesPerAliasHour, 10)),
 		badRcpt:   newWindowCounts[netip.Prefix](cfg.BadRecipientWindow, cfg.MaxBadRecipientsPerClient),
 	}
+	s.pool = &pool{srv: s, max: cfg.Smarthost.MaxIdle, idleTimeout: cfg.Smarthost.IdleTimeout}
 	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
 	if cfg.Postmaster == "" {
 		s.log.Info("smtp: mail to postmaster@ the alias domains is refused; set smtp.postmaster to accept it (rfc 5321 4.5.1)")
@@ -306,7 +328,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and closes idle ones at once (with
 // 421, rfc 5321:3.8). Connections in a transaction may finish it and are
 // closed when it ends; when ctx ends first, every connection, client and
-// upstream, is closed. Shutdown returns once every reservation is settled:
+// upstream, is closed. The idle smarthost connections are closed last. Shutdown returns once every reservation is settled:
 // committed after an upstream 250, refunded otherwise. It returns ctx's
 // error if it had to cut transactions short.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -342,6 +364,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Sessions settle on Logout and BDAT transfers in their own goroutine;
 	// either way every transaction ends once its connections are closed.
 	s.txs.Wait()
+	s.pool.close()
 	s.cancelDial()
 	return err
 }

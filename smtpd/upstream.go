@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,17 +17,21 @@ import (
 	"github.com/tempalias/tempalias/alias"
 )
 
-// quitTimeout bounds the polite QUIT to an idle upstream connection; the
-// client session is over by then and should not wait on it.
+// quitTimeout bounds the polite QUIT to an idle upstream connection; no
+// client waits on it.
 const quitTimeout = 2 * time.Second
 
-// upstream is one connection to the smarthost. It belongs to one session
-// and, while a transaction is open on it, to that transaction's delivery
-// alone.
+// upstream is one connection to the smarthost, ready for MAIL (greeted,
+// TLS and AUTH as configured: that state is the connection's own and
+// lasts as long as it does). While a transaction is open on it, it
+// belongs to that transaction's delivery alone; between transactions it
+// waits in the server's pool.
 type upstream struct {
-	raw net.Conn
-	dc  *deadlineConn
-	c   *smtp.Client
+	raw        net.Conn
+	dc         *deadlineConn
+	c          *smtp.Client
+	pipelining bool        // the smarthost offers PIPELINING (rfc 2920)
+	expiry     *time.Timer // while pooled: closes it after the idle time
 }
 
 // abort drops the connection. This is how a transaction is abandoned: the
@@ -41,26 +46,110 @@ func (u *upstream) quit() {
 	u.raw.Close()
 }
 
-// upstreams are a session's smarthost connections: every open one, so
-// that Shutdown can drop them whatever they are doing, and at most one
-// idle, kept from a delivered transaction for the next.
+// pool holds the smarthost connections that are idle, shared by every
+// client session, so that a session per message (what most sending MTAs
+// do) does not pay a dial, a TLS handshake and an EHLO each. Only a
+// connection whose last message the smarthost accepted comes back here
+// (Commit); any error, a refusal or a message the client cut short
+// drops the connection instead. A connection is said RSET before its
+// next use (delivery.open), which is also its health check: one the
+// smarthost closed, or that fails RSET, is dropped and a fresh one
+// dialled before the client is told anything. At most max wait, each
+// for at most idleTimeout; Shutdown closes them.
+type pool struct {
+	srv         *Server
+	max         int
+	idleTimeout time.Duration
+
+	mu     sync.Mutex
+	closed bool
+	idle   []*upstream // the most recently used last: taken first, so the others can expire
+}
+
+// get hands out an idle connection if there is one (reused), or dials.
+func (p *pool) get(ctx context.Context) (u *upstream, reused bool, err error) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		u = p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+	}
+	p.mu.Unlock()
+	if u != nil {
+		// Taken out under mu: if the timer fired meanwhile, expire finds
+		// it gone and leaves it alone.
+		u.expiry.Stop()
+		return u, true, nil
+	}
+	u, err = p.srv.dial(ctx)
+	return u, false, err
+}
+
+// put parks a connection whose message the smarthost accepted, or says
+// QUIT on it if the pool is full or closed.
+func (p *pool) put(u *upstream) {
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.max {
+		p.mu.Unlock()
+		go u.quit() // the client's reply does not wait for the smarthost's 221
+		return
+	}
+	p.idle = append(p.idle, u)
+	if u.expiry == nil {
+		u.expiry = time.AfterFunc(p.idleTimeout, func() { p.expire(u) })
+	} else {
+		u.expiry.Reset(p.idleTimeout)
+	}
+	p.mu.Unlock()
+}
+
+// expire closes u if it is still idle in the pool.
+func (p *pool) expire(u *upstream) {
+	p.mu.Lock()
+	i := slices.Index(p.idle, u)
+	if i >= 0 {
+		p.idle = slices.Delete(p.idle, i, i+1)
+	}
+	p.mu.Unlock()
+	if i >= 0 {
+		u.quit()
+	}
+}
+
+// len is how many connections are idle.
+func (p *pool) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// close says QUIT on every idle connection and keeps none from now on.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, u := range idle {
+		u.expiry.Stop()
+		wg.Go(u.quit)
+	}
+	wg.Wait()
+}
+
+// upstreams are the smarthost connections a session has in use, so that
+// Shutdown can drop them whatever they are doing.
 type upstreams struct {
 	srv    *Server
 	mu     sync.Mutex
 	closed bool // the session is over: no more connections
-	idle   *upstream
 	all    map[*upstream]struct{}
 }
 
-// get hands out the idle connection if there is one (reused), or dials.
+// get takes a connection from the pool (reused) or dials one.
 func (p *upstreams) get(ctx context.Context) (u *upstream, reused bool, err error) {
-	p.mu.Lock()
-	u, p.idle = p.idle, nil
-	p.mu.Unlock()
-	if u != nil {
-		return u, true, nil
-	}
-	u, err = p.srv.dial(ctx)
+	u, reused, err = p.srv.pool.get(ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -77,23 +166,18 @@ func (p *upstreams) get(ctx context.Context) (u *upstream, reused bool, err erro
 		u.abort()
 		return nil, false, errors.New("session closed")
 	}
-	return u, false, nil
+	return u, reused, nil
 }
 
-// put parks a connection whose transaction ended in 2xx for the next
-// transaction, or says QUIT if there is no use for it.
+// put gives a connection whose message the smarthost accepted back to
+// the pool, or says QUIT on it while the server shuts down.
 func (p *upstreams) put(u *upstream) {
-	draining := p.srv.isDraining()
-	p.mu.Lock()
-	if !p.closed && p.idle == nil && !draining {
-		p.idle = u
-		u = nil
+	p.forget(u)
+	if p.srv.isDraining() {
+		go u.quit()
+		return
 	}
-	p.mu.Unlock()
-	if u != nil {
-		u.quit()
-		p.forget(u)
-	}
+	p.srv.pool.put(u)
 }
 
 // drop abandons a connection, and with it any transaction open on it.
@@ -108,21 +192,15 @@ func (p *upstreams) forget(u *upstream) {
 	p.mu.Unlock()
 }
 
-// close ends the session's use of the smarthost: the idle connection says
-// QUIT, and nothing is dialled any more.
+// close ends the session's use of the smarthost: nothing is dialled any
+// more. The connections it gave back stay in the pool.
 func (p *upstreams) close() {
 	p.mu.Lock()
 	p.closed = true
-	u := p.idle
-	p.idle = nil
 	p.mu.Unlock()
-	if u != nil {
-		u.quit()
-		p.forget(u)
-	}
 }
 
-// abortAll drops every connection, whatever it is doing.
+// abortAll drops every connection in use, whatever it is doing.
 func (p *upstreams) abortAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -147,7 +225,8 @@ func (s *Server) dial(ctx context.Context) (*upstream, error) {
 		raw.Close()
 		return nil, err
 	}
-	return &upstream{raw: raw, dc: dc, c: c}, nil
+	ok, _ := c.Extension("PIPELINING")
+	return &upstream{raw: raw, dc: dc, c: c, pipelining: ok}, nil
 }
 
 func (s *Server) handshake(conn net.Conn) (*smtp.Client, error) {

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -1321,6 +1322,21 @@ func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {
 	} else {
 		c.writeResponse(code, enhCode, err.Error())
 	}
+}
+
+// BufferedLine returns the next command line if the client has already
+// sent it and it is buffered, without its line ending and without
+// consuming it: a Session method can see what a pipelining client (RFC
+// 2920) sends next, without waiting for it. ok is false if no whole line
+// is buffered.
+func (c *Conn) BufferedLine() (line string, ok bool) {
+	r := c.text.R
+	b, _ := r.Peek(r.Buffered())
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return "", false
+	}
+	return string(bytes.TrimSuffix(b[:i], []byte{'\r'})), true
 }
 
 // Reads a line of input
