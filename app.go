@@ -130,6 +130,8 @@ func openApp(cfg *config.Config, configPath string, log *slog.Logger) (_ *app, e
 		Password:       cfg.Smarthost.Password,
 		DialTimeout:    cfg.Smarthost.DialTimeout.Duration,
 		CommandTimeout: cfg.Smarthost.CommandTimeout.Duration,
+		MaxIdle:        maxIdle(cfg.Smarthost.MaxIdle),
+		IdleTimeout:    cfg.Smarthost.IdleTimeout.Duration,
 	}
 	mailTo := []any{"smarthost", cfg.Smarthost.Address}
 	if cfg.Smarthost.Maildir != "" {
@@ -144,6 +146,8 @@ func openApp(cfg *config.Config, configPath string, log *slog.Logger) (_ *app, e
 			TLS:            "none",
 			DialTimeout:    cfg.Smarthost.DialTimeout.Duration,
 			CommandTimeout: cfg.Smarthost.CommandTimeout.Duration,
+			MaxIdle:        maxIdle(cfg.Smarthost.MaxIdle),
+			IdleTimeout:    cfg.Smarthost.IdleTimeout.Duration,
 		}
 		dir, err := filepath.Abs(cfg.Smarthost.Maildir)
 		if err != nil {
@@ -459,4 +463,13 @@ func newBlocklist(zones []string, log *slog.Logger) blocklist {
 		return nil
 	}
 	return dnsbl.New(zones, dnsbl.Options{Logger: log})
+}
+
+// maxIdle is smarthost.max_idle as smtpd.Upstream.MaxIdle has it: there
+// 0 is the default and none kept is negative.
+func maxIdle(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

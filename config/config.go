@@ -67,6 +67,8 @@ type Config struct {
 		PasswordFile   string   `toml:"password_file"`
 		DialTimeout    Duration `toml:"dial_timeout"`
 		CommandTimeout Duration `toml:"command_timeout"`
+		MaxIdle        int      `toml:"max_idle"`
+		IdleTimeout    Duration `toml:"idle_timeout"`
 		RewriteFrom    bool     `toml:"rewrite_from"`
 		Maildir        string   `toml:"maildir"`
 	} `toml:"smarthost"`
@@ -277,6 +279,8 @@ func Default() *Config {
 	c.Smarthost.TLS = "none"
 	c.Smarthost.DialTimeout = Duration{30 * time.Second}
 	c.Smarthost.CommandTimeout = Duration{5 * time.Minute}
+	c.Smarthost.MaxIdle = 50
+	c.Smarthost.IdleTimeout = Duration{10 * time.Second}
 	c.Limits.DefaultDays = 3
 	c.Limits.MaxDays = 60
 	c.Limits.MaxUsage = 100
@@ -554,6 +558,9 @@ func (c *Config) check() error {
 			return bad(p.key, "must be a positive whole number, got %d", p.v)
 		}
 	}
+	if c.Smarthost.MaxIdle < 0 {
+		return bad("smarthost.max_idle", "must be a whole number, 0 or more, got %d", c.Smarthost.MaxIdle)
+	}
 	durations := []struct {
 		key string
 		v   Duration
@@ -564,6 +571,7 @@ func (c *Config) check() error {
 		{"smtp.transaction_timeout", c.SMTP.TxTimeout},
 		{"smarthost.dial_timeout", c.Smarthost.DialTimeout},
 		{"smarthost.command_timeout", c.Smarthost.CommandTimeout},
+		{"smarthost.idle_timeout", c.Smarthost.IdleTimeout},
 		{"store.sweep_interval", c.Store.SweepInterval},
 		{"store.open_timeout", c.Store.OpenTimeout},
 		{"limits.verify_remember", c.Limits.VerifyRemember},

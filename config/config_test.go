@@ -110,6 +110,8 @@ func TestConfigErrors(t *testing.T) {
 		{"[http]\ntrusted_proxies = [\"10.0.0.0/33\"]", "http.trusted_proxies"},
 		{"[smarthost]\ntls = \"yes\"", "smarthost.tls"},
 		{"[smarthost]\nusername = \"u\"", "smarthost.username"},
+		{"[smarthost]\nmax_idle = -1", "smarthost.max_idle"},
+		{"[smarthost]\nidle_timeout = \"0s\"", "smarthost.idle_timeout"},
 		{`domains = []`, "domains"},
 		{"[log]\nformat = \"xml\"", "log.format"},
 		{"[metrics]\npprof = true", "metrics.pprof"},

@@ -133,6 +133,7 @@ func (d *delivery) open(ctx context.Context, target string, data bool) error {
 			return d.err
 		}
 		var mail, rcpt error
+		stale := false // a pooled connection failed RSET
 		var p *smtp.Pipeline
 		if up.pipelining {
 			p = up.c.Pipeline()
@@ -154,7 +155,7 @@ func (d *delivery) open(ctx context.Context, target string, data bool) error {
 			replies, err := p.Send()
 			if reused && len(replies) > 0 {
 				if replies[0] != nil {
-					err = replies[0] // RSET failed: the connection is no good
+					stale, err = true, replies[0]
 				}
 				replies = replies[1:]
 			}
@@ -179,6 +180,7 @@ func (d *delivery) open(ctx context.Context, target string, data bool) error {
 		} else {
 			if reused {
 				mail = rset(up.c)
+				stale = mail != nil
 			}
 			if mail == nil {
 				mail = positive(up.c.Mail(d.from, &smtp.MailOptions{Size: d.size}))
@@ -192,8 +194,8 @@ func (d *delivery) open(ctx context.Context, target string, data bool) error {
 			}
 		}
 		d.conns.drop(up)
-		if reused && connGone(mail) {
-			continue // the smarthost closed the idle connection (maybe saying 421); dial afresh
+		if reused && (stale || connGone(mail)) {
+			continue // the smarthost closed the idle connection (maybe saying 421) or refused RSET; dial afresh
 		}
 		d.err = &upstreamError{"MAIL", mail}
 		return d.err

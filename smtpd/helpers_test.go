@@ -44,6 +44,13 @@ type fakeSmarthost struct {
 	sessions atomic.Int64 // connections that said EHLO
 	aborted  atomic.Int64 // DATA transfers that did not reach the final dot
 	release  chan struct{}
+
+	refuse   map[string]error // RCPT TO of these addresses gets the error
+	reads    []string         // every read from a connection, in order (guarded by mu)
+	accepted atomic.Int64     // connections accepted
+	ended    atomic.Int64     // connections whose client closed them (a read found the end)
+	connsMu  sync.Mutex
+	conns    []net.Conn // the accepted connections, for a test that closes them
 }
 
 // upMsg is one message the fake accepted.
@@ -71,6 +78,7 @@ func newFakeSmarthostWith(t testing.TB, opts fakeOptions) *fakeSmarthost {
 	t.Helper()
 	f := &fakeSmarthost{
 		failAt:   make(map[string]error),
+		refuse:   make(map[string]error),
 		keepBody: true,
 		release:  make(chan struct{}),
 	}
@@ -90,6 +98,7 @@ func newFakeSmarthostWith(t testing.TB, opts fakeOptions) *fakeSmarthost {
 		t.Fatal(err)
 	}
 	f.addr = ln.Addr().String()
+	ln = &recordingListener{Listener: ln, f: f}
 	if opts.implicit {
 		ln = tls.NewListener(ln, opts.tls)
 	}
@@ -99,6 +108,69 @@ func newFakeSmarthostWith(t testing.TB, opts fakeOptions) *fakeSmarthost {
 		srv.Close()
 	})
 	return f
+}
+
+// recordingListener keeps what the fake's connections read, as read:
+// one entry per read (up to 1 KiB), so a test sees which commands
+// arrived together.
+type recordingListener struct {
+	net.Listener
+	f *fakeSmarthost
+}
+
+func (l *recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.f.accepted.Add(1)
+	l.f.connsMu.Lock()
+	l.f.conns = append(l.f.conns, c)
+	l.f.connsMu.Unlock()
+	return &recordingConn{Conn: c, f: l.f}, nil
+}
+
+type recordingConn struct {
+	net.Conn
+	f     *fakeSmarthost
+	ended sync.Once
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && n <= 1024 { // commands, not the bulk of a big message
+		c.f.mu.Lock()
+		c.f.reads = append(c.f.reads, string(p[:n]))
+		c.f.mu.Unlock()
+	}
+	if err != nil {
+		c.ended.Do(func() { c.f.ended.Add(1) })
+	}
+	return n, err
+}
+
+// readLog is every read of the fake's connections so far.
+func (f *fakeSmarthost) readLog() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.reads...)
+}
+
+// refuseRcpt makes RCPT TO:<addr> get err.
+func (f *fakeSmarthost) refuseRcpt(addr string, err error) {
+	f.mu.Lock()
+	f.refuse[addr] = err
+	f.mu.Unlock()
+}
+
+// hangUp closes every connection the fake accepted, from its side, as a
+// smarthost closing idle clients does.
+func (f *fakeSmarthost) hangUp() {
+	f.connsMu.Lock()
+	defer f.connsMu.Unlock()
+	for _, c := range f.conns {
+		c.Close()
+	}
 }
 
 func (f *fakeSmarthost) fail(stage string, err error) {
@@ -175,6 +247,12 @@ func (s *fakeSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.f.rcpts = append(s.f.rcpts, to)
 	s.f.mu.Unlock()
 	if err := s.f.stage("RCPT"); err != nil {
+		return err
+	}
+	s.f.mu.Lock()
+	err := s.f.refuse[to]
+	s.f.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	s.rcpts = append(s.rcpts, to)
@@ -482,11 +560,14 @@ func (e *env) transaction(rcpts ...string) *client {
 type scriptedOptions struct {
 	holdQuit  bool // answer QUIT only when the test ends
 	byeAfter1 bool // after each message's 250, say 421 and hang up, as an MTA closing an idle connection does
-	// replies replaces the reply at "MAIL", "RCPT" or "END" (the final
-	// dot) with the line given, CRLF added.
+	// replies replaces the reply at "MAIL", "RCPT", "RSET" or "END" (the
+	// final dot) with the line given, CRLF added.
 	replies map[string]string
 	// delivered, when set, counts the messages whose final dot got a 2xx.
 	delivered *atomic.Int64
+	// pipelining: offer PIPELINING (rfc 2920); the replies go one by one
+	// either way.
+	pipelining bool
 }
 
 // scriptedSmarthost is a minimal smarthost written by hand, for what
@@ -532,7 +613,11 @@ func scriptedSmarthost(t *testing.T, opts scriptedOptions) (addr string, session
 					}
 				}
 			case strings.HasPrefix(cmd, "EHLO"):
-				fmt.Fprint(c, "250-scripted.test\r\n250 8BITMIME\r\n")
+				if opts.pipelining {
+					fmt.Fprint(c, "250-scripted.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+				} else {
+					fmt.Fprint(c, "250-scripted.test\r\n250 8BITMIME\r\n")
+				}
 			case cmd == "DATA":
 				inData = true
 				fmt.Fprint(c, "354 go on\r\n")
@@ -546,6 +631,8 @@ func scriptedSmarthost(t *testing.T, opts scriptedOptions) (addr string, session
 				say("MAIL", "250 ok")
 			case strings.HasPrefix(cmd, "RCPT"):
 				say("RCPT", "250 ok")
+			case cmd == "RSET":
+				say("RSET", "250 ok")
 			default:
 				fmt.Fprint(c, "250 ok\r\n")
 			}
