@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tempalias/tempalias/store"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -234,5 +235,67 @@ func TestWritePanicBreaksStore(t *testing.T) {
 	}
 	if err := s.Close(); !errors.Is(err, errBroken) {
 		t.Errorf("Close: %v, want errBroken", err)
+	}
+}
+
+// The durable writes of concurrent messages share transactions (issue 14
+// item 4): reservations at RCPT, commits before the end of data and
+// refunds of limited aliases queued while the writer is busy are
+// committed together, in one transaction and so one fsync, each with its
+// own answer.
+func TestUsesShareCommits(t *testing.T) {
+	const n = 20
+	s, err := Open(filepath.Join(t.TempDir(), "tempalias.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ids := make([]string, n)
+	held := make([]*store.Reservation, 2*n) // n to commit, n to refund
+	for i := range ids {
+		c, err := s.Create(bg, spec(day, 10), t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = c.Alias.ID
+		for j := range 2 {
+			if held[2*i+j], err = s.Reserve(bg, ids[i], t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var before int
+	mustView(t, s.db, func(tx *bolt.Tx) error { before = tx.ID(); return nil })
+
+	var once sync.Once
+	hold := holdWriter(t, s.w)
+	release := func() { once.Do(hold) }
+	t.Cleanup(release) // a failure below must not leave Close waiting behind it
+	errs := make([]error, 3*n)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			_, err := s.Reserve(bg, id, t0)
+			errs[3*i] = err
+		})
+		wg.Go(func() { errs[3*i+1] = held[2*i].Commit(bg, t0) })
+		wg.Go(func() { errs[3*i+2] = held[2*i+1].Refund(bg, t0) })
+	}
+	waitQueued(t, s.w, 3*n)
+	release()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	var after int
+	mustView(t, s.db, func(tx *bolt.Tx) error { after = tx.ID(); return nil })
+	if after != before+2 { // the held write's, then one for all the others
+		t.Errorf("%d reservations, commits and refunds took %d transactions, want 1", 3*n, after-before-1)
+	}
+	for _, id := range ids {
+		a, err := s.Held(bg, id, t0)
+		if err != nil || a.Used != 1 || a.Pending != 1 {
+			t.Errorf("alias %s: %+v, %v; want used 1, pending 1", id, a, err)
+		}
 	}
 }
