@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/internal/cpuclock"
 )
 
 // The RCPT answer for an id without a live alias (issue 11 item 8): a
@@ -46,12 +47,14 @@ func benchmarkRefusal(b *testing.B, kind string) {
 	ids := map[string][]string{"never-issued": never, "expired": expired, "used-up": usedUp, "swept": swept}[kind]
 	now := t0.Add(day + 1) // after the expired ones' expiry, before the others'
 	i := 0
+	cpu := cpuclock.Now()
 	for b.Loop() {
 		if _, err := s.Store.Reserve(bg, ids[i%len(ids)], now); err != ErrNotFound {
 			b.Fatal(err)
 		}
 		i++
 	}
+	cpuclock.Report(b, cpu)
 }
 
 func BenchmarkRefusalNeverIssued(b *testing.B) { benchmarkRefusal(b, "never-issued") }
