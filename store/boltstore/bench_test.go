@@ -150,18 +150,22 @@ func benchmarkReserveCommitParallel(b *testing.B, maxUsage int) {
 func BenchmarkRecordDecode(b *testing.B) {
 	r := benchRecord()
 	v := r.encode()
+	cpu := cpuclock.Now()
 	for b.Loop() {
 		if _, err := decode([]byte(r.ID), v); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpuclock.Report(b, cpu)
 }
 
 func BenchmarkRecordEncode(b *testing.B) {
 	r := benchRecord()
+	cpu := cpuclock.Now()
 	for b.Loop() {
 		r.encode()
 	}
+	cpuclock.Report(b, cpu)
 }
 
 func benchRecord() *record {
