@@ -43,6 +43,7 @@ type app struct {
 	cfg        *config.Config // in force; reload may apply new creation limits
 	configPath string
 	log        *slog.Logger
+	metrics    *metrics.Metrics // every front end's counters, served on metrics.listen
 
 	st        store.Engine // the one interface main holds the engine by
 	certs     *certs       // nil without tls.cert_file
@@ -80,7 +81,7 @@ func serve(ctx context.Context, cfg *config.Config, configPath string, log *slog
 // openApp opens the store and every listener and makes the front ends;
 // nothing is served yet.
 func openApp(cfg *config.Config, configPath string, log *slog.Logger) (_ *app, err error) {
-	a := &app{cfg: cfg, configPath: configPath, log: log}
+	a := &app{cfg: cfg, configPath: configPath, log: log, metrics: metrics.New()}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -184,6 +185,7 @@ func openApp(cfg *config.Config, configPath string, log *slog.Logger) (_ *app, e
 		RevokeLink:                revokeLink(cfg.HTTP.PublicURL, st.LinkKey()),
 		Smarthost:                 smarthost,
 		Logger:                    log,
+		Metrics:                   a.metrics,
 	}, st)
 
 	var verify *httpd.Verify
@@ -208,6 +210,7 @@ func openApp(cfg *config.Config, configPath string, log *slog.Logger) (_ *app, e
 		CreationsPerTargetPerDay: cfg.Limits.CreationsPerTargetPerDay,
 		Blocklist:                newBlocklist(cfg.HTTP.DNSBL, log),
 		Verify:                   verify,
+		Metrics:                  a.metrics,
 	}, st)
 	public := http.NewServeMux()
 	public.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -220,7 +223,7 @@ func openApp(cfg *config.Config, configPath string, log *slog.Logger) (_ *app, e
 	public.Handle("/", a.api)
 	// http and https share one budget; the trusted proxies have no
 	// per-client share.
-	conns := httpd.NewConns(httpd.ConnLimits{Max: budget.http, PerClient: budget.httpPerClient, Exempt: trusted}, log)
+	conns := httpd.NewConns(httpd.ConnLimits{Max: budget.http, PerClient: budget.httpPerClient, Exempt: trusted, Metrics: a.metrics}, log)
 	a.servers = append(a.servers, server{"http", conns.Manage(httpd.NewServer(public, log)), httpLn})
 	if cfg.HTTP.TLSListen != "" || len(handed["https"]) > 0 {
 		if a.certs == nil {
@@ -243,7 +246,7 @@ func openApp(cfg *config.Config, configPath string, log *slog.Logger) (_ *app, e
 	// unlinks it while we still hold the data file's lock; removing it
 	// later could remove the socket of a successor that took the lock.
 	a.servers = append(a.servers, server{"admin", &http.Server{
-		Handler:           admin.Handler(admin.Local{Store: st, Domains: cfg.Domains, Limits: a.api.Limits, Now: time.Now}, log),
+		Handler:           admin.Handler(admin.Local{Store: st, Domains: cfg.Domains, Limits: a.api.Limits, Now: time.Now, Metrics: a.metrics}, log),
 		ReadHeaderTimeout: 10 * time.Second,
 	}, adminLn})
 	if cfg.Metrics.Listen != "" {
@@ -253,8 +256,8 @@ func openApp(cfg *config.Config, configPath string, log *slog.Logger) (_ *app, e
 		}
 		a.listeners = append(a.listeners, ln)
 		b := buildVersion()
-		metrics.BuildInfo.WithLabelValues(b.Version, cmp.Or(b.Commit, "unknown"), b.Go).Set(1)
-		metrics.StoredAliases(func() float64 {
+		a.metrics.BuildInfo.WithLabelValues(b.Version, cmp.Or(b.Commit, "unknown"), b.Go).Set(1)
+		a.metrics.StoredAliases(func() float64 {
 			stats, err := st.Stats(context.Background())
 			if err != nil {
 				return -1
@@ -262,7 +265,7 @@ func openApp(cfg *config.Config, configPath string, log *slog.Logger) (_ *app, e
 			return float64(stats.Aliases)
 		})
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics.Handler())
+		mux.Handle("GET /metrics", a.metrics.Handler())
 		if cfg.Metrics.Pprof {
 			// Profiles for whoever can reach the metrics listener, which
 			// is the operator's own address: see tempalias.toml.

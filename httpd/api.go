@@ -12,7 +12,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/store"
 )
 
@@ -153,7 +152,7 @@ func (a *API) createAlias(w http.ResponseWriter, r *http.Request, req alias.Requ
 	if err != nil {
 		return alias.Alias{}, "", a.storeError(w, "create alias", err)
 	}
-	metrics.AliasesCreated.Inc()
+	a.cfg.Metrics.AliasesCreated.Inc()
 	return c.Alias, c.Token, nil
 }
 

@@ -26,6 +26,9 @@ type ConnLimits struct {
 	// Exempt are never held to PerClient: the trusted proxies, each of
 	// which is one address for all its users.
 	Exempt []netip.Prefix
+	// Metrics counts the connections refused (default: a registry of its
+	// own, which nothing serves).
+	Metrics *metrics.Metrics
 }
 
 // Conns keeps the connections of one or more http.Servers within
@@ -51,6 +54,9 @@ type Conns struct {
 func NewConns(lim ConnLimits, logger *slog.Logger) *Conns {
 	if logger == nil {
 		logger = slog.Default()
+	}
+	if lim.Metrics == nil {
+		lim.Metrics = metrics.New()
 	}
 	return &Conns{lim: lim, log: logger, perClient: make(map[string]int), counted: make(map[net.Conn]string)}
 }
@@ -104,7 +110,7 @@ func (c *Conns) admit(nc net.Conn) {
 	if refuse != "" {
 		c.mu.Unlock()
 		// Counted, not logged above debug: a flood would flood the log.
-		metrics.ConnsRefused.WithLabelValues("http", refuse).Inc()
+		c.lim.Metrics.ConnsRefused.WithLabelValues("http", refuse).Inc()
 		c.log.Debug("http: connection refused", "remote", addr.String(), "limit", refuse)
 		nc.Close()
 		return

@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/tempalias/tempalias/metrics"
 )
 
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
@@ -117,12 +116,12 @@ func TestConnsPerClient(t *testing.T) {
 		c.mustGet() // and then idle, kept alive
 		mine = append(mine, c)
 	}
-	refused := counterValue(t, metrics.ConnsRefused.WithLabelValues("http", "per-client"))
+	refused := counterValue(t, conns.lim.Metrics.ConnsRefused.WithLabelValues("http", "per-client"))
 	over := dialFrom(t, "127.0.0.1", addr)
 	if res := over.get(); res != nil {
 		t.Fatalf("fourth connection from one client got %s, want it closed", res.Status)
 	}
-	if n := counterValue(t, metrics.ConnsRefused.WithLabelValues("http", "per-client")) - refused; n != 1 {
+	if n := counterValue(t, conns.lim.Metrics.ConnsRefused.WithLabelValues("http", "per-client")) - refused; n != 1 {
 		t.Errorf("%v per-client refusals counted, want 1", n)
 	}
 	dialFrom(t, "127.0.0.2", addr).mustGet()

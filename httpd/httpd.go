@@ -17,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/httprate"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/store"
 )
 
@@ -51,6 +52,7 @@ type Config struct {
 	Static          http.Handler   // serves everything outside /aliases; nil: 404
 	Now             func() time.Time
 	Logger          *slog.Logger
+	Metrics         *metrics.Metrics // requests and creations counted; nil: a registry of its own, which nothing serves
 
 	// AliasesPerTarget bounds the live aliases forwarding to one address;
 	// CreationsPerTargetPerDay bounds how many are made for it a day (a
@@ -87,6 +89,9 @@ func New(cfg Config, st Store) *API {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
 	}
 	a := &API{cfg: cfg, store: st}
 	a.SetLimits(cfg.Limits, cfg.CreatePerMinute)

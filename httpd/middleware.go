@@ -11,7 +11,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/tempalias/tempalias/metrics"
 )
 
 // logRequests writes one line per API call. It logs the route pattern, not
@@ -22,7 +21,7 @@ func (a *API) logRequests(next http.Handler) http.Handler {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		next.ServeHTTP(ww, r)
 		route := chi.RouteContext(r.Context()).RoutePattern()
-		metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(ww.Status())).Inc()
+		a.cfg.Metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(ww.Status())).Inc()
 		if !strings.HasPrefix(route, "/aliases") {
 			return // static files: their own access log, if any, is the proxy's
 		}

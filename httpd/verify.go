@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/store"
 )
 
@@ -77,7 +76,7 @@ func (a *API) createPending(w http.ResponseWriter, r *http.Request, spec alias.S
 		return alias.Alias{}, "", &apiError{http.StatusInternalServerError, "server-error",
 			"The confirmation message could not be sent, so no alias was made; please try again later."}
 	}
-	metrics.AliasesCreated.Inc()
+	a.cfg.Metrics.AliasesCreated.Inc()
 	return created, token, nil
 }
 

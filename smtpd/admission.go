@@ -6,8 +6,6 @@ import (
 	"context"
 	"net/netip"
 	"time"
-
-	"github.com/tempalias/tempalias/metrics"
 )
 
 // Admission: go-smtp greets every connection and asks the backend for a
@@ -33,9 +31,9 @@ func (c *clientConn) admit() bool {
 	if c.verdict != nil {
 		switch c.verdict {
 		case errTooManyConns:
-			metrics.ConnsRefused.WithLabelValues("smtp", "total").Inc()
+			s.cfg.Metrics.ConnsRefused.WithLabelValues("smtp", "total").Inc()
 		case errTooManyConnsClient:
-			metrics.ConnsRefused.WithLabelValues("smtp", "per-client").Inc()
+			s.cfg.Metrics.ConnsRefused.WithLabelValues("smtp", "per-client").Inc()
 		}
 		s.log.Info("smtp: connection refused", "remote", remote.String(), "code", c.verdict.code, "reason", c.verdict.msg)
 		c.rawWrite(c.verdict.line(s.cfg.Hostname))

@@ -5,8 +5,6 @@ import (
 	"net/textproto"
 	"testing"
 	"time"
-
-	"github.com/tempalias/tempalias/metrics"
 )
 
 // dialFrom is rawDial from a loopback source address of the test's
@@ -37,12 +35,12 @@ func TestClientShare(t *testing.T) {
 			t.Fatalf("connection within the share: %d %s", code, msg)
 		}
 	}
-	refused := counterValue(t, metrics.ConnsRefused.WithLabelValues("smtp", "per-client"))
+	refused := counterValue(t, e.srv.cfg.Metrics.ConnsRefused.WithLabelValues("smtp", "per-client"))
 	over, code, msg := e.dialFrom("127.0.0.1")
 	if code != 421 {
 		t.Fatalf("connection over the share: %d %s, want 421", code, msg)
 	}
-	if n := counterValue(t, metrics.ConnsRefused.WithLabelValues("smtp", "per-client")) - refused; n != 1 {
+	if n := counterValue(t, e.srv.cfg.Metrics.ConnsRefused.WithLabelValues("smtp", "per-client")) - refused; n != 1 {
 		t.Errorf("%v per-client refusals counted, want 1", n)
 	}
 	if !over.closed() {

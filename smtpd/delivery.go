@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/tempalias/tempalias/metrics"
 )
 
 // delivery is one transaction's message on its way to the smarthost, and
@@ -168,7 +167,7 @@ func (d *delivery) open(ctx context.Context, target string, data bool) error {
 			}
 			if mail == nil {
 				if !reused {
-					metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
+					d.conns.srv.cfg.Metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
 				}
 				d.up = up
 				rerr := d.rcptReply(target, rcpt)
@@ -187,7 +186,7 @@ func (d *delivery) open(ctx context.Context, target string, data bool) error {
 			}
 			if mail == nil {
 				if !reused {
-					metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
+					d.conns.srv.cfg.Metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
 				}
 				d.up = up
 				return d.rcptReply(target, positive(up.c.Rcpt(target, nil)))
@@ -288,7 +287,7 @@ func (d *delivery) Commit(_ context.Context) error {
 	err := positive(d.w.Close())
 	var se *smtp.SMTPError
 	if err == nil || errors.As(err, &se) {
-		metrics.SmarthostSeconds.WithLabelValues("data").Observe(time.Since(start).Seconds())
+		d.conns.srv.cfg.Metrics.SmarthostSeconds.WithLabelValues("data").Observe(time.Since(start).Seconds())
 	}
 	up := d.up
 	d.up, d.w = nil, nil

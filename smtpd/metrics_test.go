@@ -41,18 +41,18 @@ type metricsSnapshot struct {
 	data     uint64
 }
 
-func snapshot(t *testing.T) metricsSnapshot {
+func snapshot(t *testing.T, m *metrics.Metrics) metricsSnapshot {
 	t.Helper()
 	s := metricsSnapshot{rcpt: map[string]float64{}, messages: map[string]float64{}}
 	for _, r := range []string{"accepted", "unknown", "busy", "foreign", "invalid", "upstream", "error"} {
-		s.rcpt[r] = counterValue(t, metrics.Rcpt.WithLabelValues(r))
+		s.rcpt[r] = counterValue(t, m.Rcpt.WithLabelValues(r))
 	}
 	for _, r := range []string{"relayed", "temporary", "permanent"} {
-		s.messages[r] = counterValue(t, metrics.Messages.WithLabelValues(r))
+		s.messages[r] = counterValue(t, m.Messages.WithLabelValues(r))
 	}
-	s.bytes = counterValue(t, metrics.RelayedBytes)
-	s.dial = histogramCount(t, metrics.SmarthostSeconds.WithLabelValues("dial"))
-	s.data = histogramCount(t, metrics.SmarthostSeconds.WithLabelValues("data"))
+	s.bytes = counterValue(t, m.RelayedBytes)
+	s.dial = histogramCount(t, m.SmarthostSeconds.WithLabelValues("dial"))
+	s.data = histogramCount(t, m.SmarthostSeconds.WithLabelValues("data"))
 	return s
 }
 
@@ -98,25 +98,25 @@ func TestMetrics(t *testing.T) {
 		{"a%b@" + testDomain, 553, "invalid"},
 	}
 	for _, tc := range rcpts {
-		before := snapshot(t)
+		before := snapshot(t, e.srv.cfg.Metrics)
 		c := e.dial()
 		c.must(250, "EHLO client.example")
 		c.must(250, "MAIL FROM:<s@example.org>")
 		c.must(tc.code, "RCPT TO:<%s>", tc.rcpt)
 		c.must(221, "QUIT")
 		e.settled()
-		if d := before.delta(snapshot(t)); !maps.Equal(d.rcpt, map[string]float64{tc.result: 1}) || len(d.messages) != 0 {
+		if d := before.delta(snapshot(t, e.srv.cfg.Metrics)); !maps.Equal(d.rcpt, map[string]float64{tc.result: 1}) || len(d.messages) != 0 {
 			t.Errorf("RCPT %s: rcpt %v messages %v, want %s +1 only", tc.rcpt, d.rcpt, d.messages, tc.result)
 		}
 	}
 
 	t.Run("relayed", func(t *testing.T) {
-		before := snapshot(t)
+		before := snapshot(t, e.srv.cfg.Metrics)
 		if err := sendMail(e.addr, "s@example.org", []string{live}, "Subject: m\r\n\r\nbody\r\n"); err != nil {
 			t.Fatal(err)
 		}
 		e.settled()
-		d := before.delta(snapshot(t))
+		d := before.delta(snapshot(t, e.srv.cfg.Metrics))
 		msgs := e.up.messages()
 		if !maps.Equal(d.messages, map[string]float64{"relayed": 1}) || !maps.Equal(d.rcpt, map[string]float64{"accepted": 1}) {
 			t.Errorf("messages %v rcpt %v", d.messages, d.rcpt)
@@ -143,13 +143,13 @@ func TestMetrics(t *testing.T) {
 		t.Run(tc.stage+" "+strconv.Itoa(tc.err.Code), func(t *testing.T) {
 			e.up.fail(tc.stage, tc.err)
 			t.Cleanup(func() { e.up.fail(tc.stage, nil) })
-			before := snapshot(t)
+			before := snapshot(t, e.srv.cfg.Metrics)
 			err := sendMail(e.addr, "s@example.org", []string{live}, "Subject: m\r\n\r\nbody\r\n")
 			if replyCode(err) != tc.err.Code {
 				t.Fatalf("got %v, want %d", err, tc.err.Code)
 			}
 			e.settled()
-			d := before.delta(snapshot(t))
+			d := before.delta(snapshot(t, e.srv.cfg.Metrics))
 			if !maps.Equal(d.rcpt, tc.rcpt) || !maps.Equal(d.messages, tc.result) || d.bytes != 0 || d.data != tc.data {
 				t.Errorf("rcpt %v messages %v bytes %v data %d; want %v %v 0 %d", d.rcpt, d.messages, d.bytes, d.data, tc.rcpt, tc.result, tc.data)
 			}

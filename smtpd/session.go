@@ -16,7 +16,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/srs"
 	"github.com/tempalias/tempalias/store"
 )
@@ -162,7 +161,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.reply(nil, errNoMail)
 	}
 	err := s.rcpt(tx, to)
-	metrics.Rcpt.WithLabelValues(rcptResult(err)).Inc()
+	s.srv.cfg.Metrics.Rcpt.WithLabelValues(rcptResult(err)).Inc()
 	if err == nil {
 		return s.reply(tx, nil)
 	}
@@ -381,9 +380,9 @@ func (s *session) Data(r io.Reader) error {
 		// so that the sender's record, the message and the log join up.
 		rep = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: relayed as " + tx.id}
 	}
-	metrics.Messages.WithLabelValues(messageResult(tx.code)).Inc()
+	s.srv.cfg.Metrics.Messages.WithLabelValues(messageResult(tx.code)).Inc()
 	if res == delivered {
-		metrics.RelayedBytes.Add(float64(tx.upBytes))
+		s.srv.cfg.Metrics.RelayedBytes.Add(float64(tx.upBytes))
 	}
 	outcome := "delivered"
 	switch res {

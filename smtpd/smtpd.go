@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/srs"
 	"github.com/tempalias/tempalias/store"
 )
@@ -149,6 +150,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger gets one line per transaction (default slog.Default()).
 	Logger *slog.Logger
+	// Metrics counts recipients, messages, bytes, smarthost latency and
+	// refused connections (default: a registry of its own, which nothing
+	// serves).
+	Metrics *metrics.Metrics
 }
 
 // Blocklist says whether a client address is listed, and by which zone.
@@ -225,6 +230,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New()
 	}
 	u := &c.Smarthost
 	if u.Address == "" {

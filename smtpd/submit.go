@@ -9,7 +9,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/tempalias/tempalias/alias"
-	"github.com/tempalias/tempalias/metrics"
 )
 
 // Submit sends a message of tempalias's own (a confirmation mail, say)
@@ -76,7 +75,7 @@ func (s *Server) submit(ctx context.Context, from string, to []string, msg io.Re
 	if err := positive(up.c.Mail(from, nil)); err != nil {
 		return stage("MAIL", err)
 	}
-	metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
+	s.cfg.Metrics.SmarthostSeconds.WithLabelValues("dial").Observe(time.Since(start).Seconds())
 	for _, t := range to {
 		if err := positive(up.c.Rcpt(t, nil)); err != nil {
 			return stage("RCPT", err)
@@ -93,7 +92,7 @@ func (s *Server) submit(ctx context.Context, from string, to []string, msg io.Re
 	err = positive(w.Close())
 	var se *smtp.SMTPError
 	if err == nil || errors.As(err, &se) {
-		metrics.SmarthostSeconds.WithLabelValues("data").Observe(time.Since(start).Seconds())
+		s.cfg.Metrics.SmarthostSeconds.WithLabelValues("data").Observe(time.Since(start).Seconds())
 	}
 	if err != nil {
 		return stage("end of DATA", err)

@@ -16,7 +16,7 @@ const confirmation = "From: tempalias <noreply@tempalias.test>\nTo: t@example.co
 
 func TestSubmit(t *testing.T) {
 	e := newEnv(t, nil)
-	before := snapshot(t)
+	before := snapshot(t, e.srv.cfg.Metrics)
 	err := e.srv.Submit(t.Context(), "noreply@"+testDomain, []string{"t@example.com", "u@example.net"}, strings.NewReader(confirmation))
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func TestSubmit(t *testing.T) {
 	if want := strings.ReplaceAll(confirmation, "\n", "\r\n"); string(m.body) != want {
 		t.Errorf("body %q, want %q", m.body, want)
 	}
-	if d := before.delta(snapshot(t)); d.dial != 1 || d.data != 1 || len(d.messages) != 0 {
+	if d := before.delta(snapshot(t, e.srv.cfg.Metrics)); d.dial != 1 || d.data != 1 || len(d.messages) != 0 {
 		t.Errorf("metrics: %d dial, %d data, messages %v", d.dial, d.data, d.messages)
 	}
 	if n := e.up.sessions.Load(); n != 1 {
