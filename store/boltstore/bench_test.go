@@ -26,7 +26,7 @@ func BenchmarkCreate(b *testing.B) {
 	sp := spec(day, 5)
 	cpu := cpuclock.Now()
 	for b.Loop() {
-		if _, _, err := s.Create(sp, t0); err != nil {
+		if _, err := s.Create(bg, sp, t0); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -43,7 +43,7 @@ func BenchmarkCreateParallel(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, _, err := s.Create(sp, t0); err != nil {
+			if _, err := s.Create(bg, sp, t0); err != nil {
 				b.Error(err)
 				return
 			}
@@ -52,7 +52,7 @@ func BenchmarkCreateParallel(b *testing.B) {
 	reportOps(b, cpu)
 }
 
-func seedAliases(b *testing.B, s *testStore, n int) []string {
+func seedAliases(b *testing.B, s *Store, n int) []string {
 	b.Helper()
 	ids := make([]string, n)
 	for i := range ids {
@@ -68,7 +68,7 @@ func BenchmarkGet(b *testing.B) {
 	i := 0
 	cpu := cpuclock.Now()
 	for b.Loop() {
-		if _, err := s.Get(ids[i%len(ids)], t0); err != nil {
+		if _, err := s.Get(bg, ids[i%len(ids)], t0); err != nil {
 			b.Fatal(err)
 		}
 		i++
@@ -84,7 +84,7 @@ func BenchmarkGetParallel(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := s.Get(ids[next.Add(1)%uint64(len(ids))], t0); err != nil {
+			if _, err := s.Get(bg, ids[next.Add(1)%uint64(len(ids))], t0); err != nil {
 				b.Error(err)
 				return
 			}
@@ -105,12 +105,7 @@ func benchmarkReserveCommit(b *testing.B, maxUsage int) {
 	a, _ := mustCreate(b, s, spec(day, maxUsage))
 	cpu := cpuclock.Now()
 	for b.Loop() {
-		if _, err := s.Reserve(a.ID, t0); err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Commit(a.ID, t0); err != nil {
-			b.Fatal(err)
-		}
+		use(b, s, a.ID, t0)
 	}
 	reportOps(b, cpu)
 }
@@ -132,11 +127,12 @@ func benchmarkReserveCommitParallel(b *testing.B, maxUsage int) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			id := ids[next.Add(1)%uint64(len(ids))]
-			if _, err := s.Reserve(id, t0); err != nil {
+			r, err := s.Reserve(bg, id, t0)
+			if err != nil {
 				b.Error(err)
 				return
 			}
-			if err := s.Commit(id, t0); err != nil {
+			if err := r.Commit(bg, t0); err != nil {
 				b.Error(err)
 				return
 			}

@@ -220,17 +220,17 @@ func TestCommitterClose(t *testing.T) {
 // see) fails that write and every later one with errBroken, and Ping,
 // instead of killing the process; Close does not wait on bbolt's locks.
 func TestWritePanicBreaksStore(t *testing.T) {
-	s, err := openTest(filepath.Join(t.TempDir(), "tempalias.db"), Options{})
+	s, err := Open(filepath.Join(t.TempDir(), "tempalias.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.w.do(bg, func(*bolt.Tx) error { panic("page 43 already freed") }); !errors.Is(err, errBroken) || !strings.Contains(err.Error(), "page 43") {
 		t.Fatalf("write that panicked: %v, want errBroken", err)
 	}
-	if _, _, err := s.Create(spec(day, 0), t0); !errors.Is(err, errBroken) {
+	if _, err := s.Create(bg, spec(day, 0), t0); !errors.Is(err, errBroken) {
 		t.Errorf("a later Create: %v, want errBroken", err)
 	}
-	if err := s.Ping(); !errors.Is(err, errBroken) {
+	if err := s.Ping(bg); !errors.Is(err, errBroken) {
 		t.Errorf("Ping: %v, want errBroken", err)
 	}
 	if err := s.Close(); !errors.Is(err, errBroken) {

@@ -32,7 +32,7 @@ func rewriteFile(t *testing.T, path string, fn func(*bolt.Tx) error) {
 func newFile(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tempalias.db")
-	s, err := openTest(path, Options{})
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func toFormat1(t *testing.T, path string) {
 func TestMigrateFormat1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tempalias.db")
 	opts := Options{IDMinLength: 1, GuessProbability: 1}
-	s, err := openTest(path, opts)
+	s, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestMigrateFormat1(t *testing.T) {
 		a, _ := mustCreate(t, s, spec(time.Hour, 0))
 		swept = append(swept, a.ID)
 	}
-	if n, err := s.Sweep(t0.Add(time.Hour), 0); err != nil || n != 20 {
+	if n, err := s.Sweep(bg, t0.Add(time.Hour), 0); err != nil || n != 20 {
 		t.Fatalf("Sweep = %d, %v", n, err)
 	}
 	before := mustStats(t, s)
@@ -96,7 +96,7 @@ func TestMigrateFormat1(t *testing.T) {
 	}
 	toFormat1(t, path)
 
-	s, err = openTest(path, opts)
+	s, err = Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestMigrateFormat1(t *testing.T) {
 	for _, id := range swept {
 		checkGone(t, s, id)
 	}
-	if got, err := s.Authorized(live.ID, token, t0); err != nil || got.ID != live.ID {
+	if got, err := s.Authorized(bg, live.ID, token, t0); err != nil || got.ID != live.ID {
 		t.Fatalf("live alias after the migration: %+v, %v", got, err)
 	}
 	if st := mustStats(t, s); st != before {
@@ -148,7 +148,7 @@ func TestMigrateLargeFormat1(t *testing.T) {
 		}
 		return nil
 	})
-	s, err := openTest(path, Options{})
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestNewerFormatRefused(t *testing.T) {
 	rewriteFile(t, path, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint64(nil, format+1))
 	})
-	if s, err := openTest(path, Options{}); err == nil {
+	if s, err := Open(path, Options{}); err == nil {
 		s.Close()
 		t.Fatal("opened a file of a later format")
 	} else if !strings.Contains(err.Error(), "newer tempalias") {

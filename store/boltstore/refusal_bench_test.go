@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"github.com/tempalias/tempalias/store"
 	"testing"
 
 	"github.com/tempalias/tempalias/alias"
@@ -18,7 +19,7 @@ func benchmarkRefusal(b *testing.B, kind string) {
 	var usedUp, swept, never []string
 	for range 500 {
 		a, _ := mustCreate(b, s, spec(3*day, 1))
-		r, err := s.Store.Reserve(bg, a.ID, t0)
+		r, err := s.Reserve(bg, a.ID, t0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -29,17 +30,17 @@ func benchmarkRefusal(b *testing.B, kind string) {
 	}
 	for range 500 {
 		a, token := mustCreate(b, s, spec(3*day, 0))
-		if err := s.Revoke(a.ID, token, t0); err != nil {
+		if err := s.Revoke(bg, a.ID, token, t0); err != nil {
 			b.Fatal(err)
 		}
 		swept = append(swept, a.ID)
 	}
-	if _, err := s.Sweep(t0, 0); err != nil {
+	if _, err := s.Sweep(bg, t0, 0); err != nil {
 		b.Fatal(err)
 	}
 	for len(never) < 500 {
 		id := alias.NewID(6)
-		if _, err := s.Get(id, t0); err == ErrNotFound {
+		if _, err := s.Get(bg, id, t0); err == store.ErrNotFound {
 			never = append(never, id)
 		}
 	}
@@ -49,7 +50,7 @@ func benchmarkRefusal(b *testing.B, kind string) {
 	i := 0
 	cpu := cpuclock.Now()
 	for b.Loop() {
-		if _, err := s.Store.Reserve(bg, ids[i%len(ids)], now); err != ErrNotFound {
+		if _, err := s.Reserve(bg, ids[i%len(ids)], now); err != store.ErrNotFound {
 			b.Fatal(err)
 		}
 		i++

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,19 +15,21 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// bg is the tests' context: these calls have no deadline to keep.
+var bg = context.Background()
+
 // t0 is the tests' clock: every now is derived from it.
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 const day = 24 * time.Hour
 
-func openStore(tb testing.TB, opts Options) (*testStore, string) {
+func openStore(tb testing.TB, opts Options) (*Store, string) {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "tempalias.db")
-	st, err := Open(path, opts)
+	s, err := Open(path, opts)
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}
-	s := &testStore{Store: st}
 	tb.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			tb.Errorf("Close: %v", err)
@@ -48,27 +51,46 @@ func spec(d time.Duration, maxUsage int) alias.Spec {
 	return alias.Spec{Target: "t@example.com", Expires: t0.Add(d), MaxUsage: maxUsage}
 }
 
-func mustCreate(tb testing.TB, s *testStore, sp alias.Spec) (alias.Alias, string) {
+func mustCreate(tb testing.TB, s *Store, sp alias.Spec) (alias.Alias, string) {
 	tb.Helper()
-	a, token, err := s.Create(sp, t0)
+	c, err := s.Create(bg, sp, t0)
 	if err != nil {
 		tb.Fatalf("Create: %v", err)
 	}
-	return a, token
+	return c.Alias, c.Token
 }
 
-func mustGet(tb testing.TB, s *testStore, id string, now time.Time) alias.Alias {
+// use spends one use of id, as one delivered message: reserved and
+// committed at now.
+func use(tb testing.TB, s *Store, id string, now time.Time) {
 	tb.Helper()
-	a, err := s.Get(id, now)
+	useAt(tb, s, id, now, now)
+}
+
+// useAt is use reserved at one time and committed at another.
+func useAt(tb testing.TB, s *Store, id string, reserve, commit time.Time) {
+	tb.Helper()
+	r, err := s.Reserve(bg, id, reserve)
+	if err != nil {
+		tb.Fatalf("Reserve(%s): %v", id, err)
+	}
+	if err := r.Commit(bg, commit); err != nil {
+		tb.Fatalf("Commit(%s): %v", id, err)
+	}
+}
+
+func mustGet(tb testing.TB, s *Store, id string, now time.Time) alias.Alias {
+	tb.Helper()
+	a, err := s.Get(bg, id, now)
 	if err != nil {
 		tb.Fatalf("Get(%s): %v", id, err)
 	}
 	return a
 }
 
-func mustStats(tb testing.TB, s *testStore) store.Stats {
+func mustStats(tb testing.TB, s *Store) store.Stats {
 	tb.Helper()
-	st, err := s.Stats()
+	st, err := s.Stats(bg)
 	if err != nil {
 		tb.Fatalf("Stats: %v", err)
 	}
@@ -77,7 +99,7 @@ func mustStats(tb testing.TB, s *testStore) store.Stats {
 
 // lastTx is the id of the last committed write transaction: it moves with
 // every write, shared or not, even one that changed nothing.
-func lastTx(tb testing.TB, s *testStore) int {
+func lastTx(tb testing.TB, s *Store) int {
 	tb.Helper()
 	var id int
 	if err := s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
@@ -124,7 +146,7 @@ func TestOpenLockedFailsFast(t *testing.T) {
 	a, _ := mustCreate(t, s, spec(day, 0))
 
 	start := time.Now()
-	s2, err := openTest(path, Options{OpenTimeout: 100 * time.Millisecond})
+	s2, err := Open(path, Options{OpenTimeout: 100 * time.Millisecond})
 	elapsed := time.Since(start)
 	if err == nil {
 		s2.Close()
@@ -143,7 +165,7 @@ func TestOpenLockedFailsFast(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s3, err := openTest(path, Options{OpenTimeout: 100 * time.Millisecond})
+	s3, err := Open(path, Options{OpenTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("Open after Close: %v", err)
 	}
@@ -162,7 +184,7 @@ func TestOpenErrors(t *testing.T) {
 		garbage,
 		dir,
 	} {
-		s, err := openTest(path, Options{OpenTimeout: 100 * time.Millisecond})
+		s, err := Open(path, Options{OpenTimeout: 100 * time.Millisecond})
 		if err == nil {
 			s.Close()
 			t.Errorf("Open(%s) succeeded", path)
@@ -177,28 +199,33 @@ func TestOpenErrors(t *testing.T) {
 func TestClosed(t *testing.T) {
 	s, _ := openStore(t, Options{})
 	a, token := mustCreate(t, s, spec(day, 0))
+	limited, _ := mustCreate(t, s, spec(day, 1))
+	r, err := s.Reserve(bg, limited.ID, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if _, _, err := s.Create(spec(day, 0), t0); err == nil {
+	if _, err := s.Create(bg, spec(day, 0), t0); err == nil {
 		t.Error("Create after Close succeeded")
 	}
-	if _, err := s.Get(a.ID, t0); err == nil || errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(bg, a.ID, t0); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get after Close = %v, want a store error", err)
 	}
-	if err := s.Revoke(a.ID, token, t0); err == nil {
+	if err := s.Revoke(bg, a.ID, token, t0); err == nil {
 		t.Error("Revoke after Close succeeded")
 	}
-	if err := s.Commit(a.ID, t0); err == nil {
+	if err := r.Commit(bg, t0); err == nil {
 		t.Error("Commit after Close succeeded")
 	}
-	if _, err := s.Sweep(t0, 0); err == nil {
+	if _, err := s.Sweep(bg, t0, 0); err == nil {
 		t.Error("Sweep after Close succeeded")
 	}
-	if err := s.Ping(); err == nil {
+	if err := s.Ping(bg); err == nil {
 		t.Error("Ping after Close succeeded")
 	}
 }
@@ -229,8 +256,8 @@ func TestRevokeGuessesWriteNothing(t *testing.T) {
 		{"empty id", "", token},
 	} {
 		before := lastTx(t, s)
-		if err := s.Revoke(tt.id, tt.token, t0); !errors.Is(err, ErrNotFound) {
-			t.Errorf("%s: Revoke = %v, want ErrNotFound", tt.name, err)
+		if err := s.Revoke(bg, tt.id, tt.token, t0); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: Revoke = %v, want store.ErrNotFound", tt.name, err)
 		}
 		if lastTx(t, s) != before {
 			t.Errorf("%s: Revoke wrote to the store", tt.name)
@@ -244,19 +271,20 @@ func TestReserveUnlimitedWritesNothing(t *testing.T) {
 	s, _ := openStore(t, Options{})
 	b, _ := mustCreate(t, s, spec(day, 0))
 	before := lastTx(t, s)
-	if _, err := s.Reserve(b.ID, t0); err != nil {
+	r, err := s.Reserve(bg, b.ID, t0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Refund(b.ID); err != nil {
+	if err := r.Refund(bg, t0); err != nil {
 		t.Fatal(err)
 	}
 	if lastTx(t, s) != before {
 		t.Fatal("Reserve and Refund of an unlimited alias wrote to the store")
 	}
-	if _, err := s.Reserve(b.ID, t0); err != nil {
+	if r, err = s.Reserve(bg, b.ID, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Commit(b.ID, t0); err != nil || lastTx(t, s) == before {
+	if err := r.Commit(bg, t0); err != nil || lastTx(t, s) == before {
 		t.Fatalf("Commit of an unlimited alias: %v, wrote %v", err, lastTx(t, s) != before)
 	}
 	if got := mustGet(t, s, b.ID, t0); got.Used != 1 || got.Pending != 0 {
@@ -268,20 +296,15 @@ func TestReserveDeadWritesNothing(t *testing.T) {
 	s, _ := openStore(t, Options{})
 	expired, _ := mustCreate(t, s, spec(day, 0))
 	revoked, token := mustCreate(t, s, spec(day, 0))
-	if err := s.Revoke(revoked.ID, token, t0); err != nil {
+	if err := s.Revoke(bg, revoked.ID, token, t0); err != nil {
 		t.Fatal(err)
 	}
 	usedUp, _ := mustCreate(t, s, spec(day, 1))
-	if _, err := s.Reserve(usedUp.ID, t0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Commit(usedUp.ID, t0); err != nil {
-		t.Fatal(err)
-	}
+	use(t, s, usedUp.ID, t0)
 	swept, _ := mustCreate(t, s, spec(time.Hour, 0))
 	// Sweeps the revoked and the hour-long alias; the used-up one stays
 	// until it expires.
-	if n, err := s.Sweep(t0.Add(time.Hour), 0); err != nil || n != 2 {
+	if n, err := s.Sweep(bg, t0.Add(time.Hour), 0); err != nil || n != 2 {
 		t.Fatalf("Sweep = %d, %v; want 2", n, err)
 	}
 
@@ -300,8 +323,8 @@ func TestReserveDeadWritesNothing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := lastTx(t, s)
-			if got, err := s.Reserve(tt.id, tt.now); !errors.Is(err, ErrNotFound) || got.ID != "" {
-				t.Fatalf("Reserve = %+v, %v; want ErrNotFound", got, err)
+			if got, err := s.Reserve(bg, tt.id, tt.now); !errors.Is(err, store.ErrNotFound) || got != nil {
+				t.Fatalf("Reserve = %+v, %v; want store.ErrNotFound", got, err)
 			}
 			if after := lastTx(t, s); after != before {
 				t.Fatalf("Reserve on a dead alias wrote: tx %d -> %d", before, after)
@@ -335,13 +358,13 @@ func TestBackup(t *testing.T) {
 					return
 				default:
 				}
-				a, _, err := s.Create(spec(day, 0), t0)
+				c, err := s.Create(bg, spec(day, 0), t0)
 				if err != nil {
 					t.Errorf("Create during backup: %v", err)
 					return
 				}
 				mu.Lock()
-				during = append(during, a.ID)
+				during = append(during, c.Alias.ID)
 				mu.Unlock()
 			}
 		})
@@ -352,7 +375,7 @@ func TestBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.Backup(f)
+	n, err := s.Backup(bg, f)
 	if err != nil {
 		t.Fatalf("Backup: %v", err)
 	}
@@ -368,7 +391,7 @@ func TestBackup(t *testing.T) {
 
 	// The store is still fully usable.
 	a, _ := mustCreate(t, s, spec(day, 1))
-	if _, err := s.Reserve(a.ID, t0); err != nil {
+	if _, err := s.Reserve(bg, a.ID, t0); err != nil {
 		t.Fatalf("Reserve after Backup: %v", err)
 	}
 	live := mustStats(t, s)
@@ -402,13 +425,13 @@ func TestBackup(t *testing.T) {
 	}
 
 	// And store.Open serves the aliases from it, tokens included.
-	restored, err := openTest(backup, Options{})
+	restored, err := Open(backup, Options{})
 	if err != nil {
 		t.Fatalf("Open(backup): %v", err)
 	}
 	defer restored.Close()
 	for _, c := range before {
-		got, err := restored.Authorized(c.a.ID, c.token, t0)
+		got, err := restored.Authorized(bg, c.a.ID, c.token, t0)
 		if err != nil {
 			t.Fatalf("backup lacks %s: %v", c.a.ID, err)
 		}
@@ -418,7 +441,7 @@ func TestBackup(t *testing.T) {
 	if st.Aliases != keys || st.Issued != uint64(keys) {
 		t.Errorf("restored Stats = %+v, want %d aliases and issued", st, keys)
 	}
-	if _, err := restored.Get(a.ID, t0); !errors.Is(err, ErrNotFound) {
+	if _, err := restored.Get(bg, a.ID, t0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("backup holds an alias created after it: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"github.com/tempalias/tempalias/store"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,13 +15,13 @@ import (
 // uses): a reopen never walks it again.
 func TestReservedBucketEmptiedAtOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tempalias.db")
-	s, err := openTest(path, Options{})
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
 		a, _ := mustCreate(t, s, spec(3*day, 2))
-		if _, err := s.Reserve(a.ID, t0); err != nil {
+		if _, err := s.Reserve(bg, a.ID, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -34,7 +35,7 @@ func TestReservedBucketEmptiedAtOpen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = openTest(path, Options{}); err != nil {
+	if s, err = Open(path, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
@@ -59,31 +60,31 @@ func TestMigrateFormat2(t *testing.T) {
 		confirm         = "gXQz6UezGlKo_I_dSazfGZa0scVUcaB-"
 		swept           = "xynov0"
 	)
-	s, err := openTest(path, Options{IDMinLength: 6})
+	s, err := Open(path, Options{IDMinLength: 6})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	a, err := s.Authorized(live, liveToken, t0)
+	a, err := s.Authorized(bg, live, liveToken, t0)
 	if err != nil || a.Used != 1 || a.Pending != 0 || a.MaxUsage != 5 || a.Target != "live@example.com" {
 		t.Fatalf("live alias after migration: %+v, %v; want used 1, pending 0 (released)", a, err)
 	}
-	if a, err := s.Held(usedUp, t0); err != nil || !a.UsedUp() {
+	if a, err := s.Held(bg, usedUp, t0); err != nil || !a.UsedUp() {
 		t.Errorf("used-up alias after migration: %+v, %v", a, err)
 	}
-	if _, err := s.Reserve(usedUp, t0); err != ErrNotFound {
+	if _, err := s.Reserve(bg, usedUp, t0); err != store.ErrNotFound {
 		t.Errorf("Reserve of the used-up alias = %v", err)
 	}
-	if _, err := s.Reserve(unlimited, t0); err != nil {
+	if _, err := s.Reserve(bg, unlimited, t0); err != nil {
 		t.Errorf("Reserve of the unlimited alias = %v", err)
 	}
-	if _, err := s.Reserve(pending, t0); err != ErrNotFound {
+	if _, err := s.Reserve(bg, pending, t0); err != store.ErrNotFound {
 		t.Errorf("pending alias relays before confirmation: %v", err)
 	}
-	if a, err := s.Confirm(confirm, t0, day); err != nil || a.ID != pending {
+	if a, err := s.Confirm(bg, confirm, t0, day); err != nil || a.ID != pending {
 		t.Errorf("Confirm = %+v, %v", a, err)
 	}
-	if _, err := s.Reserve(pending, t0); err != nil {
+	if _, err := s.Reserve(bg, pending, t0); err != nil {
 		t.Errorf("confirmed alias: %v", err)
 	}
 	mustView(t, s.db, func(tx *bolt.Tx) error {

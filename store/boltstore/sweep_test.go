@@ -18,7 +18,7 @@ import (
 // alias has exactly the sweep entry its record names, no later than a
 // second after its expiry; every sweep entry belongs to a stored alias;
 // every other key of the aliases bucket is a swept alias's tombstone.
-func checkSweepIndex(tb testing.TB, s *testStore) {
+func checkSweepIndex(tb testing.TB, s *Store) {
 	tb.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		aliases, sweep := tx.Bucket(bucketAliases), tx.Bucket(bucketSweep)
@@ -68,7 +68,7 @@ func checkSweepIndex(tb testing.TB, s *testStore) {
 }
 
 // checkGone checks that a swept alias left nothing behind but its id.
-func checkGone(tb testing.TB, s *testStore, id string) {
+func checkGone(tb testing.TB, s *Store, id string) {
 	tb.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketAliases).Get([]byte(id)); v == nil {
@@ -92,31 +92,26 @@ func TestSweep(t *testing.T) {
 	s, _ := openStore(t, Options{})
 
 	live, liveToken := mustCreate(t, s, spec(3*day, 5))
-	if _, err := s.Reserve(live.ID, t0); err != nil {
+	if _, err := s.Reserve(bg, live.ID, t0); err != nil {
 		t.Fatal(err)
 	}
 	unlimited, _ := mustCreate(t, s, spec(3*day, 0))
 	expired, _ := mustCreate(t, s, spec(time.Hour, 0))
 	expiredPending, _ := mustCreate(t, s, spec(time.Hour, 2))
-	if _, err := s.Reserve(expiredPending.ID, t0); err != nil {
+	if _, err := s.Reserve(bg, expiredPending.ID, t0); err != nil {
 		t.Fatal(err)
 	}
 	usedUp, _ := mustCreate(t, s, spec(3*day, 1))
-	if _, err := s.Reserve(usedUp.ID, t0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Commit(usedUp.ID, t0.Add(10*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
+	useAt(t, s, usedUp.ID, t0, t0.Add(10*time.Minute))
 	revoked, token := mustCreate(t, s, spec(3*day, 0))
-	if err := s.Revoke(revoked.ID, token, t0.Add(20*time.Minute)); err != nil {
+	if err := s.Revoke(bg, revoked.ID, token, t0.Add(20*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	checkSweepIndex(t, s)
 
 	// Nothing is due yet at t0: the revoked alias is filed at the moment
 	// it was revoked, the used-up one at its expiry.
-	if n, err := s.Sweep(t0, 0); err != nil || n != 0 {
+	if n, err := s.Sweep(bg, t0, 0); err != nil || n != 0 {
 		t.Fatalf("Sweep(t0) = %d, %v; want 0", n, err)
 	}
 	if st := mustStats(t, s); st.Aliases != 6 {
@@ -124,7 +119,7 @@ func TestSweep(t *testing.T) {
 	}
 
 	now := t0.Add(2 * time.Hour)
-	if n, err := s.Sweep(now, 0); err != nil || n != 3 {
+	if n, err := s.Sweep(bg, now, 0); err != nil || n != 3 {
 		t.Fatalf("Sweep = %d, %v; want 3", n, err)
 	}
 	if st := mustStats(t, s); st.Aliases != 3 || st.Issued != 6 {
@@ -133,7 +128,7 @@ func TestSweep(t *testing.T) {
 	for _, id := range []string{expired.ID, expiredPending.ID, revoked.ID} {
 		checkGone(t, s, id)
 	}
-	got, err := s.Authorized(live.ID, liveToken, now)
+	got, err := s.Authorized(bg, live.ID, liveToken, now)
 	if err != nil {
 		t.Fatalf("live alias after sweep: %v", err)
 	}
@@ -143,10 +138,10 @@ func TestSweep(t *testing.T) {
 	mustGet(t, s, unlimited.ID, now)
 	checkSweepIndex(t, s)
 
-	if n, err := s.Sweep(now, 0); err != nil || n != 0 {
+	if n, err := s.Sweep(bg, now, 0); err != nil || n != 0 {
 		t.Errorf("second Sweep = %d, %v; want 0", n, err)
 	}
-	if n, err := s.Sweep(t0.Add(3*day), 0); err != nil || n != 3 {
+	if n, err := s.Sweep(bg, t0.Add(3*day), 0); err != nil || n != 3 {
 		t.Errorf("Sweep at expiry of the rest = %d, %v; want 3", n, err)
 	}
 	checkGone(t, s, usedUp.ID)
@@ -158,7 +153,7 @@ func TestSweep(t *testing.T) {
 
 func TestSweepEmpty(t *testing.T) {
 	s, _ := openStore(t, Options{})
-	if n, err := s.Sweep(t0, 1); err != nil || n != 0 {
+	if n, err := s.Sweep(bg, t0, 1); err != nil || n != 0 {
 		t.Fatalf("Sweep of an empty store = %d, %v", n, err)
 	}
 }
@@ -186,7 +181,7 @@ func TestSweepBatches(t *testing.T) {
 				mustCreate(t, s, spec(day, 0))
 			}
 			before := lastTx(t, s)
-			n, err := s.Sweep(t0.Add(time.Hour), tt.batch)
+			n, err := s.Sweep(bg, t0.Add(time.Hour), tt.batch)
 			if err != nil || n != 10 {
 				t.Fatalf("Sweep = %d, %v; want 10", n, err)
 			}
@@ -216,7 +211,7 @@ func TestSweepManyPages(t *testing.T) {
 			if i >= dead {
 				d = day + time.Duration(i)*time.Second
 			}
-			if _, _, err := s.Create(spec(d, 0), t0); err != nil {
+			if _, err := s.Create(bg, spec(d, 0), t0); err != nil {
 				t.Error(err)
 			}
 		})
@@ -235,7 +230,7 @@ func TestSweepManyPages(t *testing.T) {
 	if pages < 10 {
 		t.Fatalf("sweep index on %d leaf pages; the test wants many", pages)
 	}
-	n, err := s.Sweep(t0.Add(2*time.Hour), dead+live)
+	n, err := s.Sweep(bg, t0.Add(2*time.Hour), dead+live)
 	if err != nil || n != dead {
 		t.Fatalf("Sweep = %d, %v; want %d", n, err, dead)
 	}
@@ -253,11 +248,11 @@ func TestSweepSubSecondExpiry(t *testing.T) {
 	expires := t0.Add(1500 * time.Millisecond)
 	var ids []string
 	for range 3 {
-		a, _, err := s.Create(alias.Spec{Target: "t@example.com", Expires: expires}, t0)
+		c, err := s.Create(bg, alias.Spec{Target: "t@example.com", Expires: expires}, t0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, a.ID)
+		ids = append(ids, c.Alias.ID)
 	}
 	sweep := func(now time.Time, batch int) int {
 		t.Helper()
@@ -267,7 +262,7 @@ func TestSweepSubSecondExpiry(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			n, err := s.Sweep(now, batch)
+			n, err := s.Sweep(bg, now, batch)
 			done <- result{n, err}
 		}()
 		select {
@@ -303,8 +298,10 @@ func TestSweepSubSecondExpiry(t *testing.T) {
 }
 
 // The sweeper trusts the index: an entry due at now is a dead alias. This
-// drives random lives and deaths and checks that no live alias is ever
-// swept and no dead one is left behind once due.
+// drives random lives and deaths and checks that no dead one is left
+// behind once due and that the index and the kept count match the
+// buckets. (That no live alias is swept is the suite's
+// SweepNeverTakesTheLiving.)
 func TestSweepIndexUnderRandomLives(t *testing.T) {
 	s, _ := openStore(t, Options{})
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -317,24 +314,24 @@ func TestSweepIndexUnderRandomLives(t *testing.T) {
 	for round := range 40 {
 		for range 10 {
 			sp := alias.Spec{Target: "t@example.com", Expires: now.Add(time.Duration(rng.IntN(7200)) * time.Second), MaxUsage: rng.IntN(3)}
-			a, token, err := s.Create(sp, now)
+			c, err := s.Create(bg, sp, now)
 			if err != nil {
 				t.Fatal(err)
 			}
-			all = append(all, entry{a.ID, token})
+			all = append(all, entry{c.Alias.ID, c.Token})
 		}
 		for _, e := range all {
 			switch rng.IntN(6) {
 			case 0:
-				s.Revoke(e.id, e.token, now)
+				s.Revoke(bg, e.id, e.token, now)
 			case 1, 2:
-				if _, err := s.Reserve(e.id, now); err == nil {
+				if r, err := s.Reserve(bg, e.id, now); err == nil {
 					if rng.IntN(2) == 0 {
-						if err := s.Commit(e.id, now); err != nil {
+						if err := r.Commit(bg, now); err != nil {
 							t.Error(err)
 						}
 					} else {
-						if err := s.Refund(e.id); err != nil {
+						if err := r.Refund(bg, now); err != nil {
 							t.Error(err)
 						}
 					}
@@ -342,21 +339,14 @@ func TestSweepIndexUnderRandomLives(t *testing.T) {
 			}
 		}
 		now = now.Add(time.Duration(rng.IntN(900)) * time.Second)
-		// What is alive before the sweep must be alive after it.
 		alive := map[string]bool{}
 		for _, e := range all {
-			if _, err := s.Get(e.id, now); err == nil {
+			if _, err := s.Get(bg, e.id, now); err == nil {
 				alive[e.id] = true
 			}
 		}
-		if _, err := s.Sweep(now, 7); err != nil {
+		if _, err := s.Sweep(bg, now, 7); err != nil {
 			t.Fatal(err)
-		}
-		for _, e := range all {
-			_, err := s.Get(e.id, now)
-			if alive[e.id] && err != nil {
-				t.Fatalf("round %d: live alias %s swept", round, e.id)
-			}
 		}
 		// Nothing dead and due stays in the aliases bucket but its
 		// tombstone; the kept count of stored aliases matches the bucket.
