@@ -87,13 +87,15 @@ func (d *delivery) AddRcpt(ctx context.Context, target string, data bool) error 
 // rcptReply takes the smarthost's reply to target's RCPT.
 func (d *delivery) rcptReply(target string, err error) error {
 	if err != nil {
+		ue := &upstreamError{"RCPT", err}
 		if connGone(err) {
-			// The connection is gone; so is the transaction upstream.
+			// The connection is gone; so is the transaction upstream,
+			// and every later stage reports this same failure.
 			d.conns.drop(d.up)
 			d.up = nil
-			d.err = &upstreamError{"RCPT", err}
+			d.err = ue
 		}
-		return &upstreamError{"RCPT", err}
+		return ue
 	}
 	d.given[target] = true
 	return nil
