@@ -278,18 +278,29 @@ func activated() (map[string][]net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("systemd socket activation: %w", err)
 	}
-	for name, l := range lns {
-		if name != "http" && name != "https" && name != "smtp" {
-			// Left alone it would be held open and never served, while
-			// tempalias listened elsewhere: systemd names a socket after
-			// its unit unless FileDescriptorName= says otherwise.
-			for _, ln := range l {
-				ln.Close()
-			}
-			return nil, fmt.Errorf("systemd socket activation: a socket named %q was handed over; name sockets http, https or smtp with FileDescriptorName=", name)
-		}
+	if err := checkNames(lns); err != nil {
+		return nil, err
 	}
 	return lns, nil
+}
+
+// checkNames refuses sockets handed over under a name tempalias does not
+// serve: left alone one would be held open and never served, while
+// tempalias listened elsewhere (systemd names a socket after its unit
+// unless FileDescriptorName= says otherwise). Every socket is closed
+// then, the well-named ones too: nobody will serve them either.
+func checkNames(lns map[string][]net.Listener) error {
+	for name := range lns {
+		if name != "http" && name != "https" && name != "smtp" {
+			for _, l := range lns {
+				for _, ln := range l {
+					ln.Close()
+				}
+			}
+			return fmt.Errorf("systemd socket activation: a socket named %q was handed over; name sockets http, https or smtp with FileDescriptorName=", name)
+		}
+	}
+	return nil
 }
 
 // listen returns the socket systemd handed over under name, or listens on
