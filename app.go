@@ -215,6 +215,8 @@ func openApp(cfg *config.Config, configPath string, log *slog.Logger) (_ *app, e
 	public := http.NewServeMux()
 	public.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := st.Ping(r.Context()); err != nil {
+			// The probe only sees the status; the reason goes to the log.
+			log.Warn("healthz: store unavailable", "remote", r.RemoteAddr, "err", err)
 			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 			return
 		}

@@ -393,6 +393,10 @@ func testClusterFailures(t *testing.T, cluster *etcdtest.Cluster, sk *sink, a, b
 	cluster.Kill(other)
 	l.step.Store(stepNoQuorum)
 	healthz(503)
+	for _, p := range l.hosts {
+		// The reason for the failed probe is in the log, at warn.
+		p.waitLog(t, `level=WARN msg="healthz: store unavailable"`)
+	}
 	waitFor(stepNoQuorum, 1, "4xx", "503", "get 503")
 	alive()
 
