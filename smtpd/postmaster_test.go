@@ -54,6 +54,23 @@ func TestPostmaster(t *testing.T) {
 	}
 }
 
+// RCPT TO:<Postmaster> without a domain must be accepted (rfc 5321:4.5.1,
+// the syntax in 4.1.1.3): it is the postmaster of the alias domains, the
+// same mailbox as postmaster@ each of them.
+func TestPostmasterWithoutDomain(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Postmaster = testPostmaster })
+	c := e.transaction()
+	c.must(250, "RCPT TO:<Postmaster>")
+	c.must(250, "RCPT TO:<postmaster@%s>", testDomain)
+	c.must(354, "DATA")
+	c.must(250, "Subject: abuse report\r\n\r\nbody\r\n.")
+	c.must(221, "QUIT")
+	msgs := e.up.messages()
+	if len(msgs) != 1 || !slices.Equal(msgs[0].rcpts, []string{testPostmaster}) {
+		t.Fatalf("smarthost got %+v, want one message to %s alone", msgs, testPostmaster)
+	}
+}
+
 // Mail to postmaster has the hourly bound of SRS bounces: past it the
 // sender is told to retry (450), and the next hour it is accepted again.
 // A transaction that did not deliver does not count.
@@ -87,6 +104,7 @@ func TestPostmasterUnset(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.transaction()
 	c.must(550, "RCPT TO:<postmaster@%s>", testDomain)
+	c.must(550, "RCPT TO:<Postmaster>")
 	c.must(221, "QUIT")
 	if n := strings.Count(e.logs.String(), "postmaster@ the alias domains is refused"); n != 1 {
 		t.Errorf("start-up said %d times that postmaster is refused, want once:\n%s", n, e.logs.String())

@@ -184,6 +184,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 func (s *session) rcpt(tx *transaction, to string) error {
 	cfg := &s.srv.cfg
+	if strings.EqualFold(to, "postmaster") && len(cfg.Domains) > 0 {
+		// rfc 5321:4.1.1.3 RCPT TO:<Postmaster>, without a domain, is
+		// this host's postmaster: the one of the alias domains.
+		to += "@" + cfg.Domains[0]
+	}
 	addr, err := parseAddress(to)
 	if err != nil {
 		return errBadRcpt

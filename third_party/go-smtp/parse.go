@@ -147,6 +147,20 @@ func (p *parser) parseReversePath() (string, error) {
 	return p.parsePath()
 }
 
+// parseForwardPath parses the argument of RCPT TO, which unlike any other
+// path may be "<Postmaster>" without a domain (RFC 5321 section 4.1.1.3;
+// section 4.5.1 requires a server to accept it). That recipient is
+// returned as written, without a domain; "Postmaster" is case-insensitive.
+func (p *parser) parseForwardPath() (string, error) {
+	const pm = "<postmaster>"
+	if len(p.s) >= len(pm) && strings.EqualFold(p.s[:len(pm)], pm) {
+		rcpt := p.s[1 : len(pm)-1]
+		p.s = p.s[len(pm):]
+		return rcpt, nil
+	}
+	return p.parsePath()
+}
+
 func (p *parser) parsePath() (string, error) {
 	hasBracket := p.acceptByte('<')
 	if p.acceptByte('@') {

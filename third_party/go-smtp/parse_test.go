@@ -41,4 +41,39 @@ func TestParser(t *testing.T) {
 			t.Errorf("parser.parseReversePath(%q) = %q, want error", tc, path)
 		}
 	}
+
+	validForwardPaths := []struct {
+		raw, path, after string
+	}{
+		{"<root@nsa.gov>", "root@nsa.gov", ""},
+		{"<Postmaster>", "Postmaster", ""},
+		{"<postmaster>", "postmaster", ""},
+		{"<POSTMASTER> NOTIFY=NEVER", "POSTMASTER", " NOTIFY=NEVER"},
+		{"<Postmaster@nsa.gov>", "Postmaster@nsa.gov", ""},
+	}
+	for _, tc := range validForwardPaths {
+		p := parser{tc.raw}
+		path, err := p.parseForwardPath()
+		if err != nil {
+			t.Errorf("parser.parseForwardPath(%q) = %v", tc.raw, err)
+		} else if path != tc.path {
+			t.Errorf("parser.parseForwardPath(%q) = %q, want %q", tc.raw, path, tc.path)
+		} else if p.s != tc.after {
+			t.Errorf("parser.parseForwardPath(%q): got after = %q, want %q", tc.raw, p.s, tc.after)
+		}
+	}
+
+	invalidForwardPaths := []string{
+		"",
+		"<>",
+		"<root>",
+		"<postmasterx>",
+		"<postmaster",
+	}
+	for _, tc := range invalidForwardPaths {
+		p := parser{tc}
+		if path, err := p.parseForwardPath(); err == nil {
+			t.Errorf("parser.parseForwardPath(%q) = %q, want error", tc, path)
+		}
+	}
 }
