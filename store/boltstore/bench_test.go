@@ -13,24 +13,42 @@ import (
 // only after its transaction was fsynced, alone (serial) or shared with
 // whatever queued up meanwhile (parallel).
 
-// reportOps adds ops/s and cpu-µs/op (the CPU since cpu, see cpuclock).
-func reportOps(b *testing.B, cpu time.Duration) {
+// mark is where a benchmark's measured loop begins: the process's CPU
+// time and the bytes of pages the file's write transactions had written.
+type mark struct {
+	cpu     time.Duration
+	written int64
+}
+
+func begin(s *testStore) mark { return mark{cpuclock.Now(), pagesWritten(s)} }
+
+func pagesWritten(s *testStore) int64 {
+	st := s.db.Stats()
+	return st.TxStats.GetPageAlloc()
+}
+
+// reportOps adds ops/s, cpu-µs/op (see cpuclock) and written-B/op, the
+// pages written per operation: what a commit's write and fsync carry.
+func reportOps(b *testing.B, s *testStore, m mark) {
 	if s := b.Elapsed().Seconds(); s > 0 {
 		b.ReportMetric(float64(b.N)/s, "ops/s")
 	}
-	cpuclock.Report(b, cpu)
+	cpuclock.Report(b, m.cpu)
+	if b.N > 0 {
+		b.ReportMetric(float64(pagesWritten(s)-m.written)/float64(b.N), "written-B/op")
+	}
 }
 
 func BenchmarkCreate(b *testing.B) {
 	s, _ := openStore(b, Options{})
 	sp := spec(day, 5)
-	cpu := cpuclock.Now()
+	m := begin(s)
 	for b.Loop() {
 		if _, err := s.Create(bg, sp, t0); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportOps(b, cpu)
+	reportOps(b, s, m)
 }
 
 // BenchmarkCreateParallel runs 50 goroutines per CPU, like a crowd of HTTP
@@ -39,7 +57,7 @@ func BenchmarkCreateParallel(b *testing.B) {
 	s, _ := openStore(b, Options{})
 	sp := spec(day, 5)
 	b.SetParallelism(50)
-	cpu := cpuclock.Now()
+	m := begin(s)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -49,7 +67,7 @@ func BenchmarkCreateParallel(b *testing.B) {
 			}
 		}
 	})
-	reportOps(b, cpu)
+	reportOps(b, s, m)
 }
 
 func seedAliases(b *testing.B, s *Store, n int) []string {
@@ -66,21 +84,21 @@ func BenchmarkGet(b *testing.B) {
 	s, _ := openStore(b, Options{})
 	ids := seedAliases(b, s, 1000)
 	i := 0
-	cpu := cpuclock.Now()
+	m := begin(s)
 	for b.Loop() {
 		if _, err := s.Get(bg, ids[i%len(ids)], t0); err != nil {
 			b.Fatal(err)
 		}
 		i++
 	}
-	reportOps(b, cpu)
+	reportOps(b, s, m)
 }
 
 func BenchmarkGetParallel(b *testing.B) {
 	s, _ := openStore(b, Options{})
 	ids := seedAliases(b, s, 1000)
 	var next atomic.Uint64
-	cpu := cpuclock.Now()
+	m := begin(s)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -90,7 +108,7 @@ func BenchmarkGetParallel(b *testing.B) {
 			}
 		}
 	})
-	reportOps(b, cpu)
+	reportOps(b, s, m)
 }
 
 // BenchmarkReserveCommit is one delivered message: a use reserved at
@@ -103,11 +121,11 @@ func BenchmarkReserveCommitLimited(b *testing.B) { benchmarkReserveCommit(b, 1<<
 func benchmarkReserveCommit(b *testing.B, maxUsage int) {
 	s, _ := openStore(b, Options{})
 	a, _ := mustCreate(b, s, spec(day, maxUsage))
-	cpu := cpuclock.Now()
+	m := begin(s)
 	for b.Loop() {
 		use(b, s, a.ID, t0)
 	}
-	reportOps(b, cpu)
+	reportOps(b, s, m)
 }
 
 func BenchmarkReserveCommitParallel(b *testing.B)        { benchmarkReserveCommitParallel(b, 0) }
@@ -122,7 +140,7 @@ func benchmarkReserveCommitParallel(b *testing.B, maxUsage int) {
 	}
 	var next atomic.Uint64
 	b.SetParallelism(50)
-	cpu := cpuclock.Now()
+	m := begin(s)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -138,7 +156,7 @@ func benchmarkReserveCommitParallel(b *testing.B, maxUsage int) {
 			}
 		}
 	})
-	reportOps(b, cpu)
+	reportOps(b, s, m)
 }
 
 // BenchmarkRecordDecode and BenchmarkRecordEncode are the record's
