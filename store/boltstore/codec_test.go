@@ -117,9 +117,11 @@ func TestDecodeMalformed(t *testing.T) {
 		}
 	}
 	bad := map[string]func([]byte){
-		"expiry in the header": func(b []byte) { b[8]++ },
-		"flags in the header":  func(b []byte) { b[9] ^= flagUsedUp },
-		"version":              func(b []byte) { b[0] = 3 },
+		"expiry in the header":     func(b []byte) { b[8]++ },
+		"revoked in the header":    func(b []byte) { b[9] ^= flagRevoked },
+		"unverified in the header": func(b []byte) { b[9] ^= flagUnverified },
+		"unknown header flag":      func(b []byte) { b[9] |= 1 << 7 },
+		"version":                  func(b []byte) { b[0] = 3 },
 	}
 	for name, change := range bad {
 		b := bytes.Clone(v)
