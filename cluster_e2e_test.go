@@ -203,17 +203,18 @@ func TestTwoHostsOneCluster(t *testing.T) {
 			t.Fatalf("after revoke on the command line, host A answers %d", status)
 		}
 	})
-	t.Run("limits across hosts", func(t *testing.T) { testLimitsAcrossHosts(t, cluster, sk.addr) })
+	t.Run("limits across hosts", func(t *testing.T) { testLimitsAcrossHosts(t, cluster) })
 	t.Run("cluster failures", func(t *testing.T) { testClusterFailures(t, cluster, sk, a, b, create) })
 	t.Run("dead host", func(t *testing.T) { testDeadHost(t, cluster, b, prefix) })
 }
 
 // testLimitsAcrossHosts runs two more hosts with the limits the store
 // counts: the cluster counts them, so two hosts allow what one does.
-func testLimitsAcrossHosts(t *testing.T, cluster *etcdtest.Cluster, sinkAddr string) {
+func testLimitsAcrossHosts(t *testing.T, cluster *etcdtest.Cluster) {
+	sk := startSinkWith(t, &sink{msgs: make(chan sunk, 10)}) // their own, so the other tests count theirs alone
 	limits := func() string {
-		cfg := clusterConfig(t.TempDir(), sinkAddr, cluster, "/e2e-limits/")
-		return strings.Replace(cfg, "create_per_minute = 0\n", "create_per_minute = 0\ncreations_per_target_per_day = 3\n", 1)
+		cfg := clusterConfig(t.TempDir(), sk.addr, cluster, "/e2e-limits/")
+		return strings.Replace(cfg, "create_per_minute = 0\n", "create_per_minute = 0\ncreations_per_target_per_day = 3\nmessages_per_alias_hour = 2\n", 1)
 	}
 	hosts := []*proc{start(t, limits()), start(t, limits())}
 	for i := range 5 {
@@ -223,6 +224,22 @@ func testLimitsAcrossHosts(t *testing.T, cluster *etcdtest.Cluster, sinkAddr str
 			t.Fatalf("creation %d of the day: %d %v", i+1, status, got)
 		case i >= 3 && (status != 429 || got["error"] != "rate-limited" || !strings.Contains(got["description"].(string), "today")):
 			t.Fatalf("creation %d of the day, on host %d: %d %v; want 429 rate-limited", i+1, i%2, status, got)
+		}
+	}
+	// Two messages an hour for one alias, over both hosts together.
+	status, got := httpDo(t, "POST", "http://"+hosts[0].addrs["http"]+"/aliases", `{"target":"hourly@example.com"}`)
+	if status != 201 {
+		t.Fatalf("create: %d %v", status, got)
+	}
+	addr := got["alias"].(string)
+	for i := range 4 {
+		err := send(hosts[i%2].addrs["smtp"], addr)
+		var te *textproto.Error
+		switch {
+		case i < 2 && err != nil:
+			t.Fatalf("message %d of the hour: %v", i+1, err)
+		case i >= 2 && !(errors.As(err, &te) && te.Code == 450 && strings.HasPrefix(te.Msg, "4.7.1 ")):
+			t.Fatalf("message %d of the hour, on host %d: %v; want 450 4.7.1", i+1, i%2, err)
 		}
 	}
 }

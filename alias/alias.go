@@ -53,6 +53,11 @@ type Alias struct {
 	// LockSender makes the domain of the first message delivered its
 	// AllowFrom, while that is empty (see LockTo).
 	LockSender bool `json:"lock_sender,omitempty"`
+	// HourStart and HourUsed are the hourly window of the messages it
+	// relayed (see HourTaken): when the window opened, and how many
+	// messages were delivered in it.
+	HourStart time.Time `json:"-"`
+	HourUsed  int       `json:"-"`
 }
 
 // Expired reports whether the alias has run out of time at now.

@@ -215,7 +215,10 @@ func (s *session) rcpt(tx *transaction, to string) error {
 	}
 	now := cfg.Now()
 	ctx, cancel := s.storeCtx(tx.start.Add(s.srv.cfg.TransactionTimeout))
-	res, err := s.srv.st.Reserve(ctx, id, now, store.From(tx.from))
+	// The hourly limit is the store's: decided in the transaction that
+	// reserves, on every host alike, and only for a live alias, so that
+	// a dead one answers exactly like an unknown one.
+	res, err := s.srv.st.Reserve(ctx, id, now, store.From(tx.from), store.PerHour(cfg.MaxMessagesPerAliasHour))
 	cancel()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -224,19 +227,13 @@ func (s *session) rcpt(tx *transaction, to string) error {
 		return errSenderNotAllowed
 	case errors.Is(err, store.ErrExhausted):
 		return errAliasBusy
+	case errors.Is(err, store.ErrMessagesPerHour):
+		return errAliasRate
 	case err != nil:
 		return fmt.Errorf("reserve %s: %w", id, err)
 	}
-	// The hourly limit is checked only for a live alias, after its use is
-	// reserved (and refunded if over), so that a dead alias answers
-	// exactly like an unknown one.
-	if !s.srv.aliasRate.take(id, now) {
-		s.refund(tx, res)
-		return errAliasRate
-	}
 	if err := s.forward(tx, res.Alias.Target); err != nil {
 		s.refund(tx, res)
-		s.srv.aliasRate.settle(id, false)
 		return err
 	}
 	tx.aliases = append(tx.aliases, id)
@@ -466,10 +463,9 @@ func (s *session) settle(tx *transaction, res result, outcome string) {
 	if tx.pm {
 		s.srv.pmRate.settle(postmasterKey, res != failed)
 	}
-	for i, id := range tx.aliases {
-		s.srv.aliasRate.settle(id, res != failed)
-		if res == failed {
-			s.refund(tx, tx.res[i])
+	if res == failed {
+		for _, r := range tx.res {
+			s.refund(tx, r)
 		}
 	}
 	if tx.dlv != nil {

@@ -115,11 +115,12 @@ type Config struct {
 	RevokeLink func(id string) string
 
 	// MaxMessagesPerAliasHour bounds the messages one alias relays in an
-	// hour (fixed windows, each opened by the alias's first message after
-	// the last one closed; transactions under way count). It is checked
-	// once the alias is known alive, so that a dead alias answers like an
-	// unknown one: a recipient over it has its use reserved and refunded,
-	// gets 450 4.7.1, and the sender retries later (0 means no limit).
+	// hour (store.PerHour: windows each opened by the alias's first
+	// message after the last one closed; transactions under way count).
+	// The store counts it, in the transaction that reserves, so it holds
+	// across restarts and hosts, and only for a live alias, so that a
+	// dead alias answers like an unknown one: a recipient over it gets
+	// 450 4.7.1, and the sender retries later (0 means no limit).
 	// The same number bounds the bounces relayed to one SRS address per
 	// hour, and the mail relayed to Postmaster, which always have a
 	// bound: 10 when this is 0.
@@ -273,10 +274,9 @@ type Server struct {
 	dialCtx    context.Context
 	cancelDial context.CancelFunc
 
-	aliasRate *windowCounts[string]       // messages per alias per hour
-	srsRate   *windowCounts[string]       // bounces per SRS address per hour
-	pmRate    *windowCounts[string]       // mail to Postmaster per hour, one key
-	badRcpt   *windowCounts[netip.Prefix] // refused recipients per client
+	srsRate *windowCounts[string]       // bounces per SRS address per hour
+	pmRate  *windowCounts[string]       // mail to Postmaster per hour, one key
+	badRcpt *windowCounts[netip.Prefix] // refused recipients per client
 
 	mu        sync.Mutex
 	draining  bool
@@ -296,7 +296,6 @@ func New(cfg Config, st Store) *Server {
 		log:       cfg.Logger,
 		conns:     make(map[*clientConn]struct{}),
 		perClient: make(map[netip.Prefix]int),
-		aliasRate: newWindowCounts[string](time.Hour, cfg.MaxMessagesPerAliasHour),
 		srsRate:   newWindowCounts[string](time.Hour, cmp.Or(cfg.MaxMessagesPerAliasHour, 10)),
 		pmRate:    newWindowCounts[string](time.Hour, cmp.Or(cfg.MaxMessagesPerAliasHour, 10)),
 		badRcpt:   newWindowCounts[netip.Prefix](cfg.BadRecipientWindow, cfg.MaxBadRecipientsPerClient),

@@ -34,12 +34,17 @@ type Reservation struct {
 	// (see From): Commit applies lock-sender with it.
 	Sender    string
 	HasSender bool
+	// PerHour is the hourly limit it was reserved under (see PerHour):
+	// with one, an engine holds a reservation even for an alias without
+	// a use limit, for the hour's count.
+	PerHour int
 
 	key string
 	s   Settler
 
-	mu    sync.Mutex
-	state reservationState
+	mu          sync.Mutex
+	state       reservationState
+	committedAt time.Time // the now of the Commit that succeeded
 }
 
 type reservationState int
@@ -56,17 +61,18 @@ const (
 type Settler interface {
 	// Commit makes r's use durable.
 	Commit(ctx context.Context, r *Reservation, now time.Time) error
-	// Refund gives r's use back: a reservation still open if committed
-	// is false, a committed use if it is true. An engine whose writes may
-	// take effect late decides by r's key, not by committed alone.
-	Refund(ctx context.Context, r *Reservation, committed bool, now time.Time) error
+	// Refund gives r's use back: a reservation still open if committedAt
+	// is zero, else a use committed at committedAt (the now of its
+	// Commit, for the hour it was counted in). An engine whose writes may
+	// take effect late decides by r's key, not by committedAt alone.
+	Refund(ctx context.Context, r *Reservation, committedAt time.Time, now time.Time) error
 }
 
 // NewReservation is for engines: a reservation of a's use under key,
 // settled through s, for the message that Reserve's opts describe.
 func NewReservation(a alias.Alias, key string, s Settler, opts ...ReserveOption) *Reservation {
 	o := NewReserveOptions(opts)
-	return &Reservation{Alias: a, Sender: o.Sender, HasSender: o.HasSender, key: key, s: s}
+	return &Reservation{Alias: a, Sender: o.Sender, HasSender: o.HasSender, PerHour: o.PerHour, key: key, s: s}
 }
 
 // Admits reports whether a, the alias as stored at commit, still takes
@@ -99,7 +105,7 @@ func (r *Reservation) Commit(ctx context.Context, now time.Time) error {
 	if err := r.s.Commit(ctx, r, now); err != nil {
 		return err
 	}
-	r.state = committed
+	r.state, r.committedAt = committed, now
 	return nil
 }
 
@@ -112,9 +118,12 @@ func (r *Reservation) Refund(ctx context.Context, now time.Time) error {
 	if r.state == settled {
 		return ErrSettled
 	}
-	wasCommitted := r.state == committed
+	var at time.Time
+	if r.state == committed {
+		at = r.committedAt
+	}
 	r.state = settled
-	return r.s.Refund(ctx, r, wasCommitted, now)
+	return r.s.Refund(ctx, r, at, now)
 }
 
 // Committed reports whether Commit succeeded and no Refund followed.

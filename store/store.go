@@ -43,6 +43,11 @@ var (
 	// ConfirmationsPerDay pending aliases (each of which mails its target)
 	// were made for the target on this Day already.
 	ErrConfirmationsPerDay = errors.New("store: too many confirmation mails for the target today")
+	// ErrMessagesPerHour is Reserve's answer, with PerHour(n), when the
+	// alias is alive and has a use to reserve but n messages count
+	// against its hour already (alias.Alias.HourTaken: delivered in its
+	// window, or reserved).
+	ErrMessagesPerHour = errors.New("store: the alias relayed its messages for the hour")
 )
 
 // Day is the day that the per-target daily limits count in: a UTC
@@ -88,7 +93,11 @@ type Engine interface {
 	// remaining use is reserved already. With From(sender), an alias
 	// whose allow-from does not match sender gives ErrSenderNotAllowed
 	// (counted as refused, no use taken), and the commit applies
-	// lock-sender and checks allow-from again.
+	// lock-sender and checks allow-from again. With PerHour(n), an alias
+	// with n messages against its hour gives ErrMessagesPerHour, decided
+	// in the transaction that reserves, so that concurrent sessions on
+	// any number of hosts never relay more; every commit counts in the
+	// alias's hour, and a refund after the commit takes it back out.
 	Reserve(ctx context.Context, id string, now time.Time, opts ...ReserveOption) (*Reservation, error)
 	// Change applies c to alias id if token is its token, in one
 	// transaction (or compare-and-swap) with the read it is checked
@@ -203,6 +212,9 @@ type ReserveOptions struct {
 	// HasSender.
 	Sender    string
 	HasSender bool
+	// PerHour bounds the messages counted against the alias's hour (see
+	// ErrMessagesPerHour); 0: no limit.
+	PerHour int
 }
 
 // ReserveOption sets one of ReserveOptions.
@@ -213,6 +225,10 @@ type ReserveOption func(*ReserveOptions)
 func From(sender string) ReserveOption {
 	return func(o *ReserveOptions) { o.Sender, o.HasSender = sender, true }
 }
+
+// PerHour limits the messages the alias relays an hour: see
+// ReserveOptions.PerHour.
+func PerHour(n int) ReserveOption { return func(o *ReserveOptions) { o.PerHour = n } }
 
 // NewReserveOptions applies opts.
 func NewReserveOptions(opts []ReserveOption) ReserveOptions {

@@ -54,13 +54,18 @@ var (
 //	3: a record starts with a fixed header (record.go), and every reserved
 //	   use is filed in the reserved bucket under its key.
 //	4: the record after the header is binary (codec.go), not JSON.
+//	5: the binary record may end with the alias's hourly window
+//	   (HourStart, HourUsed: messages_per_alias_hour counted by the
+//	   store). A format 4 file needs no rewrite (its records decode with
+//	   no window open); the format is raised so that a format 4 version,
+//	   which would drop the window at its next write, refuses the file.
 //
 // Buckets added within format 4: daily (the per-target daily
 // counts, limits.go). A file that lacks one gets it, empty, at Open; an
 // older version ignores it.
 //
 // A file of a later format is refused rather than misread.
-const format = 4
+const format = 5
 
 // Options tune a store; zero values get defaults.
 type Options struct {

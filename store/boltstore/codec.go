@@ -26,6 +26,8 @@ import (
 //	SweepAt      varint
 //	TargetHash   bytes
 //	ConfirmHash  bytes
+//	HourStart    time (format 5; absent: the zero time)
+//	HourUsed     int  (format 5; absent: 0)
 //
 // A string or bytes is its length (uvarint), then its bytes; an int is a
 // varint; a time is its unix seconds (varint), then its
@@ -48,7 +50,7 @@ const (
 // size bounds the length of r's binary record.
 func (r *record) size() int {
 	a := &r.Alias
-	n := 11*binary.MaxVarintLen64 + 1 + len(a.Target) + len(a.TokenHash) + len(r.TargetHash) + len(r.ConfirmHash)
+	n := 14*binary.MaxVarintLen64 + 1 + len(a.Target) + len(a.TokenHash) + len(r.TargetHash) + len(r.ConfirmHash)
 	for _, s := range a.AllowFrom {
 		n += binary.MaxVarintLen64 + len(s)
 	}
@@ -83,7 +85,12 @@ func (r *record) appendBinary(b []byte) []byte {
 	}
 	b = binary.AppendVarint(b, r.SweepAt)
 	b = appendString(b, r.TargetHash)
-	return appendString(b, r.ConfirmHash)
+	b = appendString(b, r.ConfirmHash)
+	if a.HourStart.IsZero() && a.HourUsed == 0 {
+		return b // as format 4 wrote it: the window was never opened
+	}
+	b = appendTime(b, a.HourStart)
+	return binary.AppendVarint(b, int64(a.HourUsed))
 }
 
 func appendString[S string | []byte](b []byte, s S) []byte {
@@ -127,6 +134,10 @@ func decodeBinary(id string, v []byte) (*record, error) {
 	r.SweepAt = d.varint()
 	r.TargetHash = d.bytes()
 	r.ConfirmHash = d.bytes()
+	if d.err == nil && d.more() {
+		a.HourStart = d.time()
+		a.HourUsed = d.count()
+	}
 	if d.err == nil && d.more() {
 		d.fail("bytes after the record")
 	}

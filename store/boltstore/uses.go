@@ -23,6 +23,10 @@ import (
 //
 // With store.From, a live alias whose allow-from does not take the sender
 // gives ErrSenderNotAllowed, counted as a refusal, and nothing is written.
+// With store.PerHour, an alias whose hour is full (alias.HourTaken) gives
+// ErrMessagesPerHour, decided again in the write that reserves; such a
+// reservation is filed even for an alias without a use limit, since it
+// counts against the hour until it is settled.
 func (s *Store) Reserve(ctx context.Context, id string, now time.Time, opts ...store.ReserveOption) (*store.Reservation, error) {
 	o := store.NewReserveOptions(opts)
 	id = strings.ToLower(id)
@@ -73,7 +77,9 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time, opts ...s
 		return nil, store.ErrSenderNotAllowed
 	case !a.CanReserve(now):
 		return nil, store.ErrExhausted
-	case a.MaxUsage == 0:
+	case o.PerHour > 0 && a.HourTaken(now) >= o.PerHour:
+		return nil, store.ErrMessagesPerHour
+	case a.MaxUsage == 0 && o.PerHour <= 0:
 		// Nothing to count against: nothing is written, and a refund
 		// before the commit has nothing to give back. The commit still
 		// counts the delivery for the relayed statistic.
@@ -97,6 +103,8 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time, opts ...s
 			return alias.Alias{}, refuse(store.ErrSenderNotAllowed)
 		case !r.CanReserve(now):
 			return alias.Alias{}, refuse(store.ErrExhausted)
+		case o.PerHour > 0 && r.HourTaken(now) >= o.PerHour:
+			return alias.Alias{}, refuse(store.ErrMessagesPerHour)
 		}
 		r.Pending++
 		if err := tx.Bucket(bucketReserved).Put([]byte(key), []byte(id)); err != nil {
@@ -108,7 +116,7 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time, opts ...s
 		s.countRefused(id)
 		return nil, err
 	}
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExhausted) {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExhausted) || errors.Is(err, store.ErrMessagesPerHour) {
 		if got.UsedUp() && !got.Gone(now) {
 			s.countRefused(id)
 		}
@@ -170,6 +178,7 @@ func (st settler) Commit(ctx context.Context, res *store.Reservation, now time.T
 			r.Pending--
 		}
 		r.Used++
+		r.CountHour(now)
 		if r.UsedUp() && len(r.TargetHash) > 0 {
 			// No longer live: out of the per-target index now, so that
 			// counting a target's live aliases never walks used-up ones.
@@ -185,9 +194,10 @@ func (st settler) Commit(ctx context.Context, res *store.Reservation, now time.T
 
 // Refund gives the use back: an open reservation is released, a
 // committed use (the smarthost refused the message) is no longer counted
-// as delivered.
-func (st settler) Refund(ctx context.Context, res *store.Reservation, committed bool, now time.Time) error {
+// as delivered, nor in the hour it was committed in.
+func (st settler) Refund(ctx context.Context, res *store.Reservation, committedAt time.Time, now time.Time) error {
 	id, key := res.Alias.ID, res.Key()
+	committed := !committedAt.IsZero()
 	if !committed && key == "" {
 		return nil // an unlimited alias reserved nothing
 	}
@@ -217,6 +227,7 @@ func (st settler) Refund(ctx context.Context, res *store.Reservation, committed 
 		}
 		wasUsedUp := r.UsedUp()
 		r.Used--
+		r.UncountHour(committedAt)
 		if wasUsedUp && !r.UsedUp() && !r.Gone(now) && len(r.TargetHash) > 0 {
 			// Live again: back in the per-target index Commit took it out of.
 			if err := tx.Bucket(bucketTargets).Put(r.targetEntry(), present); err != nil {

@@ -34,13 +34,23 @@ type record struct {
 	// Recent are the keys of the latest committed reservations (see
 	// recentUses).
 	Recent []string `json:"recent,omitempty"`
+	// HourStart (unix seconds, 0 for none) and HourUsed are the alias's
+	// hourly window (alias.Alias.HourTaken).
+	HourStart int64 `json:"hour_start,omitempty"`
+	HourUsed  int   `json:"hour_used,omitempty"`
 }
 
 // tombstone is the value of a swept alias's key: only the id stays.
 const tombstone = "\x00"
 
 func (r *record) alias(pending int) alias.Alias {
+	var hourStart time.Time
+	if r.HourStart != 0 {
+		hourStart = time.Unix(r.HourStart, 0).UTC()
+	}
 	return alias.Alias{
+		HourStart:  hourStart,
+		HourUsed:   r.HourUsed,
 		ID:         r.ID,
 		Target:     r.Target,
 		Created:    time.Unix(r.Created, 0).UTC(),
@@ -54,6 +64,15 @@ func (r *record) alias(pending int) alias.Alias {
 		TokenHash:  r.TokenHash,
 		AllowFrom:  r.AllowFrom,
 		LockSender: r.LockSender,
+	}
+}
+
+// setHour takes the hourly window back from a, after CountHour or
+// UncountHour changed it.
+func (r *record) setHour(a *alias.Alias) {
+	r.HourStart, r.HourUsed = 0, a.HourUsed
+	if !a.HourStart.IsZero() {
+		r.HourStart = a.HourStart.Unix()
 	}
 }
 

@@ -63,7 +63,12 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time, opts ...s
 			return store.ErrSenderNotAllowed
 		case !a.CanReserve(now):
 			return store.ErrExhausted
-		case a.MaxUsage == 0:
+		case o.PerHour > 0 && a.HourTaken(now) >= o.PerHour:
+			// Decided on the record and the reservations as read: the
+			// write below compares both, so a commit or a reservation
+			// meanwhile (on any host) makes this attempt read again.
+			return store.ErrMessagesPerHour
+		case a.MaxUsage == 0 && o.PerHour <= 0:
 			// Nothing to count against: nothing is written. Commit still
 			// counts the delivery.
 			res = store.NewReservation(a, key, s, opts...)
@@ -93,7 +98,7 @@ func (s *Store) Reserve(ctx context.Context, id string, now time.Time, opts ...s
 		s.reserved.Store(key, snap)
 		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExhausted) || errors.Is(err, store.ErrSenderNotAllowed) {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExhausted) || errors.Is(err, store.ErrSenderNotAllowed) || errors.Is(err, store.ErrMessagesPerHour) {
 		return nil, err
 	}
 	if err != nil {
@@ -142,7 +147,7 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	id, key := res.Alias.ID, res.Key()
-	limited := res.Alias.MaxUsage > 0
+	limited := held(res)
 	// First try on the record as Reserve read it, saving a read: if
 	// anything changed since, the compare fails and the loop reads again.
 	cached, fresh := s.reserved.LoadAndDelete(key)
@@ -179,6 +184,8 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 		}
 		r.AllowFrom = a.AllowFrom
 		r.Used++
+		a.CountHour(now)
+		r.setHour(&a)
 		r.Recent = append(r.Recent, key)
 		if len(r.Recent) > recentUses {
 			r.Recent = slices.Delete(r.Recent, 0, len(r.Recent)-recentUses)
@@ -214,13 +221,18 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 // record says so. An open reservation is deleted (deleting a key that is
 // gone changes nothing, so repeating is harmless); a committed use is
 // taken out of the record, once.
-func (s *Store) Refund(ctx context.Context, res *store.Reservation, committed bool, now time.Time) error {
+func (s *Store) Refund(ctx context.Context, res *store.Reservation, committedAt time.Time, now time.Time) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	id, key := res.Alias.ID, res.Key()
 	s.reserved.Delete(key)
 	defer s.turns.lock(id)()
-	limited := res.Alias.MaxUsage > 0
+	limited := held(res)
+	if committedAt.IsZero() {
+		// A commit whose answer was lost, if the record says it took
+		// effect: it counted in the hour open now, or in none still open.
+		committedAt = now
+	}
 	err := retry(ctx, func() error {
 		snap, resKV, err := s.loadUse(ctx, id, key)
 		if errors.Is(err, store.ErrNotFound) {
@@ -245,6 +257,8 @@ func (s *Store) Refund(ctx context.Context, res *store.Reservation, committed bo
 		before := r.alias(0)
 		wasUsedUp := before.UsedUp()
 		r.Used--
+		before.UncountHour(committedAt)
+		r.setHour(&before)
 		r.Recent = slices.Delete(r.Recent, i, i+1)
 		ops := []clientv3.Op{clientv3.OpPut(s.aliasKey(id), r.value())}
 		if wasUsedUp && !r.Revoked {
@@ -257,6 +271,11 @@ func (s *Store) Refund(ctx context.Context, res *store.Reservation, committed bo
 	}
 	return nil
 }
+
+// held reports whether res holds a key of its own under r/: a use of an
+// alias with a use limit, or any use reserved under an hourly limit
+// (which counts against the hour until it is settled).
+func held(res *store.Reservation) bool { return res.Alias.MaxUsage > 0 || res.PerHour > 0 }
 
 // loadUse is load, also telling whether reservation key of alias id is
 // still open.

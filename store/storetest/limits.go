@@ -2,7 +2,7 @@ package storetest
 
 // The limits the store counts, so that they hold across restarts and
 // hosts (DESIGN "Store engines"): creations and confirmation mails per
-// target per day.
+// target per day, messages per alias per hour.
 
 import (
 	"errors"
@@ -27,6 +27,10 @@ func limits(t *testing.T, open Open) {
 		{"DailyNextDay", testDailyNextDay},
 		{"Withdraw", testWithdraw},
 		{"DailyAcrossReopen", testDailyAcrossReopen},
+		{"PerHourRace", testPerHourRace},
+		{"PerHourSettle", testPerHourSettle},
+		{"PerHourOrder", testPerHourOrder},
+		{"PerHourAcrossReopen", testPerHourAcrossReopen},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
@@ -283,6 +287,7 @@ func RunShared(t *testing.T, peers Peers) {
 		fn   func(*testing.T, Peers)
 	}{
 		{"CreationsPerDay", testSharedCreationsPerDay},
+		{"PerHour", testSharedPerHour},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, peers) })
 	}
@@ -318,5 +323,216 @@ func testSharedCreationsPerDay(t *testing.T, peers Peers) {
 	})
 	if made != 3 || refused != 47 {
 		t.Fatalf("confirmation mails: made %d, refused %d; want 3 and 47", made, refused)
+	}
+}
+
+// reserveRace runs n reservations of alias id at once under opts and
+// returns those made; every other must be refused with want.
+func reserveRace(t *testing.T, host func() store.Engine, n int, id string, now time.Time, want error, opts ...store.ReserveOption) []*store.Reservation {
+	t.Helper()
+	var mu sync.Mutex
+	var got []*store.Reservation
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			<-start
+			r, err := host().Reserve(bg, id, now, opts...)
+			switch {
+			case err == nil:
+				mu.Lock()
+				got = append(got, r)
+				mu.Unlock()
+			case !errors.Is(err, want):
+				t.Errorf("Reserve: %v, want nil or %v", err, want)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return got
+}
+
+func commitAll(t *testing.T, rs []*store.Reservation, now time.Time) {
+	t.Helper()
+	for _, r := range rs {
+		if err := r.Commit(bg, now); err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+	}
+}
+
+// 50 sessions at once for an alias allowed 5 messages an hour reserve
+// exactly 5, with or without a use limit; committed, they fill the hour,
+// which starts again an hour after its first message.
+func testPerHourRace(t *testing.T, open Open) {
+	s, _ := open(t, Options{})
+	host := func() store.Engine { return s }
+	for _, maxUsage := range []int{0, 100} {
+		id := mustCreate(t, s, spec(3*day, maxUsage)).Alias.ID
+		got := reserveRace(t, host, 50, id, t0, store.ErrMessagesPerHour, store.PerHour(5))
+		if len(got) != 5 {
+			t.Fatalf("max-usage %d: %d reserved, want 5", maxUsage, len(got))
+		}
+		if _, p := uses(t, s, id, t0); p != 5 {
+			t.Errorf("max-usage %d: %d pending, want the 5 reservations", maxUsage, p)
+		}
+		commitAll(t, got, t0.Add(time.Minute))
+		if _, err := s.Reserve(bg, id, t0.Add(59*time.Minute), store.PerHour(5)); !errors.Is(err, store.ErrMessagesPerHour) {
+			t.Fatalf("max-usage %d: sixth in the hour: %v, want ErrMessagesPerHour", maxUsage, err)
+		}
+		// Without the option the hour limits nothing.
+		if r, err := s.Reserve(bg, id, t0.Add(59*time.Minute)); err != nil {
+			t.Fatalf("max-usage %d: without PerHour: %v", maxUsage, err)
+		} else if err := r.Refund(bg, t0); err != nil {
+			t.Fatal(err)
+		}
+		// The window opened with the first commit, at t0+1m.
+		if _, err := s.Reserve(bg, id, t0.Add(60*time.Minute), store.PerHour(5)); !errors.Is(err, store.ErrMessagesPerHour) {
+			t.Fatalf("max-usage %d: before the window's end: %v", maxUsage, err)
+		}
+		later := t0.Add(61 * time.Minute)
+		got = reserveRace(t, host, 20, id, later, store.ErrMessagesPerHour, store.PerHour(5))
+		if len(got) != 5 {
+			t.Fatalf("max-usage %d: the next hour: %d reserved, want 5", maxUsage, len(got))
+		}
+		commitAll(t, got, later)
+		if a, err := s.Held(bg, id, later); err != nil || a.Used != 10 || a.Pending != 0 {
+			t.Fatalf("max-usage %d: Held = %+v, %v; want 10 used", maxUsage, a, err)
+		}
+	}
+}
+
+// A refunded reservation gives its place in the hour back; a refund after
+// the commit (the smarthost refused) does too, but only to the window the
+// commit counted in.
+func testPerHourSettle(t *testing.T, open Open) {
+	s, _ := open(t, Options{})
+	id := mustCreate(t, s, spec(3*day, 0)).Alias.ID
+	two := store.PerHour(2)
+	reserve := func(at time.Time) (*store.Reservation, error) { return s.Reserve(bg, id, at, two) }
+	r1, err := reserve(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := reserve(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reserve(t0); !errors.Is(err, store.ErrMessagesPerHour) {
+		t.Fatalf("third under way: %v", err)
+	}
+	if err := r1.Refund(bg, t0); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := reserve(t0)
+	if err != nil {
+		t.Fatalf("after a refund: %v", err)
+	}
+	commitAll(t, []*store.Reservation{r2, r3}, t0)
+	if _, err := reserve(t0); !errors.Is(err, store.ErrMessagesPerHour) {
+		t.Fatalf("two delivered: %v", err)
+	}
+	if err := r3.Refund(bg, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	r4, err := reserve(t0.Add(time.Minute))
+	if err != nil {
+		t.Fatalf("after a committed use was given back: %v", err)
+	}
+	if err := r4.Commit(bg, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// r4, committed in the first window, is given back after the next
+	// window opened with two messages: that window stays full.
+	next := t0.Add(time.Hour)
+	commitAll(t, []*store.Reservation{mustReserveOpts(t, s, id, next, two), mustReserveOpts(t, s, id, next, two)}, next)
+	if err := r4.Refund(bg, next); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reserve(next); !errors.Is(err, store.ErrMessagesPerHour) {
+		t.Fatalf("a refund from the last hour made room in this one: %v", err)
+	}
+	if a, err := s.Held(bg, id, next); err != nil || a.Used != 3 || a.Pending != 0 {
+		t.Fatalf("Held = %+v, %v; want 3 used", a, err)
+	}
+}
+
+func mustReserveOpts(t *testing.T, s store.Engine, id string, now time.Time, opts ...store.ReserveOption) *store.Reservation {
+	t.Helper()
+	r, err := s.Reserve(bg, id, now, opts...)
+	if err != nil {
+		t.Fatalf("Reserve(%s): %v", id, err)
+	}
+	return r
+}
+
+// A dead alias is ErrNotFound and a busy one ErrExhausted before its
+// hour is looked at; the sender check comes first too.
+func testPerHourOrder(t *testing.T, open Open) {
+	s, _ := open(t, Options{})
+	one := store.PerHour(1)
+	busy := mustCreate(t, s, spec(3*day, 1)).Alias.ID
+	mustReserveOpts(t, s, busy, t0, one)
+	if _, err := s.Reserve(bg, busy, t0, one); !errors.Is(err, store.ErrExhausted) {
+		t.Errorf("busy and over the hour: %v, want ErrExhausted", err)
+	}
+	full := mustCreate(t, s, spec(3*day, 2)).Alias.ID
+	deliver(t, s, full, t0)
+	if _, err := s.Reserve(bg, full, t0, one); !errors.Is(err, store.ErrMessagesPerHour) {
+		t.Errorf("over the hour: %v", err)
+	}
+	used := mustCreate(t, s, spec(3*day, 1)).Alias.ID
+	deliver(t, s, used, t0)
+	if _, err := s.Reserve(bg, used, t0, one); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("used up and over the hour: %v, want ErrNotFound", err)
+	}
+	picky := createSpec(t, s, alias.Spec{AllowFrom: []string{"example.org"}}).Alias.ID
+	deliverFrom(t, s, picky, store.From("a@example.org"))
+	if _, err := s.Reserve(bg, picky, t0, one, store.From("a@example.net")); !errors.Is(err, store.ErrSenderNotAllowed) {
+		t.Errorf("sender not allowed and over the hour: %v, want ErrSenderNotAllowed", err)
+	}
+}
+
+// The hour's messages are the store's: they count after the owner's end,
+// and its reservations, released, no longer do.
+func testPerHourAcrossReopen(t *testing.T, open Open) {
+	s, reopen := open(t, Options{})
+	three := store.PerHour(3)
+	id := mustCreate(t, s, spec(3*day, 0)).Alias.ID
+	commitAll(t, []*store.Reservation{mustReserveOpts(t, s, id, t0, three), mustReserveOpts(t, s, id, t0, three)}, t0)
+	mustReserveOpts(t, s, id, t0, three) // never settled
+	if _, err := s.Reserve(bg, id, t0, three); !errors.Is(err, store.ErrMessagesPerHour) {
+		t.Fatalf("before reopen: %v", err)
+	}
+	s = reopen()
+	r := mustReserveOpts(t, s, id, t0, three)
+	if _, err := s.Reserve(bg, id, t0, three); !errors.Is(err, store.ErrMessagesPerHour) {
+		t.Fatalf("after reopen, two delivered and one reserved: %v", err)
+	}
+	if err := r.Commit(bg, t0); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen()
+	if _, err := s.Reserve(bg, id, t0.Add(59*time.Minute), three); !errors.Is(err, store.ErrMessagesPerHour) {
+		t.Fatalf("after a second reopen, three delivered: %v", err)
+	}
+	mustReserveOpts(t, s, id, t0.Add(time.Hour), three)
+}
+
+// 50 sessions at once over two hosts for an alias allowed 5 messages an
+// hour reserve exactly 5, and once committed the hour is full on both.
+func testSharedPerHour(t *testing.T, peers Peers) {
+	a, b := peers(t)
+	id := mustCreate(t, a, spec(3*day, 0)).Alias.ID
+	got := reserveRace(t, either(a, b), 50, id, t0, store.ErrMessagesPerHour, store.PerHour(5))
+	if len(got) != 5 {
+		t.Fatalf("%d reserved over two hosts, want 5", len(got))
+	}
+	commitAll(t, got, t0)
+	for _, h := range []store.Engine{a, b} {
+		if _, err := h.Reserve(bg, id, t0, store.PerHour(5)); !errors.Is(err, store.ErrMessagesPerHour) {
+			t.Fatalf("sixth: %v, want ErrMessagesPerHour", err)
+		}
 	}
 }
