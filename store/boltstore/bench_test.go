@@ -20,16 +20,16 @@ type mark struct {
 	written int64
 }
 
-func begin(s *testStore) mark { return mark{cpuclock.Now(), pagesWritten(s)} }
+func begin(s *Store) mark { return mark{cpuclock.Now(), pagesWritten(s)} }
 
-func pagesWritten(s *testStore) int64 {
+func pagesWritten(s *Store) int64 {
 	st := s.db.Stats()
 	return st.TxStats.GetPageAlloc()
 }
 
 // reportOps adds ops/s, cpu-µs/op (see cpuclock) and written-B/op, the
 // pages written per operation: what a commit's write and fsync carry.
-func reportOps(b *testing.B, s *testStore, m mark) {
+func reportOps(b *testing.B, s *Store, m mark) {
 	if s := b.Elapsed().Seconds(); s > 0 {
 		b.ReportMetric(float64(b.N)/s, "ops/s")
 	}
