@@ -34,7 +34,10 @@
 # apt for what is missing (postfix, wrk, jq). Knobs: QUICK=1, PARTS,
 # SMTP_ONLY=1, ROUNDS, DUR, WARM, SMTP_C, HTTP_C, NALIAS, SCALE_N, BIG,
 # QUIET_WAIT, OUT (where results go), PF_EXTRA (lines added to Postfix's
-# main.cf), ETCD_NALIAS.
+# main.cf), ETCD_NALIAS, RELAYS_ONLY=1 (of the smtp part only the relay
+# workloads), TA_BASE=<git revision> (a second tempalias built from that
+# revision, "base", joins the relay rounds as one more peer: a before and
+# after in one run, alternating).
 set -euo pipefail
 # The whole script is one compound command, read before it runs: editing
 # this file while it runs cannot change what runs.
@@ -164,6 +167,12 @@ say "building"
 	go build -o "$TMP/ceiling" ./bench/ceiling &&
 	go build -o "$TMP/fill" ./bench/fill)
 LG=$TMP/loadgen
+if [[ -n ${TA_BASE:-} ]]; then
+	say "building tempalias $TA_BASE as base"
+	mkdir -p "$TMP/base-src"
+	git -C "$ROOT" archive "$TA_BASE" | tar -x -C "$TMP/base-src"
+	(cd "$TMP/base-src" && go build -o "$TMP/tempalias-base" .)
+fi
 
 # --- the machine ----------------------------------------------------------
 
@@ -185,12 +194,13 @@ parts:  $PARTS
 mode:    QUICK=$QUICK ROUNDS=$ROUNDS DUR=$DUR WARM=$WARM SMTP_C=$SMTP_C HTTP_C=$HTTP_C NALIAS=$NALIAS SCALE_N=$SCALE_N
 EOF
 
-mapfile -t P < <("$LG" -mode ports -n 26)
+mapfile -t P < <("$LG" -mode ports -n 28)
 SINK=${P[0]} PF=${P[1]} TA_HTTP=${P[2]} TA_SMTP=${P[3]} HELLO=${P[4]}
 BIG_HTTP=${P[5]} BIG_SMTP=${P[6]} SC_HTTP=${P[7]} SC_SMTP=${P[8]}
 C_REFUSE=${P[9]} C_RELAY=${P[10]} C_CREATE=${P[11]}
 E_CLIENT=("${P[12]}" "${P[13]}" "${P[14]}") E_PEER=("${P[15]}" "${P[16]}" "${P[17]}")
 E_BOLT=("${P[18]}" "${P[19]}") E_A=("${P[20]}" "${P[21]}") E_B=("${P[22]}" "${P[23]}")
+BASE_HTTP=${P[26]} BASE_SMTP=${P[27]}
 
 wait_port() { # port [seconds]
 	local i
@@ -248,14 +258,15 @@ EOF
 }
 
 # start_ta name data_file http_port smtp_port sweep_interval [VAR=value...]
-# sets TA_PID; the log is $TMP/name.log. TA_EXTRA: more config lines, at
+# sets TA_PID; the log is $TMP/name.log. TA_BIN: the binary (default this
+# checkout's). TA_EXTRA: more config lines, at
 # the end (so in a section of their own: start them with one).
 start_ta() {
 	local name=$1 data=$2 http=$3 smtp=$4 sweep=$5
 	shift 5
 	mkdir -p "$(dirname "$data")"
 	write_conf "$TMP/$name.toml" "$data" "$http" "$smtp" "$sweep"
-	env "$@" "$TMP/tempalias" -config "$TMP/$name.toml" 2>"$TMP/$name.log" &
+	env "$@" "${TA_BIN:-$TMP/tempalias}" -config "$TMP/$name.toml" 2>"$TMP/$name.log" &
 	TA_PID=$!
 	PIDS+=("$TA_PID")
 	wait_log "$TMP/$name.log" "tempalias started" 60 "$TA_PID" ||
@@ -264,7 +275,7 @@ start_ta() {
 }
 
 TA_SMTP_OK=1 TA= TA_HWM=0 STATIC_OK=0 STATIC_PATHS=/ HELLOPID= PFM=
-AL=$TMP/aliases.txt
+AL=$TMP/aliases.txt AL_BASE=$TMP/aliases-base.txt BASE=
 if has smtp || has http; then
 	say "starting tempalias (HTTP 127.0.0.1:$TA_HTTP, SMTP 127.0.0.1:$TA_SMTP)"
 	start_ta ta "$TMP/ta/tempalias.db" "$TA_HTTP" "$TA_SMTP" 1m
@@ -282,6 +293,14 @@ if has smtp; then
 		-days 60 -max-usage 1000000 -target rcpt@example.net -out "$AL" -label setup/create >/dev/null
 	[[ $(wc -l <"$AL") == "$NALIAS" ]] || die "created only $(wc -l <"$AL") of $NALIAS aliases"
 	head -2 "$AL"
+	if [[ -n ${TA_BASE:-} ]]; then
+		say "starting tempalias $TA_BASE as base (HTTP 127.0.0.1:$BASE_HTTP, SMTP 127.0.0.1:$BASE_SMTP) and its $NALIAS aliases"
+		TA_BIN=$TMP/tempalias-base start_ta base "$TMP/base/tempalias.db" "$BASE_HTTP" "$BASE_SMTP" 1m
+		BASE=$TA_PID
+		"$LG" -mode http-create -addr "127.0.0.1:$BASE_HTTP" -c 10 -n "$NALIAS" -d 300s \
+			-days 60 -max-usage 1000000 -target rcpt@example.net -out "$AL_BASE" -label setup/create-base >/dev/null
+		[[ $(wc -l <"$AL_BASE") == "$NALIAS" ]] || die "base: created only $(wc -l <"$AL_BASE") of $NALIAS aliases"
+	fi
 say "starting Postfix $PFVER on 127.0.0.1:$PF with the same $NALIAS aliases"
 mkdir -p "$PFCONF" "$PFQ" "$TMP/postfix/data"
 chown postfix "$TMP/postfix/data"
@@ -415,6 +434,7 @@ if has smtp; then PFM=$(tr -d ' \n' <"$PFQ/pid/master.pid"); fi
 # What each peer's CPU is: the server process (Postfix: its master and all
 # the daemons it runs), plus the sink for relays.
 W_TA="server=$TA,sink=$SINKPID"
+W_BASE="server=$BASE,sink=$SINKPID"
 W_PF="server=$PFM+,sink=$SINKPID"
 W_SINK="server=$SINKPID"
 W_HELLO="server=$HELLOPID"
@@ -539,6 +559,12 @@ smtp_rows() {
 	row "4 KiB relays, reused connections, pipelined, $SMTP_C" relay-pipe/tempalias relay-pipe/sink 0.5
 	row "4 KiB relays, session per message, $SMTP_C" relay1/tempalias relay1/postfix 5
 	row "4 KiB relays, session per message, $SMTP_C" relay1/tempalias relay1/sink 0.5
+	if [[ -n $BASE ]]; then
+		row "4 KiB relays, reused connections, $SMTP_C: against $TA_BASE" relay/tempalias relay/base ""
+		row "4 KiB relays, reused connections, pipelined, $SMTP_C: against $TA_BASE" relay-pipe/tempalias relay-pipe/base ""
+		row "4 KiB relays, session per message, $SMTP_C: against $TA_BASE" relay1/tempalias relay1/base ""
+		row "$TA_BASE 4 KiB relays, session per message, $SMTP_C" relay1/base relay1/postfix 5
+	fi
 }
 
 # rounds workload "peer|watch|loadgen-args" ...: $ROUNDS rounds, peers in
@@ -569,8 +595,10 @@ rounds() {
 TA_S="127.0.0.1:$TA_SMTP" PF_S="127.0.0.1:$PF" SINK_S="127.0.0.1:$SINK"
 CREF_S="127.0.0.1:$C_REFUSE" CREL_S="127.0.0.1:$C_RELAY"
 ta_peer() { if ((TA_SMTP_OK)); then echo "tempalias|$W_TA|$*"; fi; }
+# base_peer loadgen-args...: the TA_BASE build, on its own port and aliases
+base_peer() { if [[ -n $BASE ]]; then echo "base|$W_BASE|$* -addr 127.0.0.1:$BASE_SMTP -rcpt-file $AL_BASE"; fi; }
 
-if has smtp; then
+if has smtp && [[ ${RELAYS_ONLY:-0} != 1 ]]; then
 	say "RCPT refusals: sessions of EHLO, MAIL, RCPT to an unknown alias (550), QUIT; $SMTP_C concurrent"
 	mapfile -t peers < <(ta_peer -mode smtp-refuse -addr "$TA_S" -c "$SMTP_C"
 		echo "postfix|$W_PF|-mode smtp-refuse -addr $PF_S -c $SMTP_C"
@@ -582,26 +610,31 @@ if has smtp; then
 		echo "postfix|$W_PF|-mode smtp-refuse -pipeline -addr $PF_S -c $SMTP_C"
 		echo "ceiling|$W_CREF|-mode smtp-refuse -pipeline -addr $CREF_S -c $SMTP_C")
 	rounds refuse-pipe "${peers[@]}"
+fi
+if has smtp; then
 
 	say "4 KiB relays, connections reused with RSET; $SMTP_C concurrent"
 	mapfile -t peers < <(ta_peer -mode smtp-relay -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
 		echo "postfix|$W_PF|-mode smtp-relay -addr $PF_S -c $SMTP_C -rcpt-file $AL"
 		echo "sink|$W_SINK|-mode smtp-relay -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2"
-		echo "ceiling|$W_CREL|-mode smtp-relay -addr $CREL_S -c $SMTP_C -rcpt-file $AL")
+		echo "ceiling|$W_CREL|-mode smtp-relay -addr $CREL_S -c $SMTP_C -rcpt-file $AL"
+		base_peer -mode smtp-relay -c "$SMTP_C")
 	rounds relay "${peers[@]}"
 
 	say "4 KiB relays, connections reused, MAIL+RCPT+DATA pipelined (rfc 2920); $SMTP_C concurrent"
 	mapfile -t peers < <(ta_peer -mode smtp-relay -pipeline -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
 		echo "postfix|$W_PF|-mode smtp-relay -pipeline -addr $PF_S -c $SMTP_C -rcpt-file $AL"
 		echo "sink|$W_SINK|-mode smtp-relay -pipeline -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2"
-		echo "ceiling|$W_CREL|-mode smtp-relay -pipeline -addr $CREL_S -c $SMTP_C -rcpt-file $AL")
+		echo "ceiling|$W_CREL|-mode smtp-relay -pipeline -addr $CREL_S -c $SMTP_C -rcpt-file $AL"
+		base_peer -mode smtp-relay -pipeline -c "$SMTP_C")
 	rounds relay-pipe "${peers[@]}"
 
 	say "4 KiB relays, one session per message; $SMTP_C concurrent"
 	mapfile -t peers < <(ta_peer -mode smtp-relay -per-session -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
 		echo "postfix|$W_PF|-mode smtp-relay -per-session -addr $PF_S -c $SMTP_C -rcpt-file $AL"
 		echo "sink|$W_SINK|-mode smtp-relay -per-session -addr $SINK_S -c $SMTP_C -rcpt-file $AL -rcpt-col 2"
-		echo "ceiling|$W_CREL|-mode smtp-relay -per-session -addr $CREL_S -c $SMTP_C -rcpt-file $AL")
+		echo "ceiling|$W_CREL|-mode smtp-relay -per-session -addr $CREL_S -c $SMTP_C -rcpt-file $AL"
+		base_peer -mode smtp-relay -per-session -c "$SMTP_C")
 	rounds relay1 "${peers[@]}"
 	stop_postfix
 fi

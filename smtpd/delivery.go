@@ -63,6 +63,15 @@ func (d *delivery) AddRcpt(ctx context.Context, target string, data bool) error 
 	if d.given[target] {
 		return nil
 	}
+	if d.w != nil {
+		// A pipelined DATA is open upstream, yet the client names
+		// another recipient (its DATA was refused here): nothing more
+		// can go on this connection.
+		d.conns.drop(d.up)
+		d.up, d.w = nil, nil
+		d.err = errors.New("recipient after a pipelined DATA")
+		return d.err
+	}
 	if !d.up.pipelining {
 		return d.rcptReply(target, positive(d.up.c.Rcpt(target, nil)))
 	}
