@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/tempalias/tempalias/internal/peer"
 )
 
 // logRequests writes one line per API call. It logs the route pattern, not
@@ -107,16 +108,9 @@ func (a *API) remoteForLog(r *http.Request) string {
 	return "unknown (X-Forwarded-For of " + parseHostAddr(r.RemoteAddr).String() + ")"
 }
 
-// clientKey is what a client's creations are counted under: its IPv4
-// address, or its IPv6 /64, since one subscriber usually holds a whole /64
-// and could otherwise take a fresh address per request.
-func clientKey(addr netip.Addr) string {
-	if addr.Is4() {
-		return addr.String()
-	}
-	p, _ := addr.Prefix(64)
-	return p.String()
-}
+// clientKey is what a client's creations and connections are counted
+// under: peer.Key, as SMTP counts it.
+func clientKey(addr netip.Addr) string { return peer.Key(addr).String() }
 
 func (a *API) trusted(addr netip.Addr) bool {
 	for _, p := range a.cfg.TrustedProxies {

@@ -197,15 +197,3 @@ func TestBlocklistedClient(t *testing.T) {
 		t.Fatalf("listed client: %d %s", r.status, r.raw)
 	}
 }
-
-func TestClientKeyGroupsIPv6(t *testing.T) {
-	for _, c := range []struct{ addr, want string }{
-		{"192.0.2.7", "192.0.2.7"},
-		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
-		{"2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"},
-	} {
-		if got := clientKey(netip.MustParseAddr(c.addr)); got != c.want {
-			t.Errorf("clientKey(%s) = %s, want %s", c.addr, got, c.want)
-		}
-	}
-}

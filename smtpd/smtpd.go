@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/tempalias/tempalias/internal/peer"
 	"github.com/tempalias/tempalias/metrics"
 	"github.com/tempalias/tempalias/srs"
 	"github.com/tempalias/tempalias/store"
@@ -479,21 +480,11 @@ func remoteIP(a net.Addr) net.IP {
 	return nil
 }
 
-// clientKey is the unit per-client limits count in: an IPv4 address, or
-// the /64 an IPv6 client can pick addresses from at will (rfc 4291:2.5.4
-// gives every subnet a 64-bit interface identifier).
+// clientKey is the unit per-client limits count in: peer.Key, as HTTP
+// counts it.
 func clientKey(ip net.IP) netip.Prefix {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return netip.Prefix{}
-	}
-	a = a.Unmap()
-	bits := 32
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
-	return p
+	a, _ := netip.AddrFromSlice(ip) // invalid for none: the zero Prefix
+	return peer.Key(a)
 }
 
 // errorLog routes go-smtp's own messages (mostly dropped connections) to
