@@ -283,3 +283,68 @@ func TestLockSenderRace(t *testing.T) {
 		t.Errorf("locked by the null sender: %q", a.AllowFrom)
 	}
 }
+
+// lock-sender locks to the first message delivered: one that the
+// smarthost refuses after the commit (a 4xx or 5xx to the final dot) was
+// not, so its sender's domain does not stay the alias's allow-from, and
+// the next message delivered locks instead.
+func TestLockSenderRefusedUpstream(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  error
+		data string
+	}{
+		{"deferred", smtpErr(451, [3]int{4, 7, 1}), "451 4.7.1"},
+		{"refused", smtpErr(554, [3]int{5, 7, 1}), "554 5.7.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			c := e.create(alias.Spec{LockSender: true, MaxUsage: 3})
+			addr := c.Alias.ID + "@" + testDomain
+			allowFrom := func() []string {
+				t.Helper()
+				a, err := e.st.Held(context.Background(), c.Alias.ID, e.clock.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return a.AllowFrom
+			}
+			locked := make(chan []string, 1)
+			e.up.mu.Lock()
+			e.up.atEnd = func() { locked <- allowFrom() } // the commit has locked by then
+			e.up.mu.Unlock()
+			e.up.fail("END", tc.end)
+			cl := e.dial()
+			cl.must(250, "EHLO client.example")
+			cl.must(250, "MAIL FROM:<a@refused.example>")
+			cl.must(250, "RCPT TO:<%s>", addr)
+			cl.must(354, "DATA")
+			code, msg := cl.cmd("Subject: x\r\n\r\nbody\r\n.")
+			checkReply(t, "DATA", code, msg, tc.data)
+			cl.must(221, "QUIT")
+			if got := <-locked; !slices.Equal(got, []string{"refused.example"}) {
+				t.Fatalf("at the end of data allow-from is %q; want the commit's lock [refused.example]", got)
+			}
+			e.settled()
+			if got := allowFrom(); len(got) != 0 {
+				t.Fatalf("after the smarthost's %s the alias stays locked to %q", tc.data, got)
+			}
+
+			e.up.mu.Lock()
+			e.up.atEnd = nil
+			e.up.mu.Unlock()
+			e.up.fail("END", nil)
+			if err := sendMail(e.addr, "b@delivered.example", []string{addr}, "Subject: x\r\n\r\nx\r\n"); err != nil {
+				t.Fatalf("the next message: %v", err)
+			}
+			e.settled()
+			if got := allowFrom(); !slices.Equal(got, []string{"delivered.example"}) {
+				t.Fatalf("after the next message allow-from is %q; want [delivered.example]", got)
+			}
+			err := sendMail(e.addr, "a@refused.example", []string{addr}, "Subject: x\r\n\r\nx\r\n")
+			if replyCode(err) != 550 || !strings.Contains(err.Error(), "5.1.1") {
+				t.Errorf("the refused message's sender afterwards: %v, want 550 5.1.1", err)
+			}
+		})
+	}
+}

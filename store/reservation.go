@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,6 +42,10 @@ type Reservation struct {
 
 	key string
 	s   Settler
+	// lockedTo is the allow-from that the last run of the commit's
+	// transaction set by lock-sender (see Admits), nil if it set none:
+	// what a refund after the commit undoes (see Unlock).
+	lockedTo []string
 
 	mu          sync.Mutex
 	state       reservationState
@@ -78,15 +83,38 @@ func NewReservation(a alias.Alias, key string, s Settler, opts ...ReserveOption)
 // Admits reports whether a, the alias as stored at commit, still takes
 // the reservation's sender, and applies lock-sender to a; locked reports
 // whether that changed a. Engines call it inside the commit's
-// transaction, so two racing first messages cannot both lock.
+// transaction, so two racing first messages cannot both lock; the
+// reservation remembers the lock of the last call, for Unlock.
 func (r *Reservation) Admits(a *alias.Alias) (ok, locked bool) {
+	r.lockedTo = nil
 	if !r.HasSender {
 		return true, false
 	}
 	if !a.SenderAllowed(r.Sender) {
 		return false, false
 	}
-	return true, a.LockTo(r.Sender)
+	if !a.LockTo(r.Sender) {
+		return true, false
+	}
+	r.lockedTo = slices.Clone(a.AllowFrom)
+	return true, true
+}
+
+// Unlock undoes on a, the alias as stored at a refund of the committed
+// use, the lock-sender lock that the commit set (DESIGN: the lock is the
+// sender domain of the first message delivered, and a message the
+// smarthost refused was not delivered), so that the next message locks
+// instead. It changes nothing unless the commit set the lock and a's
+// allow-from is still the list it set: one changed since (a PATCH, say)
+// is not the lock's any more. It reports whether a changed. Engines call
+// it in the refund's transaction, and only for a use whose commit took
+// effect.
+func (r *Reservation) Unlock(a *alias.Alias) bool {
+	if r.lockedTo == nil || !a.LockSender || !slices.Equal(a.AllowFrom, r.lockedTo) {
+		return false
+	}
+	a.AllowFrom = nil
+	return true
 }
 
 // Key is the reservation's identity in the engine's record ("" when the

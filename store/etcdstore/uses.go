@@ -220,7 +220,8 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 // commit whose answer was lost may have taken effect, and its key in the
 // record says so. An open reservation is deleted (deleting a key that is
 // gone changes nothing, so repeating is harmless); a committed use is
-// taken out of the record, once.
+// taken out of the record, once, and a lock-sender lock its commit set is
+// undone (see store.Reservation.Unlock).
 func (s *Store) Refund(ctx context.Context, res *store.Reservation, committedAt time.Time, now time.Time) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
@@ -259,6 +260,9 @@ func (s *Store) Refund(ctx context.Context, res *store.Reservation, committedAt 
 		r.Used--
 		before.UncountHour(committedAt)
 		r.setHour(&before)
+		if res.Unlock(&before) { // the message was not delivered: it locks nothing
+			r.AllowFrom = before.AllowFrom
+		}
 		r.Recent = slices.Delete(r.Recent, i, i+1)
 		ops := []clientv3.Op{clientv3.OpPut(s.aliasKey(id), r.value())}
 		if wasUsedUp && !r.Revoked {

@@ -27,6 +27,7 @@ func features(t *testing.T, open Open) {
 		{"ChangeExpiry", testChangeExpiry},
 		{"AllowFrom", testAllowFrom},
 		{"LockSender", testLockSender},
+		{"LockSenderRefunded", testLockSenderRefunded},
 		{"LinkKey", testLinkKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -330,6 +331,104 @@ func testLockSender(t *testing.T, open Open) {
 	}
 	if a, _ := st.Held(bg, c3.Alias.ID, now); won != 1 || len(a.AllowFrom) != 1 || a.Used != 1 {
 		t.Fatalf("racing first messages: %d won, %+v", won, a)
+	}
+}
+
+// A message refused by the smarthost after its commit was not delivered,
+// so it locks nothing (DESIGN: the first message delivered locks): its
+// refund undoes the lock its commit set, unless allow-from changed since.
+func testLockSenderRefunded(t *testing.T, open Open) {
+	st, _ := open(t, Options{})
+	allowFrom := func(id string) []string {
+		t.Helper()
+		a, err := st.Held(bg, id, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.AllowFrom
+	}
+	commit := func(id, sender string) *store.Reservation {
+		t.Helper()
+		r, err := st.Reserve(bg, id, now, store.From(sender))
+		if err != nil {
+			t.Fatalf("reserve %s from %s: %v", id, sender, err)
+		}
+		if err := r.Commit(bg, now); err != nil {
+			t.Fatalf("commit %s from %s: %v", id, sender, err)
+		}
+		return r
+	}
+	for _, sp := range []alias.Spec{{LockSender: true, MaxUsage: 5}, {LockSender: true}} {
+		c := createSpec(t, st, sp)
+		id := c.Alias.ID
+		r := commit(id, "a@refused.example")
+		if got := allowFrom(id); !slices.Equal(got, []string{"refused.example"}) {
+			t.Fatalf("max-usage %d, committed: allow-from %q", sp.MaxUsage, got)
+		}
+		if err := r.Refund(bg, now); err != nil {
+			t.Fatal(err)
+		}
+		a, err := st.Held(bg, id, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.AllowFrom) != 0 || !a.LockSender || a.Used != 0 || a.Pending != 0 {
+			t.Fatalf("max-usage %d, refunded after the commit: allow-from %q, used %d, pending %d; want none, 0, 0", sp.MaxUsage, a.AllowFrom, a.Used, a.Pending)
+		}
+		// The next message delivered locks instead.
+		deliverFrom(t, st, id, store.From("b@Delivered.example"))
+		if got := allowFrom(id); !slices.Equal(got, []string{"delivered.example"}) {
+			t.Fatalf("max-usage %d, next message: allow-from %q, want [delivered.example]", sp.MaxUsage, got)
+		}
+	}
+
+	// Changed by a PATCH between the commit and the refund: kept.
+	c := createSpec(t, st, alias.Spec{LockSender: true, MaxUsage: 5})
+	id := c.Alias.ID
+	r := commit(id, "a@refused.example")
+	patched := []string{"patched.example"}
+	if _, err := st.Change(bg, id, c.Token, alias.Change{AllowFrom: &patched}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Refund(bg, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowFrom(id); !slices.Equal(got, patched) {
+		t.Errorf("patched, then refunded: allow-from %q, want %q", got, patched)
+	}
+	// Cleared by a PATCH and locked again by another message: the
+	// refund of the first lock's message leaves the second lock.
+	c = createSpec(t, st, alias.Spec{LockSender: true, MaxUsage: 5})
+	id = c.Alias.ID
+	r = commit(id, "a@refused.example")
+	if _, err := st.Change(bg, id, c.Token, alias.Change{AllowFrom: &[]string{}}, now); err != nil {
+		t.Fatal(err)
+	}
+	deliverFrom(t, st, id, store.From("b@second.example"))
+	if err := r.Refund(bg, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowFrom(id); !slices.Equal(got, []string{"second.example"}) {
+		t.Errorf("relocked, then refunded: allow-from %q, want [second.example]", got)
+	}
+	// A commit that locked nothing unlocks nothing: the allow-from given
+	// at creation, and a lock set by another message, stay.
+	c = createSpec(t, st, alias.Spec{LockSender: true, MaxUsage: 5, AllowFrom: []string{"given.example"}})
+	r = commit(c.Alias.ID, "a@given.example")
+	if err := r.Refund(bg, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowFrom(c.Alias.ID); !slices.Equal(got, []string{"given.example"}) {
+		t.Errorf("given at creation, refunded: allow-from %q", got)
+	}
+	c = createSpec(t, st, alias.Spec{LockSender: true, MaxUsage: 5})
+	deliverFrom(t, st, c.Alias.ID, store.From("a@first.example"))
+	r = commit(c.Alias.ID, "b@sub.first.example")
+	if err := r.Refund(bg, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowFrom(c.Alias.ID); !slices.Equal(got, []string{"first.example"}) {
+		t.Errorf("locked by an earlier message, refunded: allow-from %q", got)
 	}
 }
 
