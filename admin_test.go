@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestAdminCommands(t *testing.T) {
 			}
 			begin := time.Now()
 
-			out, err := adminCmd(t, cfgPath, "create", "-target", "Someone@Example.com", "-days", "2", "-max-usage", "4")
+			out, err := adminCmd(t, cfgPath, "create", "-target", "Someone@Example.com", "-days", "2", "-max-usage", "4", "-allow-from", "Shop.example", "-lock-sender")
 			if err != nil {
 				t.Fatalf("create: %v: %s", err, out)
 			}
@@ -51,7 +52,8 @@ func TestAdminCommands(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &created); err != nil {
 				t.Fatalf("create output %q: %v", out, err)
 			}
-			if created.Token == "" || *created.Remaining != 4 || created.Alias != created.ID+"@tempalias.test" {
+			if created.Token == "" || *created.Remaining != 4 || created.Alias != created.ID+"@tempalias.test" ||
+				!slices.Equal(created.AllowFrom, []string{"shop.example"}) || !created.LockSender {
 				t.Fatalf("created %+v", created)
 			}
 			if out, err := adminCmd(t, cfgPath, "create", "-target", "nobody"); err == nil || !strings.Contains(out, "target") {
@@ -81,6 +83,29 @@ func TestAdminCommands(t *testing.T) {
 			}
 			if exp, _ := time.Parse(time.RFC3339, changed.Expires); exp.Before(begin.Add(5*24*time.Hour-time.Second)) || exp.After(time.Now().Add(5*24*time.Hour)) {
 				t.Errorf("change -days 5: expires %s", changed.Expires)
+			}
+			for _, tc := range []struct {
+				value string
+				want  []string
+			}{
+				{"Other.example, a@B.example", []string{"other.example", "a@b.example"}},
+				{"", []string{}}, // -allow-from= clears it
+			} {
+				out, err := adminCmd(t, cfgPath, "change", "-allow-from="+tc.value, created.ID)
+				var changed httpd.View
+				if err != nil || json.Unmarshal([]byte(out), &changed) != nil || !slices.Equal(changed.AllowFrom, tc.want) || *changed.MaxUsage != 6 {
+					t.Fatalf("change -allow-from=%q: %v\n%s", tc.value, err, out)
+				}
+				out, err = adminCmd(t, cfgPath, "show", created.ID)
+				var shown httpd.View
+				if err != nil || json.Unmarshal([]byte(out), &shown) != nil || !slices.Equal(shown.AllowFrom, tc.want) {
+					t.Errorf("show after change -allow-from=%q: %v %s", tc.value, err, out)
+				}
+			}
+			for _, bad := range []string{"not a domain", "a.example,", "localhost"} {
+				if out, err := adminCmd(t, cfgPath, "change", "-allow-from", bad, created.ID); err == nil || !strings.Contains(out, "allow-from") {
+					t.Errorf("change -allow-from %q: %v %s", bad, err, out)
+				}
 			}
 			if out, err := adminCmd(t, cfgPath, "change", "-max-usage", "0", created.ID); err == nil || !strings.Contains(out, "max-usage") {
 				t.Errorf("change -max-usage 0: %v %s", err, out)

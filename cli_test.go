@@ -50,6 +50,8 @@ func TestCLIHelp(t *testing.T) {
 		{args: []string{"help", "help"}, stdout: listing},
 		{args: []string{"help", "create"}, stdout: []string{`(?m)^tempalias create: create an alias$`, `-target address`, `-days int`, `-max-usage int`, `-config file`}},
 		{args: []string{"create", "-h"}, stdout: []string{`-target address`, `-max-usage int`}},
+		{args: []string{"create", "-h"}, stdout: []string{`-allow-from senders`, `-lock-sender`}},
+		{args: []string{"help", "change"}, stdout: []string{`-days int`, `-max-usage int`, `-allow-from senders`}},
 		{args: []string{"serve", "--help"}, stdout: []string{`tempalias serve: run the service`, `-config file`}},
 		{args: []string{"help", "show"}, stdout: []string{`Usage: tempalias show \[FLAGS\] ID`}},
 		{args: []string{"backup", "-h"}, stdout: []string{`Usage: tempalias backup \[FLAGS\] FILE`}},

@@ -80,7 +80,7 @@ var commands = []command{
 	{"create", "", "create an alias"},
 	{"list", "", "list live aliases with their remaining uses and expiry"},
 	{"show", "ID", "show one alias, live or used up (with its refusals)"},
-	{"change", "ID", "change an alias: valid -days from now, -max-usage in all"},
+	{"change", "ID", "change an alias: valid -days from now, -max-usage in all, -allow-from senders"},
 	{"revoke", "ID", "revoke an alias now"},
 	{"backup", "FILE", "write a consistent copy of the data file, also while the service runs (bolt engine)"},
 	{"export", "[FILE|-]", "write every alias, swept id and verified target as JSON lines (default: to standard output), also while the service runs"},
@@ -180,16 +180,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if name != "version" {
 		configPath = fs.String("config", "", "TOML configuration `file` (default: the built-in defaults, see tempalias.toml)")
 	}
-	var target string
+	var target, allowFrom string
 	var days, maxUsage int
+	var lockSender bool
 	if name == "create" {
 		fs.StringVar(&target, "target", "", "the `address` mail is forwarded to (required)")
 		fs.IntVar(&days, "days", 0, "lifetime in days (default limits.default_days)")
 		fs.IntVar(&maxUsage, "max-usage", 0, "most messages relayed (default: no limit by count)")
+		fs.StringVar(&allowFrom, "allow-from", "", "take mail only from these `senders`: comma-separated domains (with their subdomains) or addresses, at most 10")
+		fs.BoolVar(&lockSender, "lock-sender", false, "the domain of the first message delivered becomes -allow-from, if that is empty")
 	}
 	if name == "change" {
 		fs.IntVar(&days, "days", 0, "valid for this many days from now (1 to limits.max_days)")
 		fs.IntVar(&maxUsage, "max-usage", 0, "the new total of messages relayed, at least those relayed and under way (1 to limits.max_usage)")
+		fs.StringVar(&allowFrom, "allow-from", "", "take mail only from these `senders` from now on: comma-separated domains (with their subdomains) or addresses, at most 10; -allow-from= (empty) takes mail from anyone again")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -249,6 +253,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cmdLine.Change.Days = &days
 		case name == "change" && f.Name == "max-usage":
 			cmdLine.Change.MaxUsage = &maxUsage
+		case name == "create" && f.Name == "allow-from":
+			cmdLine.Create.AllowFrom = senderList(allowFrom)
+		case name == "create" && f.Name == "lock-sender":
+			cmdLine.Create.LockSender = lockSender
+		case name == "change" && f.Name == "allow-from":
+			list := senderList(allowFrom)
+			cmdLine.Change.AllowFrom = &list
 		}
 	})
 	cmdLine.Create.Target = target
@@ -261,6 +272,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return openStore(cfg, cfg.Logger(os.Stderr))
 		},
 	}, cmdLine, stdout)
+}
+
+// senderList is an -allow-from value as a list: its comma-separated
+// entries, each checked by the alias rules (an empty one is refused
+// there, naming it); an empty value is the empty list, which clears.
+func senderList(v string) []string {
+	if strings.TrimSpace(v) == "" {
+		return []string{}
+	}
+	return strings.Split(v, ",")
 }
 
 // revokeLink makes the X-Tempalias-Revoke links of relayed mail, which

@@ -96,7 +96,7 @@ func Run(cfg Config, cmd Command, stdout io.Writer) error {
 		return printJSON(stdout, a)
 	case "change":
 		if len(args) != 1 {
-			return errors.New("usage: tempalias change [-config FILE] [-days N] [-max-usage N] ID")
+			return errors.New("usage: tempalias change [-config FILE] [-days N] [-max-usage N] [-allow-from SENDERS] ID")
 		}
 		a, err := ops.Change(args[0], chg)
 		if err != nil {
