@@ -69,7 +69,7 @@ type Local struct {
 }
 
 func (o Local) view(a alias.Alias, token string) View {
-	return httpd.NewView(a, o.Domains[0], token)
+	return httpd.NewView(a, o.Domains[0], token, o.Now())
 }
 
 func (o Local) Create(req alias.Request) (View, error) {

@@ -37,11 +37,12 @@ type View struct {
 }
 
 func (a *API) view(al alias.Alias, token string) View {
-	return NewView(al, a.cfg.Domains[0], token)
+	return NewView(al, a.cfg.Domains[0], token, a.cfg.Now())
 }
 
-// NewView shows al, an alias in domain; token is shown only when given.
-func NewView(al alias.Alias, domain, token string) View {
+// NewView shows al, an alias in domain, as it is at now (its lifetime
+// sentence counts from then); token is shown only when given.
+func NewView(al alias.Alias, domain, token string, now time.Time) View {
 	v := View{
 		ID:       al.ID,
 		Alias:    al.ID + "@" + domain,
@@ -50,7 +51,7 @@ func NewView(al alias.Alias, domain, token string) View {
 		Expires:  al.Expires.UTC().Format(time.RFC3339),
 		Relayed:  al.Used,
 		Refused:  al.Refused,
-		Lifetime: lifetimeSentence(al),
+		Lifetime: lifetimeSentence(al, now),
 		Status:   "active",
 		Token:    token,
 

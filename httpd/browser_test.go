@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,7 +202,10 @@ func TestBrowser(t *testing.T) {
 	browser := newBrowser(t)
 
 	t.Run("create and revoke", func(t *testing.T) {
-		ws := newWebServer(t, nil)
+		var ahead atomic.Int64 // how far the server's clock is ahead of time.Now
+		ws := newWebServer(t, func(c *httpd.Config) {
+			c.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+		})
 		ctx := newTab(t, browser)
 		run(t, ctx, chromedp.EmulateViewport(phone[0], phone[1]), chromedp.Navigate(ws.URL))
 		run(t, ctx, fillForm("me@example.com", "2", "5"))
@@ -276,6 +280,22 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("the alias given more messages refuses mail: %v", err)
 		} else {
 			r.Refund(bg, time.Now())
+		}
+		// The lifetime sentence follows each change, counted from then:
+		// a day later, 5 more days are 5 days, not 6 from its creation.
+		if got := value(t, ctx, chromedp.Text(chromedp.ID("lifetime"))); got != "It stops working after 2 days or 3 more messages, whichever comes first." {
+			t.Errorf("lifetime sentence after more messages %q", got)
+		}
+		ahead.Store(int64(24 * time.Hour))
+		run(t, ctx, chromedp.Click(chromedp.ID("change-toggle")), chromedp.WaitVisible(chromedp.CSS("#result .change-days")),
+			chromedp.SendKeys(chromedp.CSS("#result .change-days"), "5"), chromedp.Click(chromedp.CSS("#result .change-save")),
+			chromedp.Poll[chromedp.Void](`document.getElementById('lifetime').textContent.includes('5 days') || document.getElementById('status').textContent.startsWith('Could')`,
+				chromedp.WithPollingTimeout(10*time.Second)))
+		if got := value(t, ctx, chromedp.Text(chromedp.ID("lifetime"))); got != "It stops working after 5 days or 3 more messages, whichever comes first." {
+			t.Errorf("lifetime sentence a day later, after 5 more days: %q", got)
+		}
+		if got := value(t, ctx, chromedp.Text(chromedp.ID("status"))); !strings.HasPrefix(got, "Changed. Active. Relayed 5 messages, 3 left; it expires ") {
+			t.Errorf("status after more days: %q", got)
 		}
 
 		// The choices are remembered.

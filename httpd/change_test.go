@@ -148,6 +148,49 @@ func TestChange(t *testing.T) {
 	}
 }
 
+// The lifetime sentence counts from now, as days and max-usage do: after
+// a PATCH of days it says that many days, whenever the alias was made, and
+// its messages are those still to relay.
+func TestChangeLifetime(t *testing.T) {
+	ta := newTestAPI(t, nil)
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name      string
+		create    string
+		delivered int
+		at        time.Duration // after creation, when the PATCH (or GET) is sent
+		patch     string        // "": a GET
+		want      string
+	}{
+		{"new", `{"days": 3}`, 0, 0, "", "It stops working after 3 days."},
+		{"days changed later", `{"days": 3}`, 0, 2 * day, `{"days": 3}`, "It stops working after 3 days."},
+		{"days changed, with messages", `{"days": 3, "max-usage": 5}`, 2, 2 * day, `{"days": 7}`, "It stops working after 7 days or 3 more messages, whichever comes first."},
+		{"messages changed", `{"days": 3, "max-usage": 5}`, 2, day, `{"max-usage": 9}`, "It stops working after 2 days or 7 more messages, whichever comes first."},
+		{"none relayed", `{"days": 3, "max-usage": 5}`, 0, day, `{"days": 1}`, "It stops working after 1 day or 5 messages, whichever comes first."},
+		{"a day later", `{"days": 3, "max-usage": 5}`, 1, day, "", "It stops working after 2 days or 4 more messages, whichever comes first."},
+		{"hours left", `{"days": 1}`, 0, 18 * time.Hour, "", "It stops working after 6 hours."},
+		{"used up", `{"days": 3, "max-usage": 2}`, 2, day, `{"days": 5}`, "It has relayed all the messages it was made for."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ta.clock.Set(testNow)
+			c := ta.create(t, `{"target":"t@example.com",`+tc.create[1:])
+			for range tc.delivered {
+				deliver(t, ta.store, c.id, testNow)
+			}
+			ta.clock.Set(testNow.Add(tc.at))
+			var r response
+			if tc.patch != "" {
+				r = ta.patch(t, c, tc.patch)
+			} else {
+				r = ta.do(t, "GET", "/aliases/"+c.id, "", "", "Authorization", "Bearer "+c.token)
+			}
+			if r.status != 200 || r.body["lifetime"] != tc.want {
+				t.Errorf("%d, lifetime %q; want %q", r.status, r.body["lifetime"], tc.want)
+			}
+		})
+	}
+}
+
 func entries(n int) string {
 	var e []string
 	for i := range n {

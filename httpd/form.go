@@ -55,7 +55,7 @@ func (a *API) createForm(w http.ResponseWriter, r *http.Request) {
 		Alias:    v.Alias,
 		ID:       v.ID,
 		Token:    token,
-		Lifetime: lifetimeSentence(created),
+		Lifetime: v.Lifetime,
 		Pending:  created.Unverified,
 	})
 }
@@ -97,12 +97,25 @@ func decodeForm(body string) (alias.Request, error) {
 	return req, nil
 }
 
-// lifetimeSentence is the sentence saying when al dies.
-func lifetimeSentence(al alias.Alias) string {
-	days := int((al.Expires.Sub(al.Created) + 12*time.Hour) / (24 * time.Hour))
-	s := "It stops working after " + countOf(max(days, 1), "day", "days")
-	if al.MaxUsage > 0 {
-		s += " or " + countOf(al.MaxUsage, "message", "messages") + ", whichever comes first"
+// lifetimeSentence is the sentence saying when al dies, counted from
+// now: a change of days makes it valid for that many days from now (not
+// from its creation), and the messages are those it still relays.
+func lifetimeSentence(al alias.Alias, now time.Time) string {
+	s := "It stops working after "
+	if left := al.Expires.Sub(now); left < 24*time.Hour {
+		s += countOf(max(int((left+time.Hour-1)/time.Hour), 1), "hour", "hours")
+	} else {
+		s += countOf(int((left+12*time.Hour)/(24*time.Hour)), "day", "days")
+	}
+	if rem, ok := al.Remaining(); ok {
+		switch {
+		case al.UsedUp():
+			return "It has relayed all the messages it was made for."
+		case al.Used+al.Pending == 0:
+			s += " or " + countOf(rem, "message", "messages") + ", whichever comes first"
+		case rem > 0:
+			s += " or " + countOf(rem, "more message", "more messages") + ", whichever comes first"
+		}
 	}
 	return s + "."
 }

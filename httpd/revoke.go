@@ -48,7 +48,7 @@ func (a *API) revokePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.formPage(w, http.StatusOK, "revoke", struct{ Action, Alias, Lifetime string }{
-		"/revoke/" + id + "/" + chi.URLParam(r, "mac"), al.ID + "@" + a.cfg.Domains[0], lifetimeSentence(al)})
+		"/revoke/" + id + "/" + chi.URLParam(r, "mac"), al.ID + "@" + a.cfg.Domains[0], lifetimeSentence(al, a.cfg.Now())})
 }
 
 // revokeByLink is POST /revoke/{id}/{mac}: the page's button.

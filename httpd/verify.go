@@ -108,7 +108,7 @@ func (a *API) confirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cfg.Logger.Info("target confirmed", "alias", al.ID)
-	a.formPage(w, http.StatusOK, "confirmed", struct{ Alias, Lifetime string }{al.ID + "@" + a.cfg.Domains[0], lifetimeSentence(al)})
+	a.formPage(w, http.StatusOK, "confirmed", struct{ Alias, Lifetime string }{al.ID + "@" + a.cfg.Domains[0], lifetimeSentence(al, a.cfg.Now())})
 }
 
 func init() {

@@ -128,6 +128,10 @@
     const status = q('status');
     const say = (t) => { status.textContent = t; };
     let gone = false;
+    // The lifetime sentence, where root shows one (the result card),
+    // follows the latest view: after a change it counts from now.
+    const lifetime = q('lifetime');
+    const update = (a) => { if (lifetime && a.lifetime) lifetime.textContent = a.lifetime; };
     function dead(text) {
       gone = true;
       say(text);
@@ -142,6 +146,7 @@
         if (!resp.ok) { say('Could not check: ' + await describe(resp)); return; }
         const a = await resp.json();
         say(statusText(a));
+        update(a);
         allowShown = Array.isArray(a['allow-from']) ? a['allow-from'].join(', ') : '';
         if (change.hidden) allow.value = allowShown;
       } catch (err) {
@@ -184,6 +189,7 @@
         if (resp.status === 404) { dead('Gone: it expired or was revoked.'); return; }
         if (resp.status !== 200) { say('Could not change it: ' + await describe(resp)); return; }
         const v = await resp.json();
+        update(v);
         allowShown = Array.isArray(v['allow-from']) ? v['allow-from'].join(', ') : '';
         days.value = '';
         max.value = '';
