@@ -88,7 +88,7 @@ func TestBrowserMyAliases(t *testing.T) {
 		start := time.Now()
 		run(t, ctx, click(first, "change-toggle"),
 			chromedp.WaitVisible(chromedp.CSS(`#mine li[data-id="`+first+`"] .change-days`)),
-			chromedp.SendKeys(chromedp.CSS(`#mine li[data-id="`+first+`"] .change-days`), "10"))
+			typeInto(chromedp.CSS(`#mine li[data-id="`+first+`"] .change-days`), "10"))
 		screenshot(t, ctx, "desktop-change", desktop)
 		run(t, ctx, click(first, "change-save"))
 		if got := itemStatus(t, ctx, first, `s.startsWith('Changed') || s.startsWith('Could not')`); !strings.HasPrefix(got, "Changed. Active. Relayed 2 messages, 3 left; it expires ") {
@@ -105,7 +105,7 @@ func TestBrowserMyAliases(t *testing.T) {
 		// Only from some senders, then from any again.
 		sel := `#mine li[data-id="` + first + `"] `
 		run(t, ctx, click(first, "change-toggle"), chromedp.WaitVisible(chromedp.CSS(sel+".change-allow")),
-			chromedp.SendKeys(chromedp.CSS(sel+".change-allow"), "Shop.Example, news@letters.example"), click(first, "change-save"))
+			typeInto(chromedp.CSS(sel+".change-allow"), "Shop.Example, news@letters.example"), click(first, "change-save"))
 		if got := itemStatus(t, ctx, first, `s.includes('Only from') || s.startsWith('Could not')`); !strings.HasSuffix(got, "Only from shop.example, news@letters.example.") {
 			t.Errorf("after allow-from: %q", got)
 		}
@@ -126,7 +126,7 @@ func TestBrowserMyAliases(t *testing.T) {
 
 		// Fewer messages than it relayed: the API's sentence, as it said it.
 		run(t, ctx, click(first, "change-toggle"),
-			chromedp.SendKeys(chromedp.CSS(`#mine li[data-id="`+first+`"] .change-max`), "1"),
+			typeInto(chromedp.CSS(`#mine li[data-id="`+first+`"] .change-max`), "1"),
 			click(first, "change-save"))
 		if got := itemStatus(t, ctx, first, `s.startsWith('Could not')`); got != "Could not change it: max-usage must be at least 2, the messages relayed or under way." {
 			t.Errorf("refused change shown as %q", got)
