@@ -3,7 +3,8 @@
 // load generator, to tell the store's stalls from the rest. It opens a
 // file made by `fill -expired -live N -sample-out live.txt`, runs -readers
 // goroutines looking up unknown ids and live ones (Reserve, as an RCPT
-// does) for -before, then sweeps everything due, and reports the slowest
+// does; every third loop also commits the use, a durable write, as the
+// end of DATA does) for -before, then sweeps everything due, and reports the slowest
 // look-up and those over -slow before and during the sweep. -trace writes
 // a runtime/trace of the whole run (go tool trace).
 //
@@ -13,10 +14,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"runtime/trace"
 	"sort"
 	"strings"
@@ -35,12 +40,48 @@ func main() {
 	batch := flag.Int("batch", 100, "sweep batch (store.sweep_batch)")
 	before := flag.Duration("before", 3*time.Second, "look-ups before the sweep starts")
 	slow := flag.Duration("slow", 50*time.Millisecond, "count look-ups slower than this")
+	sweepFor := flag.Duration("sweep-for", 0, "stop the sweep after this long (0: sweep everything due)")
 	traceOut := flag.String("trace", "", "write a runtime/trace here")
+	cpuOut := flag.String("cpuprofile", "", "write a CPU profile of the run here")
+	mutexOut := flag.String("mutexprofile", "", "write a mutex contention profile of the run here (by the stacks that released the locks)")
+	allocsOut := flag.String("memprofile", "", "write an allocation profile of the run here")
 	flag.Parse()
-	if err := run(*file, *liveFile, *readers, *pause, *batch, *before, *slow, *traceOut); err != nil {
+	if *allocsOut != "" {
+		defer writeProfile("allocs", *allocsOut)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400) // as tempalias's main does
+	}
+	if *mutexOut != "" {
+		runtime.SetMutexProfileFraction(1)
+		defer writeProfile("mutex", *mutexOut)
+	}
+	if *cpuOut != "" {
+		f, err := os.Create(*cpuOut)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sweepprobe:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(*file, *liveFile, *readers, *pause, *batch, *before, *slow, *sweepFor, *traceOut); err != nil {
 		fmt.Fprintln(os.Stderr, "sweepprobe:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
+}
+
+func writeProfile(name, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sweepprobe:", err)
+		return
+	}
+	defer f.Close()
+	pprof.Lookup(name).WriteTo(f, 0)
 }
 
 type slowOp struct {
@@ -49,7 +90,7 @@ type slowOp struct {
 	kind string
 }
 
-func run(file, liveFile string, readers int, pause time.Duration, batch int, before, slow time.Duration, traceOut string) error {
+func run(file, liveFile string, readers int, pause time.Duration, batch int, before, slow, sweepFor time.Duration, traceOut string) error {
 	live, err := readLive(liveFile)
 	if err != nil {
 		return err
@@ -86,13 +127,19 @@ func run(file, liveFile string, readers int, pause time.Duration, batch int, bef
 			for ctx.Err() == nil {
 				kind := "unknown"
 				id := randomID(rng)
-				if i%2 == 1 {
+				switch i % 3 {
+				case 1:
 					kind, id = "live", live[rng.IntN(len(live))]
+				case 2:
+					kind, id = "commit", live[rng.IntN(len(live))]
 				}
 				start := time.Now()
 				res, err := st.Reserve(ctx, id, start)
+				if err == nil && kind == "commit" {
+					err = res.Commit(ctx, start)
+				}
 				d := time.Since(start)
-				if err == nil {
+				if err == nil && kind == "live" {
 					res.Refund(ctx, start)
 				}
 				nOps.Add(1)
@@ -114,13 +161,21 @@ func run(file, liveFile string, readers int, pause time.Duration, batch int, bef
 		})
 	}
 	time.Sleep(before)
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	now := time.Now()
 	sweepFrom.Store(int64(now.Sub(t0)))
-	n, err := st.Sweep(ctx, now, batch)
+	sweepCtx, stopSweep := ctx, context.CancelFunc(func() {})
+	if sweepFor > 0 {
+		sweepCtx, stopSweep = context.WithTimeout(ctx, sweepFor)
+	}
+	n, err := st.Sweep(sweepCtx, now, batch)
+	stopSweep()
 	sweepTo.Store(int64(time.Since(t0)))
+	runtime.ReadMemStats(&ms1)
 	cancel()
 	wg.Wait()
-	if err != nil {
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	sort.Slice(slows, func(i, j int) bool { return slows[i].at < slows[j].at })
@@ -130,9 +185,10 @@ func run(file, liveFile string, readers int, pause time.Duration, batch int, bef
 			during++
 		}
 	}
-	fmt.Printf("{\"swept\":%d,\"sweep_s\":%.2f,\"ops\":%d,\"max_before_ms\":%.1f,\"max_during_ms\":%.1f,\"slow_before\":%d,\"slow_during\":%d}\n",
+	fmt.Printf("{\"swept\":%d,\"sweep_s\":%.2f,\"ops\":%d,\"max_before_ms\":%.1f,\"max_during_ms\":%.1f,\"slow_before\":%d,\"slow_during\":%d,\"gcs_during\":%d,\"alloc_mb_during\":%.1f}\n",
 		n, time.Duration(sweepTo.Load()-sweepFrom.Load()).Seconds(), nOps.Load(),
-		float64(maxBefore.Load())/1e6, float64(maxDuring.Load())/1e6, len(slows)-during, during)
+		float64(maxBefore.Load())/1e6, float64(maxDuring.Load())/1e6, len(slows)-during, during,
+		ms1.NumGC-ms0.NumGC, float64(ms1.TotalAlloc-ms0.TotalAlloc)/(1<<20))
 	for _, s := range slows {
 		fmt.Fprintf(os.Stderr, "slow %s look-up at %.3fs: %.1f ms\n", s.kind, s.at.Seconds(), float64(s.d)/1e6)
 	}
