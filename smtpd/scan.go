@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"crypto/tls"
 	"sync/atomic"
 )
@@ -59,9 +60,20 @@ const (
 	scanDotCR            // after CRLF "." CR
 )
 
+// rawScan runs the states over p. Inside a line only a CR changes the
+// state, so there it skips to the next CR with bytes.IndexByte instead of
+// looking at every byte (most of a message is the middle of lines).
 func (c *clientConn) rawScan(p []byte) {
 	st := c.scan
-	for _, b := range p {
+	for i := 0; i < len(p); i++ {
+		if st == scanMid {
+			j := bytes.IndexByte(p[i:], '\r')
+			if j < 0 {
+				break
+			}
+			i += j
+		}
+		b := p[i]
 		if st == scanDotCR && b != '\n' {
 			c.smuggled.Store(true)
 		}
