@@ -449,6 +449,11 @@ func (s *session) commit(tx *transaction) error {
 				// since RCPT: refused as at RCPT.
 				return errSenderNotAllowed
 			}
+			if errors.Is(err, store.ErrExhausted) {
+				// Reserved while the alias had no max-usage, which a
+				// change set since, and no use is left: as busy at RCPT.
+				return errAliasBusy
+			}
 			return fmt.Errorf("commit %s: %w", r.Alias.ID, err)
 		}
 	}

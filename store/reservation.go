@@ -123,7 +123,9 @@ func (r *Reservation) Key() string { return r.key }
 
 // Commit makes the use durable; call it just before the end of the
 // message goes to the smarthost. If it fails the use is not committed and
-// the message must not be finished: Refund it.
+// the message must not be finished: Refund it. A reservation that holds
+// nothing (taken while the alias had no max-usage nor hourly limit) fails
+// with ErrExhausted if a max-usage set since has no use left for it.
 func (r *Reservation) Commit(ctx context.Context, now time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

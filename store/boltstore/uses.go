@@ -162,6 +162,11 @@ func (st settler) Commit(ctx context.Context, res *store.Reservation, now time.T
 				return struct{}{}, refuse(store.ErrSenderNotAllowed)
 			}
 		}
+		if key == "" && r != nil && r.MaxUsage > 0 && r.Used+r.Pending >= r.MaxUsage {
+			// Reserved while the alias had no limit, which a change set
+			// since: the uses left are the reserved ones' (or none).
+			return struct{}{}, refuse(store.ErrExhausted)
+		}
 		if key != "" {
 			reserved := tx.Bucket(bucketReserved)
 			if reserved.Get([]byte(key)) == nil {

@@ -162,8 +162,11 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 			r := *snap.r
 			r.Recent = slices.Clone(r.Recent)
 			snap.r = &r
-		} else {
+		} else if limited {
 			snap, resKV, err = s.loadUse(ctx, id, key)
+		} else {
+			// With the count of reservations, for a limit set since.
+			snap, err = s.load(ctx, id)
 		}
 		if errors.Is(err, store.ErrNotFound) {
 			return nil // swept meanwhile; the use is spent either way
@@ -177,6 +180,14 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 		}
 		if limited && !resKV {
 			return errReservationLost
+		}
+		// Reserved while the alias had no limit, which a change set
+		// since: the uses left are the reserved ones' (or none). The
+		// compare on the reservations below makes a reservation taken
+		// meanwhile, on any host, read again.
+		lateLimit := !limited && r.MaxUsage > 0
+		if lateLimit && r.Used+snap.pending >= r.MaxUsage {
+			return store.ErrExhausted
 		}
 		a := r.alias(0)
 		if ok, _ := res.Admits(&a); !ok {
@@ -195,6 +206,9 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 		if limited {
 			ops = append(ops, clientv3.OpDelete(s.resPrefix(id)+key))
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.resPrefix(id)+key), ">", 0))
+		}
+		if lateLimit {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.resPrefix(id)), "<", snap.rev+1).WithPrefix())
 		}
 		if a := r.alias(0); a.UsedUp() {
 			// No longer live: out of the per-target index, so counting a

@@ -25,6 +25,7 @@ func features(t *testing.T, open Open) {
 		{"Change", testChange},
 		{"ChangeRevives", testRevive},
 		{"ChangeExpiry", testChangeExpiry},
+		{"LimitSetInFlight", testLimitSetInFlight},
 		{"AllowFrom", testAllowFrom},
 		{"LockSender", testLockSender},
 		{"LockSenderRefunded", testLockSenderRefunded},
@@ -170,6 +171,42 @@ func testRevive(t *testing.T, open Open) {
 	}
 	if n, err := st.LiveForTarget(bg, target, now); err != nil || n != 0 {
 		t.Fatalf("changed down: live for target %d, %v", n, err)
+	}
+}
+
+// A max-usage set on an alias that had none, while messages reserved
+// without a limit are under way (such a reservation holds nothing to
+// count), still bounds what is delivered: a commit past the new limit
+// fails, and the message is not finished.
+func testLimitSetInFlight(t *testing.T, open Open) {
+	st, _ := open(t, Options{})
+	c := createSpec(t, st, alias.Spec{})
+	id := c.Alias.ID
+	var rs []*store.Reservation
+	for range 3 {
+		r, err := st.Reserve(bg, id, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	if _, err := st.Change(bg, id, c.Token, alias.Change{MaxUsage: ptr(1)}, now); err != nil {
+		t.Fatal(err)
+	}
+	committed := 0
+	for _, r := range rs {
+		if err := r.Commit(bg, now); err == nil {
+			committed++
+		} else if err := r.Refund(bg, now); err != nil {
+			t.Fatalf("refund after a refused commit: %v", err)
+		}
+	}
+	a, err := st.Held(bg, id, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if committed != 1 || a.Used != 1 || a.Pending != 0 {
+		t.Fatalf("max-usage 1 set with 3 unlimited messages in flight: %d commits, used %d, pending %d; want 1, 1, 0", committed, a.Used, a.Pending)
 	}
 }
 
