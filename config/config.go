@@ -309,17 +309,7 @@ func Default() *Config {
 // alone, with mail going into DefaultMaildir), checks it and reads the
 // secrets given as files.
 func Load(path string) (*Config, error) {
-	c, err := readConfig(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", Source(path), err)
-	}
-	if err := c.readSecrets(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", Source(path), err)
-	}
-	return c, nil
+	return load(path, (*Config).readSecrets)
 }
 
 // LoadForAdmin is Load without reading the <key>_file secrets, for the
@@ -327,6 +317,12 @@ func Load(path string) (*Config, error) {
 // etcd engine's password), and run by hand, away from the service's unit,
 // they could not read its other credentials.
 func LoadForAdmin(path string) (*Config, error) {
+	return load(path, (*Config).readStoreSecrets)
+}
+
+// load reads path over the defaults, checks it and reads the secrets
+// that secrets reads.
+func load(path string, secrets func(*Config) error) (*Config, error) {
 	c, err := readConfig(path)
 	if err != nil {
 		return nil, err
@@ -334,7 +330,7 @@ func LoadForAdmin(path string) (*Config, error) {
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", Source(path), err)
 	}
-	if err := c.readStoreSecrets(); err != nil {
+	if err := secrets(c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", Source(path), err)
 	}
 	return c, nil
