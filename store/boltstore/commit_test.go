@@ -299,3 +299,73 @@ func TestUsesShareCommits(t *testing.T) {
 		}
 	}
 }
+
+// Creations queued while the writer is busy are one transaction (issue
+// 14 item 6): 100 HTTP clients waiting on the group commit share one
+// fsync, each with its own alias. The per-target limit stays exact
+// inside that one transaction: of the creations for a target allowed 5
+// live aliases, 5 are made and the rest refused.
+func TestCreationsShareCommits(t *testing.T) {
+	const n, limited, maxLive = 60, 20, 5
+	s, err := Open(filepath.Join(t.TempDir(), "tempalias.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var before int
+	mustView(t, s.db, func(tx *bolt.Tx) error { before = tx.ID(); return nil })
+
+	var once sync.Once
+	hold := holdWriter(t, s.w)
+	release := func() { once.Do(hold) }
+	t.Cleanup(release)
+	made := make([]store.Created, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sp := spec(day, 5)
+			if i < limited {
+				sp.Target, sp.MaxLive = "full@example.com", maxLive
+			}
+			made[i], errs[i] = s.Create(bg, sp, t0)
+		})
+	}
+	waitQueued(t, s.w, n)
+	release()
+	wg.Wait()
+
+	var after int
+	mustView(t, s.db, func(tx *bolt.Tx) error { after = tx.ID(); return nil })
+	if after != before+2 { // the held write's, then one for all the creations
+		t.Errorf("%d creations took %d transactions, want 1", n, after-before-1)
+	}
+	ids := map[string]bool{}
+	full, live := 0, 0
+	for i, err := range errs {
+		switch {
+		case errors.Is(err, store.ErrTargetFull) && i < limited:
+			full++
+			continue
+		case err != nil:
+			t.Fatalf("creation %d: %v", i, err)
+		}
+		if i < limited {
+			live++
+		}
+		c := made[i]
+		if ids[c.Alias.ID] {
+			t.Fatalf("id %s handed out twice", c.Alias.ID)
+		}
+		ids[c.Alias.ID] = true
+		if _, err := s.Authorized(bg, c.Alias.ID, c.Token, t0); err != nil {
+			t.Errorf("alias %s with its token: %v", c.Alias.ID, err)
+		}
+	}
+	if live != maxLive || full != limited-maxLive {
+		t.Errorf("target limited to %d: %d made, %d refused; want %d and %d", maxLive, live, full, maxLive, limited-maxLive)
+	}
+	if n, err := s.LiveForTarget(bg, "full@example.com", t0); err != nil || n != maxLive {
+		t.Errorf("LiveForTarget = %d, %v; want %d", n, err, maxLive)
+	}
+}
