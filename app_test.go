@@ -144,3 +144,49 @@ func TestAppRun(t *testing.T) {
 		})
 	}
 }
+
+// The store keeps its per-target index only for limits.aliases_per_target
+// (boltstore.Options.NoTargetIndex otherwise): with the limit set, the
+// service counts a target's live aliases, including those made by a run
+// without it, whose creations filed none.
+func TestAliasesPerTargetWiring(t *testing.T) {
+	dir := t.TempDir()
+	create := func(a *app) int {
+		t.Helper()
+		res, err := http.Post("http://"+a.servers[0].ln.Addr().String()+"/aliases", "application/json",
+			strings.NewReader(`{"target":"t@example.com"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	serve := func(perTarget int, want ...int) {
+		t.Helper()
+		cfg := appConfig(t, dir, filepath.Join(dir, "admin.sock"))
+		cfg.Limits.AliasesPerTarget = perTarget
+		a, err := openApp(cfg, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.run(ctx) }()
+		waitHealthy(t, a)
+		for i, w := range want {
+			if got := create(a); got != w {
+				t.Errorf("aliases_per_target %d, creation %d: %d, want %d", perTarget, i+1, got, w)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if err := a.close(); err != nil {
+			t.Error(err)
+		}
+	}
+	serve(0, 201, 201)
+	serve(3, 201, 429)
+}

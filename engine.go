@@ -24,6 +24,9 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Engine, error) {
 		IDMinLength:      cfg.Limits.IDMinLength,
 		GuessProbability: cfg.Limits.IDGuessProbability,
 		OpenTimeout:      cfg.Store.OpenTimeout.Duration,
+		// The per-target index serves limits.aliases_per_target alone;
+		// without that limit a creation writes a page less.
+		NoTargetIndex: cfg.Limits.AliasesPerTarget == 0,
 	})
 	if err != nil {
 		return nil, err

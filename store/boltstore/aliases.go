@@ -41,6 +41,9 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 			return alias.Alias{}, err
 		}
 		if spec.MaxLive > 0 {
+			if s.opts.NoTargetIndex {
+				return alias.Alias{}, errNoTargetIndex
+			}
 			// Counted in the transaction that inserts, so two creations at
 			// once cannot both take the last place.
 			n, err := liveForTarget(tx, hash, now)
@@ -72,7 +75,7 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 				return alias.Alias{}, err
 			}
 		}
-		if err := tx.Bucket(bucketTargets).Put(r.targetEntry(), present); err != nil {
+		if err := s.indexTarget(tx, r); err != nil {
 			return alias.Alias{}, err
 		}
 		if err := addStored(tx, 1); err != nil {
@@ -106,7 +109,11 @@ func (s *Store) LiveForTarget(ctx context.Context, target string, now time.Time)
 	var n int
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		n, err = liveForTarget(tx, s.targetHash(target), now)
+		if s.opts.NoTargetIndex {
+			n, err = liveForTargetScan(tx, s.targetHash(target), now)
+		} else {
+			n, err = liveForTarget(tx, s.targetHash(target), now)
+		}
 		return err
 	})
 	if err != nil {

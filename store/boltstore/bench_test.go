@@ -52,9 +52,15 @@ func BenchmarkCreate(b *testing.B) {
 }
 
 // BenchmarkCreateParallel runs 50 goroutines per CPU, like a crowd of HTTP
-// clients: the group commit lets them share fsyncs.
-func BenchmarkCreateParallel(b *testing.B) {
-	s, _ := openStore(b, Options{})
+// clients: the group commit lets them share fsyncs. …NoTargetIndex is
+// the service without limits.aliases_per_target (targets.go).
+func BenchmarkCreateParallel(b *testing.B) { benchmarkCreateParallel(b, Options{}) }
+func BenchmarkCreateParallelNoTargetIndex(b *testing.B) {
+	benchmarkCreateParallel(b, Options{NoTargetIndex: true})
+}
+
+func benchmarkCreateParallel(b *testing.B, opts Options) {
+	s, _ := openStore(b, opts)
 	sp := spec(day, 5)
 	b.SetParallelism(50)
 	m := begin(s)

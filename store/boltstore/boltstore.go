@@ -36,7 +36,7 @@ var (
 	bucketSweep    = []byte("sweep") // 8-byte unix seconds + id -> target hash length, target hash, confirm hash
 	bucketMeta     = []byte("meta")
 	bucketConfirm  = []byte("confirm")    // hash of a confirmation token -> id
-	bucketTargets  = []byte("targets")    // target hash + id -> nothing, per live alias
+	bucketTargets  = []byte("targets")    // target hash + id -> nothing, per alias not used up (targets.go)
 	bucketVerify   = []byte("verified")   // target hash -> 8-byte unix seconds it stays verified
 	bucketReserved = []byte("reserved")   // reservation key -> id, per reservation not yet settled
 	bucketDaily    = []byte("daily")      // day + kind + target hash -> count (limits.go)
@@ -79,6 +79,10 @@ type Options struct {
 	OpenTimeout time.Duration
 	// MaxBatch bounds how many writes share one transaction (default 1000).
 	MaxBatch int
+	// NoTargetIndex keeps no per-target index (targets.go): creations
+	// write a page less, and a Spec.MaxLive is refused as a wiring
+	// mistake. For a service without limits.aliases_per_target.
+	NoTargetIndex bool
 }
 
 // Store is an open alias database. Its methods are safe for concurrent use.
@@ -130,7 +134,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	targetKey, linkKey, err := prepare(db)
+	targetKey, linkKey, err := prepare(db, !opts.NoTargetIndex)
 	if errors.As(err, &panicked) {
 		return nil, &damagedError{path, panicked.what}
 	}
@@ -169,8 +173,8 @@ func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
 }
 
 // prepare readies an opened file: buckets, format, migrations, stranded
-// reservations.
-func prepare(db *bolt.DB) (targetKey, linkKey []byte, err error) {
+// reservations, the per-target index kept or not (targetIndex).
+func prepare(db *bolt.DB, targetIndex bool) (targetKey, linkKey []byte, err error) {
 	defer recovered(&err)
 	if targetKey, linkKey, err = initFile(db); err != nil {
 		return nil, nil, err
@@ -178,7 +182,10 @@ func prepare(db *bolt.DB) (targetKey, linkKey []byte, err error) {
 	if err := migrate(db); err != nil {
 		return nil, nil, err
 	}
-	return targetKey, linkKey, releaseStranded(db)
+	if err := releaseStranded(db); err != nil {
+		return nil, nil, err
+	}
+	return targetKey, linkKey, prepareTargetIndex(db, targetIndex)
 }
 
 // initFile creates the buckets a new file lacks, refuses a later format

@@ -49,11 +49,10 @@ func (s *Store) change(ctx context.Context, id string, c alias.Change, now time.
 			// A used-up alias revived counts again as live for its
 			// target (Commit took it out of the index); one used up by
 			// a lower max-usage leaves it.
-			targets := tx.Bucket(bucketTargets)
 			if live {
-				err = targets.Put(r.targetEntry(), present)
+				err = s.indexTarget(tx, r)
 			} else {
-				err = targets.Delete(r.targetEntry())
+				err = tx.Bucket(bucketTargets).Delete(r.targetEntry())
 			}
 			if err != nil {
 				return alias.Alias{}, err

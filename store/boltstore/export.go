@@ -129,7 +129,7 @@ func (s *Store) importBatch(tx *bolt.Tx, batch []store.ExportLine, lines []int) 
 				}
 			}
 			if !r.UsedUp() {
-				if err := tx.Bucket(bucketTargets).Put(r.targetEntry(), present); err != nil {
+				if err := s.indexTarget(tx, r); err != nil {
 					return err
 				}
 			}

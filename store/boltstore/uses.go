@@ -237,7 +237,7 @@ func (st settler) Refund(ctx context.Context, res *store.Reservation, committedA
 		res.Unlock(&r.Alias) // the message was not delivered: it locks nothing
 		if wasUsedUp && !r.UsedUp() && !r.Gone(now) && len(r.TargetHash) > 0 {
 			// Live again: back in the per-target index Commit took it out of.
-			if err := tx.Bucket(bucketTargets).Put(r.targetEntry(), present); err != nil {
+			if err := st.s.indexTarget(tx, r); err != nil {
 				return err
 			}
 		}
