@@ -53,6 +53,12 @@ type Alias struct {
 	// LockSender makes the domain of the first message delivered its
 	// AllowFrom, while that is empty (see LockTo).
 	LockSender bool `json:"lock_sender,omitempty"`
+	// LockGen counts the locks lock-sender set; LockHeld is how many
+	// messages committed under the current one (the one that set it and
+	// those its domain let through since) are still counted as
+	// delivered, 0 when AllowFrom is no lock (see ReleaseLock).
+	LockGen  uint64 `json:"-"`
+	LockHeld int    `json:"-"`
 	// HourStart and HourUsed are the hourly window of the messages it
 	// relayed (see HourTaken): when the window opened, and how many
 	// messages were delivered in it.

@@ -167,6 +167,7 @@ func (a *Alias) Apply(c Change) error {
 		if len(a.AllowFrom) == 0 {
 			a.AllowFrom = nil
 		}
+		a.LockHeld = 0 // an explicit list, even the lock's own: no refund undoes it
 	}
 	return nil
 }

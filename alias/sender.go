@@ -94,8 +94,9 @@ func (a *Alias) SenderAllowed(sender string) bool {
 
 // LockTo applies lock-sender for a message from sender that is being
 // delivered: if the alias asks for it and has no allow-from list yet,
-// sender's domain becomes the list. The null sender never locks. It
-// reports whether the alias changed.
+// sender's domain becomes the list, a lock of a new generation held by
+// this message (see HoldLock). The null sender never locks. It reports
+// whether the alias changed.
 func (a *Alias) LockTo(sender string) bool {
 	if !a.LockSender || len(a.AllowFrom) > 0 {
 		return false
@@ -105,6 +106,37 @@ func (a *Alias) LockTo(sender string) bool {
 		return false
 	}
 	a.AllowFrom = []string{strings.ToLower(sender[at+1:])}
+	a.LockGen++
+	a.LockHeld = 1
+	return true
+}
+
+// HoldLock counts one more message being delivered under the lock that
+// lock-sender set, which its sender passed: while one such message stays
+// delivered, the lock was earned. It returns the lock's generation, or 0
+// if AllowFrom is no lock (none, or a list given at creation or by a
+// change).
+func (a *Alias) HoldLock() uint64 {
+	if a.LockHeld <= 0 {
+		return 0
+	}
+	a.LockHeld++
+	return a.LockGen
+}
+
+// ReleaseLock takes back a message counted under the lock of generation
+// gen (by LockTo or HoldLock) that was not delivered after all (the
+// smarthost refused it). When no message holds the lock any more, it is
+// undone: the next message delivered locks instead. A lock since replaced
+// (another generation) or made an explicit list owes the message
+// nothing. It reports whether the alias changed.
+func (a *Alias) ReleaseLock(gen uint64) bool {
+	if gen == 0 || gen != a.LockGen || a.LockHeld <= 0 {
+		return false
+	}
+	if a.LockHeld--; a.LockHeld == 0 {
+		a.AllowFrom = nil
+	}
 	return true
 }
 

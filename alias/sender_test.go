@@ -77,6 +77,36 @@ func TestLockTo(t *testing.T) {
 	}
 }
 
+// A lock stays while a message counted under it does; one of another
+// generation, or a list set by a change, owes a refund nothing.
+func TestReleaseLock(t *testing.T) {
+	a := Alias{LockSender: true}
+	a.LockTo("x@shop.example")
+	first := a.LockGen
+	if gen := a.HoldLock(); gen != first || a.LockHeld != 2 {
+		t.Fatalf("hold: generation %d (lock %d), held %d", gen, first, a.LockHeld)
+	}
+	if !a.ReleaseLock(first) || !slices.Equal(a.AllowFrom, []string{"shop.example"}) {
+		t.Fatalf("released one of two holds: %q", a.AllowFrom)
+	}
+	if !a.ReleaseLock(first) || a.AllowFrom != nil || a.ReleaseLock(first) {
+		t.Fatalf("released the last hold: %q, held %d", a.AllowFrom, a.LockHeld)
+	}
+	a.LockTo("y@other.example")
+	if a.ReleaseLock(first) || a.LockGen == first {
+		t.Fatal("a refund under the first lock undid the second")
+	}
+	if err := a.Apply(Change{AllowFrom: &[]string{"other.example"}}); err != nil {
+		t.Fatal(err)
+	}
+	if a.HoldLock() != 0 || a.ReleaseLock(a.LockGen) || !slices.Equal(a.AllowFrom, []string{"other.example"}) {
+		t.Fatalf("a list set by a change is no lock: %q, held %d", a.AllowFrom, a.LockHeld)
+	}
+	if b := (Alias{AllowFrom: []string{"given.example"}, LockSender: true}); b.HoldLock() != 0 {
+		t.Fatal("a list given at creation is held as a lock")
+	}
+}
+
 func TestCheckChangeAndApply(t *testing.T) {
 	l := Limits{DefaultDays: 3, MaxDays: 60, MaxUsage: 100}
 	now := time.Date(2030, 1, 1, 0, 0, 0, 500, time.UTC)

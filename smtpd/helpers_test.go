@@ -353,9 +353,9 @@ func (s countingSettler) Commit(ctx context.Context, _ *store.Reservation, now t
 	return nil
 }
 
-func (s countingSettler) Refund(ctx context.Context, _ *store.Reservation, committedAt, now time.Time) error {
+func (s countingSettler) Refund(ctx context.Context, _ *store.Reservation, committed bool, _, now time.Time) error {
 	err := s.inner.Refund(ctx, now)
-	if !committedAt.IsZero() {
+	if committed {
 		s.c.committed.Add(-1)
 	}
 	s.c.refunded.Add(1)

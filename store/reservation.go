@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
@@ -42,14 +41,16 @@ type Reservation struct {
 
 	key string
 	s   Settler
-	// lockedTo is the allow-from that the last run of the commit's
-	// transaction set by lock-sender (see Admits), nil if it set none:
-	// what a refund after the commit undoes (see Unlock).
-	lockedTo []string
+	// lockGen is the generation of the lock-sender lock that the last run
+	// of the commit's transaction set or held (see Admits), 0 for none:
+	// what a refund after the commit releases (see Unlock).
+	lockGen uint64
 
-	mu          sync.Mutex
-	state       reservationState
-	committedAt time.Time // the now of the Commit that succeeded
+	mu    sync.Mutex
+	state reservationState
+	// triedAt is the now of the last Commit call, whether or not it
+	// succeeded: see Settler.Refund.
+	triedAt time.Time
 }
 
 type reservationState int
@@ -66,11 +67,14 @@ const (
 type Settler interface {
 	// Commit makes r's use durable.
 	Commit(ctx context.Context, r *Reservation, now time.Time) error
-	// Refund gives r's use back: a reservation still open if committedAt
-	// is zero, else a use committed at committedAt (the now of its
-	// Commit, for the hour it was counted in). An engine whose writes may
-	// take effect late decides by r's key, not by committedAt alone.
-	Refund(ctx context.Context, r *Reservation, committedAt time.Time, now time.Time) error
+	// Refund gives r's use back: a reservation still open unless
+	// committed (its Commit succeeded). at is the now of r's Commit call
+	// whatever its outcome (the last, if several; zero if none): the hour
+	// a commit that took effect counted the use in. An engine whose
+	// writes may take effect though the call failed (an answer lost to a
+	// timeout) decides by r's key, not by committed, and takes such a use
+	// out of the hour of at too.
+	Refund(ctx context.Context, r *Reservation, committed bool, at, now time.Time) error
 }
 
 // NewReservation is for engines: a reservation of a's use under key,
@@ -81,41 +85,38 @@ func NewReservation(a alias.Alias, key string, s Settler, opts ...ReserveOption)
 }
 
 // Admits reports whether a, the alias as stored at commit, still takes
-// the reservation's sender, and applies lock-sender to a; locked reports
-// whether that changed a. Engines call it inside the commit's
-// transaction, so two racing first messages cannot both lock; the
-// reservation remembers the lock of the last call, for Unlock.
+// the reservation's sender, and applies lock-sender to a: the first
+// message delivered locks, and each one after it under that lock holds it
+// too (alias.HoldLock); locked reports whether a lock was set. Engines
+// call it inside the commit's transaction, so two racing first messages
+// cannot both lock; the reservation remembers the lock of the last call,
+// for Unlock.
 func (r *Reservation) Admits(a *alias.Alias) (ok, locked bool) {
-	r.lockedTo = nil
+	r.lockGen = 0
 	if !r.HasSender {
 		return true, false
 	}
 	if !a.SenderAllowed(r.Sender) {
 		return false, false
 	}
-	if !a.LockTo(r.Sender) {
-		return true, false
+	if a.LockTo(r.Sender) {
+		r.lockGen = a.LockGen
+		return true, true
 	}
-	r.lockedTo = slices.Clone(a.AllowFrom)
-	return true, true
+	r.lockGen = a.HoldLock()
+	return true, false
 }
 
-// Unlock undoes on a, the alias as stored at a refund of the committed
-// use, the lock-sender lock that the commit set (DESIGN: the lock is the
-// sender domain of the first message delivered, and a message the
-// smarthost refused was not delivered), so that the next message locks
-// instead. It changes nothing unless the commit set the lock and a's
-// allow-from is still the list it set: one changed since (a PATCH, say)
-// is not the lock's any more. It reports whether a changed. Engines call
-// it in the refund's transaction, and only for a use whose commit took
-// effect.
-func (r *Reservation) Unlock(a *alias.Alias) bool {
-	if r.lockedTo == nil || !a.LockSender || !slices.Equal(a.AllowFrom, r.lockedTo) {
-		return false
-	}
-	a.AllowFrom = nil
-	return true
-}
+// Unlock takes the committed use out of the lock-sender lock it set or
+// held (see Admits) on a, the alias as stored at a refund of that use
+// (DESIGN: the lock is the sender domain of the first message delivered,
+// and a message the smarthost refused was not delivered): once no
+// message delivered holds it, the lock is undone and the next message
+// locks instead. A lock replaced since, or an allow-from set by a change
+// (a PATCH, even of the same list), is left alone. It reports whether a
+// changed. Engines call it in the refund's transaction, and only for a
+// use whose commit took effect.
+func (r *Reservation) Unlock(a *alias.Alias) bool { return a.ReleaseLock(r.lockGen) }
 
 // Key is the reservation's identity in the engine's record ("" when the
 // alias has no use limit and nothing was reserved).
@@ -132,10 +133,11 @@ func (r *Reservation) Commit(ctx context.Context, now time.Time) error {
 	if r.state != reserved {
 		return ErrSettled
 	}
+	r.triedAt = now
 	if err := r.s.Commit(ctx, r, now); err != nil {
 		return err
 	}
-	r.state, r.committedAt = committed, now
+	r.state = committed
 	return nil
 }
 
@@ -148,12 +150,9 @@ func (r *Reservation) Refund(ctx context.Context, now time.Time) error {
 	if r.state == settled {
 		return ErrSettled
 	}
-	var at time.Time
-	if r.state == committed {
-		at = r.committedAt
-	}
+	done := r.state == committed
 	r.state = settled
-	return r.s.Refund(ctx, r, at, now)
+	return r.s.Refund(ctx, r, done, r.triedAt, now)
 }
 
 // Committed reports whether Commit succeeded and no Refund followed.

@@ -68,7 +68,7 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 			Unverified: pending,
 			AllowFrom:  spec.AllowFrom,
 			LockSender: spec.LockSender,
-		}, TargetHash: hash}
+		}, TargetHash: hash, CountedCreation: o.CreationsPerDay > 0, CountedConfirmation: pending && o.ConfirmationsPerDay > 0}
 		if pending {
 			r.ConfirmHash = alias.HashToken(c.Confirm)
 			if err := tx.Bucket(bucketConfirm).Put(r.ConfirmHash, []byte(id)); err != nil {
@@ -248,16 +248,20 @@ func (s *Store) RevokeID(ctx context.Context, id string, now time.Time) error {
 }
 
 // Withdraw is Revoke that also gives back, in the same transaction, what
-// the alias's creation counted against its target's day: the day of its
+// the alias's creation counted against its target's day (the record
+// says: nothing for a limit that was not set), to the day of its
 // creation, so that a withdrawal just after midnight takes nothing from
 // the new day.
 func (s *Store) Withdraw(ctx context.Context, id, token string, now time.Time) error {
 	return s.revoke(ctx, id, now, func(r *record) bool { return r.TokenMatches(token) }, func(tx *bolt.Tx, r *record) error {
 		day := store.Day(r.Created)
-		if r.Unverified {
+		if r.Unverified && r.CountedConfirmation {
 			if err := giveBackDaily(tx, dailyKey(day, kindConfirmed, r.TargetHash)); err != nil {
 				return err
 			}
+		}
+		if !r.CountedCreation {
+			return nil
 		}
 		return giveBackDaily(tx, dailyKey(day, kindCreated, r.TargetHash))
 	})

@@ -59,13 +59,19 @@ var (
 //	   store). A format 4 file needs no rewrite (its records decode with
 //	   no window open); the format is raised so that a format 4 version,
 //	   which would drop the window at its next write, refuses the file.
+//	6: the binary record may end with the state of a lock-sender lock
+//	   (LockGen, LockHeld: which refund of a committed use undoes it), and
+//	   its bools say what its creation counted against the target's day
+//	   (for Withdraw). A format 5 file needs no rewrite: its records
+//	   decode with neither (a lock in them is taken as a list a refund
+//	   leaves alone, and a withdrawal of them gives nothing back).
 //
 // Buckets added within format 4: daily (the per-target daily
 // counts, limits.go). A file that lacks one gets it, empty, at Open; an
 // older version ignores it.
 //
 // A file of a later format is refused rather than misread.
-const format = 5
+const format = 6
 
 // Options tune a store; zero values get defaults.
 type Options struct {

@@ -9,7 +9,7 @@ import (
 	"github.com/tempalias/tempalias/alias"
 )
 
-// The binary record (format 4), after the header (record.go). Every
+// The binary record (formats 4 to 6), after the header (record.go). Every
 // lookup on the RCPT path and every write of a reservation decodes and
 // encodes one, so it is a fixed sequence of fields, no names, no text:
 //
@@ -20,7 +20,8 @@ import (
 //	Used         int
 //	Pending      int
 //	Refused      int
-//	bools        byte: boolRevoked, boolUnverified, boolLockSender
+//	bools        byte: boolRevoked, boolUnverified, boolLockSender,
+//	             boolCountedCreation, boolCountedConfirmation (format 6)
 //	TokenHash    bytes
 //	AllowFrom    uvarint count, then each a string
 //	SweepAt      varint
@@ -28,6 +29,8 @@ import (
 //	ConfirmHash  bytes
 //	HourStart    time (format 5; absent: the zero time)
 //	HourUsed     int  (format 5; absent: 0)
+//	LockGen      uvarint (format 6; absent: 0)
+//	LockHeld     int     (format 6; absent: 0)
 //
 // A string or bytes is its length (uvarint), then its bytes; an int is a
 // varint; a time is its unix seconds (varint), then its
@@ -45,12 +48,19 @@ const (
 	boolRevoked = 1 << iota
 	boolUnverified
 	boolLockSender
+	boolCountedCreation
+	boolCountedConfirmation
+
+	knownBools = boolRevoked | boolUnverified | boolLockSender | boolCountedCreation | boolCountedConfirmation
 )
 
-// size bounds the length of r's binary record.
+// size bounds the length of r's binary record: the longest varint for
+// each number appendBinary writes (the fields, both halves of each time,
+// every length and the allow-from count), the bools byte, and the bytes.
 func (r *record) size() int {
 	a := &r.Alias
-	n := 14*binary.MaxVarintLen64 + 1 + len(a.Target) + len(a.TokenHash) + len(r.TargetHash) + len(r.ConfirmHash)
+	const numbers = 19 // and one more per allow-from entry, below
+	n := numbers*binary.MaxVarintLen64 + 1 + len(a.Target) + len(a.TokenHash) + len(r.TargetHash) + len(r.ConfirmHash)
 	for _, s := range a.AllowFrom {
 		n += binary.MaxVarintLen64 + len(s)
 	}
@@ -77,6 +87,12 @@ func (r *record) appendBinary(b []byte) []byte {
 	if a.LockSender {
 		bools |= boolLockSender
 	}
+	if r.CountedCreation {
+		bools |= boolCountedCreation
+	}
+	if r.CountedConfirmation {
+		bools |= boolCountedConfirmation
+	}
 	b = append(b, bools)
 	b = appendString(b, a.TokenHash)
 	b = binary.AppendUvarint(b, uint64(len(a.AllowFrom)))
@@ -86,11 +102,19 @@ func (r *record) appendBinary(b []byte) []byte {
 	b = binary.AppendVarint(b, r.SweepAt)
 	b = appendString(b, r.TargetHash)
 	b = appendString(b, r.ConfirmHash)
-	if a.HourStart.IsZero() && a.HourUsed == 0 {
+	// The optional fields at the end are written up to the last one that
+	// is set, as the formats before them wrote the record without them.
+	lock := a.LockGen != 0 || a.LockHeld != 0
+	if a.HourStart.IsZero() && a.HourUsed == 0 && !lock {
 		return b // as format 4 wrote it: the window was never opened
 	}
 	b = appendTime(b, a.HourStart)
-	return binary.AppendVarint(b, int64(a.HourUsed))
+	b = binary.AppendVarint(b, int64(a.HourUsed))
+	if !lock {
+		return b // as format 5 wrote it
+	}
+	b = binary.AppendUvarint(b, a.LockGen)
+	return binary.AppendVarint(b, int64(a.LockHeld))
 }
 
 func appendString[S string | []byte](b []byte, s S) []byte {
@@ -116,12 +140,14 @@ func decodeBinary(id string, v []byte) (*record, error) {
 	a.Pending = d.count()
 	a.Refused = d.count()
 	bools := d.byte()
-	if bools&^(boolRevoked|boolUnverified|boolLockSender) != 0 {
+	if bools&^knownBools != 0 {
 		d.fail("unknown flags")
 	}
 	a.Revoked = bools&boolRevoked != 0
 	a.Unverified = bools&boolUnverified != 0
 	a.LockSender = bools&boolLockSender != 0
+	r.CountedCreation = bools&boolCountedCreation != 0
+	r.CountedConfirmation = bools&boolCountedConfirmation != 0
 	a.TokenHash = d.bytes()
 	if n := d.uvarint(); n > uint64(len(d.b)) {
 		d.fail("allow-from count past the end") // each takes a byte at least
@@ -137,6 +163,10 @@ func decodeBinary(id string, v []byte) (*record, error) {
 	if d.err == nil && d.more() {
 		a.HourStart = d.time()
 		a.HourUsed = d.count()
+	}
+	if d.err == nil && d.more() {
+		a.LockGen = d.uvarint()
+		a.LockHeld = d.count()
 	}
 	if d.err == nil && d.more() {
 		d.fail("bytes after the record")

@@ -168,24 +168,29 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// FuzzRoundTrip: any record encodes and decodes to itself.
+// FuzzRoundTrip: any record encodes and decodes to itself, every field
+// of it, within the length size promised.
 func FuzzRoundTrip(f *testing.F) {
-	f.Add("me@example.com", t0.Unix(), int64(0), t0.Add(day).Unix(), 5, 1, 1, 0, byte(0), []byte{1, 2}, "a.example,b@c.example", int64(7), []byte{3}, []byte(nil))
-	f.Add("", int64(-1), int64(999999999), int64(1)<<40, -3, 1<<40, 0, 9, byte(7), []byte(nil), "", int64(0), []byte(nil), []byte{4})
-	f.Fuzz(func(t *testing.T, target string, created, nsec, expires int64, maxUsage, used, pending, refused int, bools byte, token []byte, allow string, sweepAt int64, targetHash, confirmHash []byte) {
-		nsec %= 1e9
-		if nsec < 0 {
-			nsec = -nsec
-		}
+	f.Add("me@example.com", t0.Unix(), int64(0), t0.Add(day).Unix(), int64(0), 5, 1, 1, 0, byte(0), []byte{1, 2}, "a.example,b@c.example", int64(7), []byte{3}, []byte(nil), int64(0), int64(0), 0, uint64(0), 0)
+	f.Add("", int64(-1), int64(999999999), int64(1)<<40, int64(5), -3, 1<<40, 0, 9, byte(7), []byte(nil), "", int64(0), []byte(nil), []byte{4}, t0.Unix(), int64(1), 2, uint64(3), 1)
+	f.Add("x@y.example", int64(1)<<62, int64(-7), int64(-1)<<62, int64(1)<<40, 1<<62, -1<<62, 1<<62, -1<<62, byte(0xff), []byte{0}, ",", int64(-1)<<62, []byte{5}, []byte{6}, int64(-1)<<62, int64(999999999), -1<<62, ^uint64(0), -1<<62)
+	f.Fuzz(func(t *testing.T, target string, created, nsec, expires, expNsec int64, maxUsage, used, pending, refused int, bools byte, token []byte, allow string, sweepAt int64, targetHash, confirmHash []byte, hourStart, hourNsec int64, hourUsed int, lockGen uint64, lockHeld int) {
 		r := &record{Alias: alias.Alias{
 			ID: "fuzz", Target: target,
-			Created: time.Unix(created, nsec).UTC(), Expires: time.Unix(expires, 0).UTC(),
+			Created: time.Unix(created, nanos(nsec)).UTC(), Expires: time.Unix(expires, nanos(expNsec)).UTC(),
 			MaxUsage: maxUsage, Used: used, Pending: pending, Refused: refused,
 			Revoked: bools&1 != 0, Unverified: bools&2 != 0, LockSender: bools&4 != 0,
-			TokenHash: token,
-		}, SweepAt: sweepAt, TargetHash: targetHash, ConfirmHash: confirmHash}
+			TokenHash: token, HourUsed: hourUsed, LockGen: lockGen, LockHeld: lockHeld,
+		}, SweepAt: sweepAt, TargetHash: targetHash, ConfirmHash: confirmHash,
+			CountedCreation: bools&8 != 0, CountedConfirmation: bools&16 != 0}
+		if hourStart != 0 || hourNsec != 0 {
+			r.HourStart = time.Unix(hourStart, nanos(hourNsec)).UTC()
+		}
 		if allow != "" {
 			r.AllowFrom = strings.Split(allow, ",")
+		}
+		if n, max := len(r.appendBinary(nil)), r.size(); n > max {
+			t.Fatalf("binary record of %d bytes, size promised at most %d", n, max)
 		}
 		got, err := decode([]byte("fuzz"), r.encode())
 		if err != nil {
@@ -195,6 +200,15 @@ func FuzzRoundTrip(f *testing.F) {
 			t.Fatalf("decoded\n%+v\nwant\n%+v", got, want)
 		}
 	})
+}
+
+// nanos is x as the nanoseconds of a time, 0 to 999999999.
+func nanos(x int64) int64 {
+	x %= 1e9
+	if x < 0 {
+		x = -x
+	}
+	return x
 }
 
 // normal is r with empty slices nil and times in UTC, which an encoding
@@ -211,7 +225,7 @@ func normal(r *record) *record {
 	if len(c.AllowFrom) == 0 {
 		c.AllowFrom = nil
 	}
-	c.Created, c.Expires = c.Created.UTC(), c.Expires.UTC()
+	c.Created, c.Expires, c.HourStart = c.Created.UTC(), c.Expires.UTC(), c.HourStart.UTC()
 	return &c
 }
 
@@ -230,7 +244,18 @@ func TestCodecHourWindow(t *testing.T) {
 		t.Fatal("the window is not an addition at the end of the record")
 	}
 	got, err = decode([]byte(plain.ID), v)
-	if err != nil || !got.HourStart.IsZero() || got.HourUsed != 0 {
+	if err != nil || !got.HourStart.IsZero() || got.HourUsed != 0 || got.LockGen != 0 || got.LockHeld != 0 {
 		t.Fatalf("a record without a window: %+v, %v", got, err)
+	}
+	// A lock-sender lock's state (format 6) follows the window, which is
+	// written then even if it was never opened.
+	l := codecRecords()[1]
+	l.LockGen, l.LockHeld = 2, 1
+	w := l.encode()
+	if !bytes.HasPrefix(w[headerLen:], v[headerLen:]) || len(w) <= len(v) {
+		t.Fatal("the lock is not an addition at the end of the record")
+	}
+	if got, err := decode([]byte(l.ID), w); err != nil || !reflect.DeepEqual(got, l) {
+		t.Fatalf("decoded %+v, %v; want %+v", got, err, l)
 	}
 }

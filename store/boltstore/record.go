@@ -19,6 +19,10 @@ type record struct {
 	SweepAt     int64  // unix seconds of its entry in the sweep index
 	TargetHash  []byte // its entry in the targets bucket is TargetHash + ID
 	ConfirmHash []byte // its entry in the confirm bucket, while pending
+	// CountedCreation and CountedConfirmation say what its creation
+	// counted against its target's day (a limit was set), which is what
+	// Withdraw gives back.
+	CountedCreation, CountedConfirmation bool
 }
 
 // A stored record is a header of headerLen bytes, then the record. The
@@ -32,7 +36,7 @@ type record struct {
 //	byte 9     flags: flagRevoked, flagUsedUp, flagUnverified
 //
 // What follows the header is the binary record of codec.go (version
-// headerBinary, format 4), or JSON (headerJSON, format 3). A format 2
+// headerBinary, formats 4 to 6), or JSON (headerJSON, format 3). A format 2
 // record is the JSON alone: it starts with '{'. Open rewrites the records
 // of older formats as binary ones. A tombstone is the single byte 0.
 const (

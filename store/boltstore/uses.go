@@ -199,11 +199,10 @@ func (st settler) Commit(ctx context.Context, res *store.Reservation, now time.T
 
 // Refund gives the use back: an open reservation is released, a
 // committed use (the smarthost refused the message) is no longer counted
-// as delivered, nor in the hour it was committed in, and a lock-sender
-// lock its commit set is undone (see store.Reservation.Unlock).
-func (st settler) Refund(ctx context.Context, res *store.Reservation, committedAt time.Time, now time.Time) error {
+// as delivered, nor in the hour it was committed in, nor as holding the
+// lock-sender lock its commit set or held (see store.Reservation.Unlock).
+func (st settler) Refund(ctx context.Context, res *store.Reservation, committed bool, committedAt, now time.Time) error {
 	id, key := res.Alias.ID, res.Key()
-	committed := !committedAt.IsZero()
 	if !committed && key == "" {
 		return nil // an unlimited alias reserved nothing
 	}
@@ -234,7 +233,7 @@ func (st settler) Refund(ctx context.Context, res *store.Reservation, committedA
 		wasUsedUp := r.UsedUp()
 		r.Used--
 		r.UncountHour(committedAt)
-		res.Unlock(&r.Alias) // the message was not delivered: it locks nothing
+		res.Unlock(&r.Alias) // the message was not delivered: it holds no lock
 		if wasUsedUp && !r.UsedUp() && !r.Gone(now) && len(r.TargetHash) > 0 {
 			// Live again: back in the per-target index Commit took it out of.
 			if err := st.s.indexTarget(tx, r); err != nil {

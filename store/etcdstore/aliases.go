@@ -38,6 +38,15 @@ type record struct {
 	// hourly window (alias.Alias.HourTaken).
 	HourStart int64 `json:"hour_start,omitempty"`
 	HourUsed  int   `json:"hour_used,omitempty"`
+	// LockGen and LockHeld are the state of a lock-sender lock
+	// (alias.Alias.ReleaseLock).
+	LockGen  uint64 `json:"lock_gen,omitempty"`
+	LockHeld int    `json:"lock_held,omitempty"`
+	// CountedCreation and CountedConfirmation say what its creation
+	// counted against its target's day (a limit was set), which is what
+	// Withdraw gives back.
+	CountedCreation     bool `json:"counted_creation,omitempty"`
+	CountedConfirmation bool `json:"counted_confirmation,omitempty"`
 }
 
 // tombstone is the value of a swept alias's key: only the id stays.
@@ -64,7 +73,15 @@ func (r *record) alias(pending int) alias.Alias {
 		TokenHash:  r.TokenHash,
 		AllowFrom:  r.AllowFrom,
 		LockSender: r.LockSender,
+		LockGen:    r.LockGen,
+		LockHeld:   r.LockHeld,
 	}
+}
+
+// setAllowFrom takes allow-from and its lock-sender lock back from a,
+// after a commit, a refund or a change set them.
+func (r *record) setAllowFrom(a *alias.Alias) {
+	r.AllowFrom, r.LockGen, r.LockHeld = a.AllowFrom, a.LockGen, a.LockHeld
 }
 
 // setHour takes the hourly window back from a, after CountHour or
@@ -201,6 +218,9 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 			SweepAt:    spec.Expires.Unix(),
 			AllowFrom:  spec.AllowFrom,
 			LockSender: spec.LockSender,
+
+			CountedCreation:     o.CreationsPerDay > 0,
+			CountedConfirmation: o.Pending && o.ConfirmationsPerDay > 0,
 		}
 		if o.Pending {
 			r.ConfirmHash = alias.HashToken(c.Confirm)
@@ -377,14 +397,18 @@ func (s *Store) RevokeID(ctx context.Context, id string, now time.Time) error {
 }
 
 // Withdraw is Revoke that also gives back, in the same transaction, what
-// the alias's creation counted against its target's day: the day of its
+// the alias's creation counted against its target's day (the record
+// says: nothing for a limit that was not set), to the day of its
 // creation, so that a withdrawal just after midnight takes nothing from
 // the new day.
 func (s *Store) Withdraw(ctx context.Context, id, token string, now time.Time) error {
 	return s.revoke(ctx, id, now, func(a *alias.Alias) bool { return a.TokenMatches(token) }, func(ctx context.Context, r *record) ([]clientv3.Cmp, []clientv3.Op, error) {
 		day := store.Day(time.Unix(r.Created, 0))
-		keys := []string{s.dailyKey(day, kindCreated, r.TargetHash)}
-		if r.Unverified {
+		var keys []string
+		if r.CountedCreation {
+			keys = append(keys, s.dailyKey(day, kindCreated, r.TargetHash))
+		}
+		if r.Unverified && r.CountedConfirmation {
 			keys = append(keys, s.dailyKey(day, kindConfirmed, r.TargetHash))
 		}
 		var cmps []clientv3.Cmp

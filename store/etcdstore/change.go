@@ -44,7 +44,8 @@ func (s *Store) change(ctx context.Context, id string, c alias.Change, now time.
 		if err := a.Apply(c); err != nil {
 			return err
 		}
-		r.MaxUsage, r.AllowFrom = a.MaxUsage, a.AllowFrom
+		r.MaxUsage = a.MaxUsage
+		r.setAllowFrom(&a)
 		ops := []clientv3.Op{}
 		if c.Expires != nil {
 			r.Expires = a.Expires.Unix()

@@ -44,6 +44,8 @@ func TestEngine(t *testing.T) {
 	t.Run("DeadHostReservations", func(t *testing.T) { testDeadHostReservations(t, cluster) })
 	t.Run("BatchedRace", func(t *testing.T) { testBatchedRace(t, cluster) })
 	t.Run("DailyCountsSwept", func(t *testing.T) { testDailyCountsSwept(t, cluster) })
+	t.Run("LostCommitRefunded", func(t *testing.T) { testLostCommitRefunded(t, cluster) })
+	t.Run("RefundUnanswered", func(t *testing.T) { testRefundUnanswered(t, cluster) })
 	// Last: it kills and restarts members.
 	t.Run("Outage", func(t *testing.T) { testOutage(t, cluster) })
 }
@@ -335,5 +337,99 @@ func testDailyCountsSwept(t *testing.T, cluster *etcdtest.Cluster) {
 	}
 	if n := counts(); n != 2 {
 		t.Fatalf("a sweep on the next day left %d daily counts, want today's 2", n)
+	}
+}
+
+// lostAnswer settles through the engine, but the answer to every commit
+// is lost: the commit takes effect, and its caller is told that the
+// cluster did not answer in time.
+type lostAnswer struct{ s *Store }
+
+func (l lostAnswer) Commit(ctx context.Context, r *store.Reservation, now time.Time) error {
+	if err := l.s.Commit(ctx, r, now); err != nil {
+		return err
+	}
+	return fmt.Errorf("test: the commit's answer was lost: %w", store.ErrUnavailable)
+}
+
+func (l lostAnswer) Refund(ctx context.Context, r *store.Reservation, committed bool, at, now time.Time) error {
+	return l.s.Refund(ctx, r, committed, at, now)
+}
+
+// A commit whose answer was lost, then refunded (as smtpd does after a
+// failed commit), is found committed by its key and taken out of the
+// hour it was committed in: a message that opened the next window
+// meanwhile keeps its count there.
+func testLostCommitRefunded(t *testing.T, cluster *etcdtest.Cluster) {
+	s := open(t, cluster, newPrefix(), Options{})
+	ctx := context.Background()
+	t1 := time.Now().Truncate(time.Second)
+	c, err := s.Create(ctx, alias.Spec{Target: "t@example.com", Expires: t1.Add(24 * time.Hour)}, t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.Alias.ID
+	res, err := s.Reserve(ctx, id, t1, store.PerHour(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := store.NewReservation(res.Alias, res.Key(), lostAnswer{s}, store.PerHour(5))
+	if err := lost.Commit(ctx, t1); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("commit with its answer lost: %v", err)
+	}
+	t2 := t1.Add(61 * time.Minute) // the first window has ended
+	next, err := s.Reserve(ctx, id, t2, store.PerHour(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Commit(ctx, t2); err != nil {
+		t.Fatal(err)
+	}
+	t3 := t2.Add(time.Minute)
+	if err := lost.Refund(ctx, t3); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Held(ctx, id, t3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Used != 1 || !a.HourStart.Equal(t2) || a.HourUsed != 1 {
+		t.Fatalf("used %d, window from %s with %d; want 1, and the window of %s keeping its 1", a.Used, a.HourStart, a.HourUsed, t2)
+	}
+}
+
+// A refund the cluster did not answer in time (here its caller's context
+// was over before it began) goes on in the background: the reservation's
+// key is deleted, and the use is not held for as long as the host lives.
+func testRefundUnanswered(t *testing.T, cluster *etcdtest.Cluster) {
+	s := open(t, cluster, newPrefix(), Options{})
+	ctx := context.Background()
+	now := time.Now()
+	c, err := s.Create(ctx, alias.Spec{Target: "t@example.com", Expires: now.Add(time.Hour), MaxUsage: 1}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Reserve(ctx, c.Alias.ID, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := s.resPrefix(c.Alias.ID) + r.Key()
+	got, err := s.cli.Get(ctx, key)
+	if err != nil || len(got.Kvs) != 1 {
+		t.Fatalf("the reservation's key: %v, %v", got, err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	deleted := s.cli.Watch(wctx, key, clientv3.WithRev(got.Header.Revision+1), clientv3.WithFilterPut())
+	over, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := r.Refund(over, now); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("refund without time: %v, want ErrUnavailable", err)
+	}
+	if resp := <-deleted; resp.Err() != nil || len(resp.Events) == 0 {
+		t.Fatalf("the reservation's key was not deleted within 30 s: %v", resp.Err())
+	}
+	if a, err := s.Get(ctx, c.Alias.ID, now); err != nil || a.Pending != 0 {
+		t.Fatalf("after the refund: %+v, %v; want the use back", a, err)
 	}
 }

@@ -193,7 +193,7 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 		if ok, _ := res.Admits(&a); !ok {
 			return store.ErrSenderNotAllowed
 		}
-		r.AllowFrom = a.AllowFrom
+		r.setAllowFrom(&a)
 		r.Used++
 		a.CountHour(now)
 		r.setHour(&a)
@@ -232,23 +232,38 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 
 // Refund gives res's use back. The record decides, not committed: a
 // commit whose answer was lost may have taken effect, and its key in the
-// record says so. An open reservation is deleted (deleting a key that is
-// gone changes nothing, so repeating is harmless); a committed use is
-// taken out of the record, once, and a lock-sender lock its commit set is
-// undone (see store.Reservation.Unlock).
-func (s *Store) Refund(ctx context.Context, res *store.Reservation, committedAt time.Time, now time.Time) error {
+// record says so (it counted in the hour of committedAt, the now it was
+// called with, whatever it answered). An open reservation is deleted
+// (deleting a key that is gone changes nothing, so repeating is
+// harmless); a committed use is taken out of the record, once, with its
+// hold on the lock-sender lock its commit set or held (see
+// store.Reservation.Unlock). A refund the cluster did not answer in
+// time goes on in the background, for as long as forget would: else its
+// use stays held for as long as this host lives.
+func (s *Store) Refund(ctx context.Context, res *store.Reservation, _ bool, committedAt, _ time.Time) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
+	s.reserved.Delete(res.Key())
+	err := s.refund(ctx, res, committedAt)
+	if errors.Is(err, store.ErrUnavailable) {
+		go func() {
+			ctx, cancel := context.WithTimeout(s.cli.Ctx(), forgetFor)
+			defer cancel()
+			s.refund(ctx, res, committedAt)
+		}()
+	}
+	if err != nil {
+		return fmt.Errorf("etcd: refund %s: %w", res.Alias.ID, err)
+	}
+	return nil
+}
+
+// refund is Refund's work, safe to repeat: the record decides.
+func (s *Store) refund(ctx context.Context, res *store.Reservation, committedAt time.Time) error {
 	id, key := res.Alias.ID, res.Key()
-	s.reserved.Delete(key)
 	defer s.turns.lock(id)()
 	limited := held(res)
-	if committedAt.IsZero() {
-		// A commit whose answer was lost, if the record says it took
-		// effect: it counted in the hour open now, or in none still open.
-		committedAt = now
-	}
-	err := retry(ctx, func() error {
+	return retry(ctx, func() error {
 		snap, resKV, err := s.loadUse(ctx, id, key)
 		if errors.Is(err, store.ErrNotFound) {
 			if limited {
@@ -274,8 +289,8 @@ func (s *Store) Refund(ctx context.Context, res *store.Reservation, committedAt 
 		r.Used--
 		before.UncountHour(committedAt)
 		r.setHour(&before)
-		if res.Unlock(&before) { // the message was not delivered: it locks nothing
-			r.AllowFrom = before.AllowFrom
+		if res.Unlock(&before) { // the message was not delivered: it holds no lock
+			r.setAllowFrom(&before)
 		}
 		r.Recent = slices.Delete(r.Recent, i, i+1)
 		ops := []clientv3.Op{clientv3.OpPut(s.aliasKey(id), r.value())}
@@ -284,10 +299,6 @@ func (s *Store) Refund(ctx context.Context, res *store.Reservation, committedAt 
 		}
 		return s.swap(ctx, id, snap.modRev, ops...)
 	})
-	if err != nil {
-		return fmt.Errorf("etcd: refund %s: %w", id, err)
-	}
-	return nil
 }
 
 // held reports whether res holds a key of its own under r/: a use of an

@@ -373,7 +373,9 @@ func testLockSender(t *testing.T, open Open) {
 
 // A message refused by the smarthost after its commit was not delivered,
 // so it locks nothing (DESIGN: the first message delivered locks): its
-// refund undoes the lock its commit set, unless allow-from changed since.
+// refund undoes the lock its commit set, unless a message delivered since
+// under the lock holds it, or allow-from was set since (by a PATCH, even
+// to the same list, or by another lock).
 func testLockSenderRefunded(t *testing.T, open Open) {
 	st, _ := open(t, Options{})
 	allowFrom := func(id string) []string {
@@ -432,6 +434,44 @@ func testLockSenderRefunded(t *testing.T, open Open) {
 	}
 	if got := allowFrom(id); !slices.Equal(got, patched) {
 		t.Errorf("patched, then refunded: allow-from %q, want %q", got, patched)
+	}
+	// Set by a PATCH to the very list the lock set: the explicit list
+	// is no lock, and stays.
+	c = createSpec(t, st, alias.Spec{LockSender: true, MaxUsage: 5})
+	r = commit(c.Alias.ID, "a@same.example")
+	same := []string{"same.example"}
+	if _, err := st.Change(bg, c.Alias.ID, c.Token, alias.Change{AllowFrom: &same}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Refund(bg, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowFrom(c.Alias.ID); !slices.Equal(got, same) {
+		t.Errorf("patched to the lock's own list, then refunded: allow-from %q, want %q", got, same)
+	}
+	// A second message from the locked domain, committed before the
+	// first was refused, holds the lock: it stays until that one is
+	// refused too, and then the next message locks.
+	for _, sp := range []alias.Spec{{LockSender: true, MaxUsage: 5}, {LockSender: true}} {
+		c := createSpec(t, st, sp)
+		id := c.Alias.ID
+		first, second := commit(id, "a@first.example"), commit(id, "b@mail.first.example")
+		if err := first.Refund(bg, now); err != nil {
+			t.Fatal(err)
+		}
+		if got := allowFrom(id); !slices.Equal(got, []string{"first.example"}) {
+			t.Errorf("max-usage %d, the first of two refunded: allow-from %q, want [first.example]", sp.MaxUsage, got)
+		}
+		if err := second.Refund(bg, now); err != nil {
+			t.Fatal(err)
+		}
+		if got := allowFrom(id); len(got) != 0 {
+			t.Errorf("max-usage %d, both refunded: allow-from %q, want none", sp.MaxUsage, got)
+		}
+		deliverFrom(t, st, id, store.From("c@third.example"))
+		if got := allowFrom(id); !slices.Equal(got, []string{"third.example"}) {
+			t.Errorf("max-usage %d, after both refunded the next message: allow-from %q, want [third.example]", sp.MaxUsage, got)
+		}
 	}
 	// Cleared by a PATCH and locked again by another message: the
 	// refund of the first lock's message leaves the second lock.

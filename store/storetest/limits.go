@@ -26,6 +26,7 @@ func limits(t *testing.T, open Open) {
 		{"DailyRefusalsCountNothing", testDailyRefusalsCountNothing},
 		{"DailyNextDay", testDailyNextDay},
 		{"Withdraw", testWithdraw},
+		{"WithdrawUncounted", testWithdrawUncounted},
 		{"DailyAcrossReopen", testDailyAcrossReopen},
 		{"PerHourRace", testPerHourRace},
 		{"PerHourSettle", testPerHourSettle},
@@ -247,6 +248,50 @@ func testWithdraw(t *testing.T, open Open) {
 	}
 	if _, err := s.Create(bg, spec(3*day, 0), next, store.CreationsPerDay(2)); !errors.Is(err, store.ErrCreationsPerDay) {
 		t.Fatalf("a withdrawal of yesterday's alias made room today: %v", err)
+	}
+}
+
+// Withdraw gives back exactly what the creation counted: nothing for a
+// limit that was not set when the alias was made (the API had none
+// configured, or the operator made it), so that a count another creation
+// took stays taken.
+func testWithdrawUncounted(t *testing.T, open Open) {
+	s, _ := open(t, Options{})
+	made := func(opts ...store.CreateOption) store.Created {
+		t.Helper()
+		c, err := s.Create(bg, spec(3*day, 0), t0, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	withdraw := func(c store.Created) {
+		t.Helper()
+		if err := s.Withdraw(bg, c.Alias.ID, c.Token, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Made without a limit, then the day's two creations under one.
+	free := made(store.Pending())
+	made(store.CreationsPerDay(2))
+	made(store.CreationsPerDay(2))
+	withdraw(free)
+	if _, err := s.Create(bg, spec(3*day, 0), t0, store.CreationsPerDay(2)); !errors.Is(err, store.ErrCreationsPerDay) {
+		t.Fatalf("a third creation after withdrawing one that counted nothing: %v, want ErrCreationsPerDay", err)
+	}
+	// Pending without a limit on confirmation mails, then the day's one
+	// mail under a limit.
+	unmailed := made(store.Pending(), store.CreationsPerDay(3))
+	made(store.Pending(), store.ConfirmationsPerDay(1))
+	withdraw(unmailed)
+	if _, err := s.Create(bg, spec(3*day, 0), t0, store.Pending(), store.ConfirmationsPerDay(1)); !errors.Is(err, store.ErrConfirmationsPerDay) {
+		t.Fatalf("a second mail after withdrawing an alias that counted none: %v, want ErrConfirmationsPerDay", err)
+	}
+	// What it did count it gave back: of the day's three creations
+	// counted (the two above and unmailed), two are left, so one more
+	// fits under 3.
+	if _, err := s.Create(bg, spec(3*day, 0), t0, store.CreationsPerDay(3)); err != nil {
+		t.Fatalf("the creation unmailed gave back: %v", err)
 	}
 }
 
