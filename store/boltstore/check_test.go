@@ -172,18 +172,65 @@ func TestRandomDamageNeverPanics(t *testing.T) {
 	_, data, ps, hwm, _ := damageSource(t)
 	used := int64(hwm) * ps
 	rng := rand.New(rand.NewPCG(11, 12))
-	dir := t.TempDir()
-	var paths []string
-	for i := range 150 {
-		d := append([]byte(nil), data...)
+	var damage []func([]byte)
+	for range 150 {
+		flips := make(map[int64]byte)
 		for range 1 + rng.IntN(3) {
-			d[rng.Int64N(used)] ^= byte(1 + rng.IntN(255))
+			flips[rng.Int64N(used)] ^= byte(1 + rng.IntN(255))
 		}
-		p := filepath.Join(dir, fmt.Sprintf("flip%03d.db", i))
-		if err := os.WriteFile(p, d, 0o600); err != nil {
+		damage = append(damage, func(d []byte) {
+			for off, mask := range flips {
+				d[off] ^= mask
+			}
+		})
+	}
+	refused := refusedInChild(t, data, damage)
+	t.Logf("%d of %d damaged files refused, the rest opened without a crash", refused, len(damage))
+}
+
+// Damage aimed at what bbolt reads before and during its walk of every
+// page (the meta pages it picks the tree by, and the header of every page
+// of the tree: id, type, count, overflow), every byte with two masks:
+// each file is refused, or opens and works, and none crashes the child.
+func TestTargetedDamageNeverPanics(t *testing.T) {
+	_, data, ps, _, pages := damageSource(t)
+	var offsets []int64
+	for id := range int64(2) {
+		for off := range int64(pageHeaderSize + metaSize) {
+			offsets = append(offsets, id*ps+off)
+		}
+	}
+	for _, ids := range pages {
+		for _, id := range ids {
+			for off := range int64(pageHeaderSize) {
+				offsets = append(offsets, int64(id)*ps+off)
+			}
+		}
+	}
+	var damage []func([]byte)
+	for _, off := range offsets {
+		for _, mask := range []byte{0x01, 0x80} {
+			damage = append(damage, func(d []byte) { d[off] ^= mask })
+		}
+	}
+	refused := refusedInChild(t, data, damage)
+	t.Logf("%d of %d files damaged at a meta page or a page header refused, the rest opened without a crash", refused, len(damage))
+}
+
+// refusedInChild writes a copy of data for each of damage, damaged by
+// it, opens them all in a child process (which must not crash) and
+// counts those refused.
+func refusedInChild(t *testing.T, data []byte, damage []func([]byte)) int {
+	t.Helper()
+	dir := t.TempDir()
+	paths := make([]string, len(damage))
+	for i, f := range damage {
+		d := append([]byte(nil), data...)
+		f(d)
+		paths[i] = filepath.Join(dir, fmt.Sprintf("damaged%04d.db", i))
+		if err := os.WriteFile(paths[i], d, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		paths = append(paths, p)
 	}
 	refused := 0
 	for _, res := range openInChild(t, paths) {
@@ -191,7 +238,7 @@ func TestRandomDamageNeverPanics(t *testing.T) {
 			refused++
 		}
 	}
-	t.Logf("%d of %d damaged files refused, the rest opened without a crash", refused, len(paths))
+	return refused
 }
 
 // A path that does not exist yet is a new store; a whole file opens; a
