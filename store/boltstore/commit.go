@@ -18,10 +18,18 @@ import (
 // clients and SMTP sessions do). Here a write waits only for the commit in
 // progress: whatever queued up meanwhile goes into the next transaction, so
 // a single caller pays one fsync and a crowd shares one.
+//
+// Background writes (the sweep's slices) are committed alone and after
+// the writes queued meanwhile: a reservation or a creation never shares
+// a transaction with a sweep slice (whose deletions and pages it would
+// wait for) and never waits for more than the slice in progress. Each
+// background write still gets every other commit under a steady stream
+// of others, so the sweep cannot starve.
 type committer struct {
 	db       *bolt.DB
 	maxBatch int
 	ops      chan *op
+	bg       chan *op // background writes: see above
 	done     chan struct{}
 	stop     sync.Once
 	mu       sync.RWMutex // held for reading while sending on ops
@@ -42,6 +50,7 @@ func newCommitter(db *bolt.DB, maxBatch int) *committer {
 		db:       db,
 		maxBatch: maxBatch,
 		ops:      make(chan *op, maxBatch),
+		bg:       make(chan *op, 1),
 		done:     make(chan struct{}),
 	}
 	go c.run()
@@ -86,6 +95,16 @@ func refuse(err error) error { return refusal{err} }
 
 // do is write for functions without a result or refusal of their own.
 func (c *committer) do(ctx context.Context, fn func(*bolt.Tx) error) error {
+	return c.submit(ctx, c.ops, fn)
+}
+
+// background is do for a background write (see committer): fn runs in a
+// transaction of its own, once.
+func (c *committer) background(ctx context.Context, fn func(*bolt.Tx) error) error {
+	return c.submit(ctx, c.bg, fn)
+}
+
+func (c *committer) submit(ctx context.Context, ch chan *op, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -95,7 +114,7 @@ func (c *committer) do(ctx context.Context, fn func(*bolt.Tx) error) error {
 		c.mu.RUnlock()
 		return errClosed
 	}
-	c.ops <- o
+	ch <- o
 	c.mu.RUnlock()
 	return <-o.err
 }
@@ -103,12 +122,42 @@ func (c *committer) do(ctx context.Context, fn func(*bolt.Tx) error) error {
 func (c *committer) run() {
 	defer close(c.done)
 	batch := make([]*op, 0, c.maxBatch)
-	for o := range c.ops {
+	ops, bg := c.ops, c.bg // nil once closed and drained
+	bgTurn := false        // the last commit was of others: a waiting background write goes next
+	for ops != nil || bg != nil {
+		var o *op
+		fromBG, ok := false, true
+		select {
+		case o, ok = <-bgIf(bg, bgTurn):
+			fromBG = true
+		default:
+			select {
+			case o, ok = <-ops:
+			default:
+				select {
+				case o, ok = <-ops:
+				case o, ok = <-bg:
+					fromBG = true
+				}
+			}
+		}
+		switch {
+		case !ok && fromBG:
+			bg = nil
+			continue
+		case !ok:
+			ops = nil
+			continue
+		case fromBG:
+			c.commit([]*op{o})
+			bgTurn = false
+			continue
+		}
 		batch = append(batch[:0], o)
 	fill:
 		for len(batch) < c.maxBatch {
 			select {
-			case o, ok := <-c.ops:
+			case o, ok := <-ops:
 				if !ok {
 					break fill
 				}
@@ -118,7 +167,16 @@ func (c *committer) run() {
 			}
 		}
 		c.commit(batch)
+		bgTurn = true
 	}
+}
+
+// bgIf is bg on a background write's turn, else nil (never ready).
+func bgIf(bg chan *op, turn bool) chan *op {
+	if turn {
+		return bg
+	}
+	return nil
 }
 
 func (c *committer) commit(batch []*op) {
@@ -172,6 +230,7 @@ func (c *committer) close() {
 		c.mu.Lock()
 		c.closed = true
 		close(c.ops)
+		close(c.bg)
 		c.mu.Unlock()
 		<-c.done
 	})

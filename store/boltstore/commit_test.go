@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -39,22 +40,34 @@ func openCommitter(t *testing.T, maxBatch int) (*bolt.DB, *committer) {
 // so that the writes submitted meanwhile queue up into one batch.
 func holdWriter(t *testing.T, c *committer) (release func()) {
 	t.Helper()
+	return hold(t, c.do)
+}
+
+// hold is holdWriter with a write submitted by submit (c.do or
+// c.background).
+func hold(t *testing.T, submit func(context.Context, func(*bolt.Tx) error) error) (release func()) {
+	t.Helper()
 	entered, released := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- c.do(bg, func(*bolt.Tx) error {
+		done <- submit(bg, func(*bolt.Tx) error {
 			close(entered)
 			<-released
 			return nil
 		})
 	}()
 	<-entered
-	return func() {
-		close(released)
-		if err := <-done; err != nil {
-			t.Errorf("held write: %v", err)
-		}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			close(released)
+			if err := <-done; err != nil {
+				t.Errorf("held write: %v", err)
+			}
+		})
 	}
+	t.Cleanup(release) // a test that failed before releasing must not hang in close
+	return release
 }
 
 // waitQueued polls until n writes are queued.
@@ -131,6 +144,76 @@ func TestCommitterMaxBatch(t *testing.T) {
 		if k > maxBatch {
 			t.Errorf("transaction %d ran %d writes, max %d", id, k, maxBatch)
 		}
+	}
+}
+
+// TestCommitterBackground: a background write (a sweep slice) commits
+// alone; writes queued behind one go before the next, and a background
+// write queued behind others goes right after them, so neither starves.
+func TestCommitterBackground(t *testing.T) {
+	const n = 3
+	for _, tt := range []struct {
+		name      string
+		heldBy    func(*committer) func(context.Context, func(*bolt.Tx) error) error
+		bgIsFirst bool
+	}{
+		{"held by a background write", func(c *committer) func(context.Context, func(*bolt.Tx) error) error { return c.background }, false},
+		{"held by a write", func(c *committer) func(context.Context, func(*bolt.Tx) error) error { return c.do }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, c := openCommitter(t, 100)
+			release := hold(t, tt.heldBy(c))
+			var mu sync.Mutex
+			var order []string // "bg" or "op", one per write, in the order they ran
+			txOf := map[string]map[int]bool{"bg": {}, "op": {}}
+			record := func(kind string) func(*bolt.Tx) error {
+				return func(tx *bolt.Tx) error {
+					mu.Lock()
+					defer mu.Unlock()
+					order = append(order, kind)
+					txOf[kind][tx.ID()] = true
+					return nil
+				}
+			}
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				if err := c.background(bg, record("bg")); err != nil {
+					t.Error(err)
+				}
+			})
+			deadline := time.Now().Add(10 * time.Second)
+			for len(c.bg)+len(c.ops) < 1 {
+				if time.Now().After(deadline) {
+					t.Fatal("the background write was not queued")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			for range n {
+				wg.Go(func() {
+					if err := c.do(bg, record("op")); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			waitQueued(t, c, n)
+			release()
+			wg.Wait()
+			want := []string{"op", "op", "op", "bg"}
+			if tt.bgIsFirst {
+				want = []string{"bg", "op", "op", "op"}
+			}
+			if fmt.Sprint(order) != fmt.Sprint(want) {
+				t.Errorf("writes ran in the order %v, want %v", order, want)
+			}
+			for id := range txOf["bg"] {
+				if txOf["op"][id] {
+					t.Errorf("the background write shared transaction %d with others", id)
+				}
+			}
+			if len(txOf["op"]) != 1 {
+				t.Errorf("the queued writes took %d transactions, want 1", len(txOf["op"]))
+			}
+		})
 	}
 }
 

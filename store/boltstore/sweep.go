@@ -13,8 +13,10 @@ import (
 // Sweep deletes aliases that are expired or revoked at now, at most batch
 // per write transaction so that the writer lock is never held for long,
 // and returns how many it deleted. Only the ids stay behind, so they are
-// never reused. It writes the refusal counts first (flushCounts), and
-// deletes the per-target counts of days gone by (sweepDaily).
+// never reused. Each transaction is a background write (commit.go): the
+// writes queued meanwhile go first, in transactions of their own. It
+// writes the refusal counts first (flushCounts), and deletes the
+// per-target counts of days gone by (sweepDaily).
 func (s *Store) Sweep(ctx context.Context, now time.Time, batch int) (int, error) {
 	if batch <= 0 {
 		batch = 500
@@ -49,29 +51,24 @@ func (s *Store) sweepDue(ctx context.Context, now time.Time) (bool, error) {
 	return due, nil
 }
 
-// sweepOnce deletes up to batch aliases whose sweep entry is due at now.
+// sweepOnce deletes up to batch aliases whose sweep entry is due at now,
+// in one background write (see Sweep).
 // An entry's time is the alias's expiry, or the moment it was revoked if
 // that came first (see put's callers), so a due entry is a dead alias:
-// nothing needs decoding. It runs through the group commit,
-// so reservations queued meanwhile share its transaction instead of
-// waiting for it.
+// nothing needs decoding.
 func (s *Store) sweepOnce(ctx context.Context, now time.Time, batch int) (deleted int, more bool, err error) {
-	type result struct {
-		deleted int
-		more    bool
-	}
 	limit := now.Unix()
-	res, err := write(ctx, s.w, func(tx *bolt.Tx) (result, error) {
-		var res result
+	err = s.w.background(ctx, func(tx *bolt.Tx) error {
+		deleted, more = 0, false
 		aliases, targets, confirm := tx.Bucket(bucketAliases), tx.Bucket(bucketTargets), tx.Bucket(bucketConfirm)
 		c := tx.Bucket(bucketSweep).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.First() {
 			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > limit {
-				return res, nil
+				break
 			}
-			if res.deleted == batch {
-				res.more = true
-				return res, nil
+			if deleted == batch {
+				more = true
+				break
 			}
 			id := append([]byte(nil), k[8:]...)
 			var targetKey, confirmHash []byte
@@ -80,30 +77,30 @@ func (s *Store) sweepOnce(ctx context.Context, now time.Time, batch int) (delete
 				targetKey, confirmHash = append(append([]byte(nil), v[1:1+n]...), id...), append([]byte(nil), v[1+n:]...)
 			}
 			if err := c.Delete(); err != nil {
-				return res, err
+				return err
 			}
 			if err := aliases.Put(id, tombstone); err != nil {
-				return res, err
+				return err
 			}
 			if targetKey != nil {
 				if err := targets.Delete(targetKey); err != nil {
-					return res, err
+					return err
 				}
 			}
 			if len(confirmHash) > 0 {
 				if err := confirm.Delete(confirmHash); err != nil {
-					return res, err
+					return err
 				}
 			}
-			if err := addStored(tx, -1); err != nil {
-				return res, err
-			}
-			res.deleted++
+			deleted++
 		}
-		return res, nil
+		if deleted == 0 {
+			return nil
+		}
+		return addStored(tx, -int64(deleted))
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("store: sweep: %w", err)
 	}
-	return res.deleted, res.more, nil
+	return deleted, more, nil
 }
