@@ -24,8 +24,8 @@ type replyBatch struct {
 	holding atomic.Bool
 }
 
-// maxHeld bounds the replies held for one write; go-smtp reads commands
-// through a 4 KiB buffer, so a pipelined group rarely comes near it.
+// maxHeld bounds the replies held for one write; a pipelined group's
+// replies rarely come near it.
 const maxHeld = 8 << 10
 
 func (c *clientConn) Write(p []byte) (int, error) {

@@ -120,3 +120,27 @@ func TestMemory100MiB(t *testing.T) {
 		t.Errorf("heap grew by %d MiB relaying %d MiB, want < 16 MiB", growth>>20, size>>20)
 	}
 }
+
+// An idle session holds its buffers (bodyBufferSize to read, go-smtp's
+// 4 KiB to write), its goroutine's stack and its state: bounded, and
+// measured here as the heap and stack growth per session with 200 of
+// them open after EHLO, in the test's own process: the test's client
+// connections are included (textproto's two 4 KiB buffers each).
+func TestMemoryIdleSession(t *testing.T) {
+	const n = 200
+	e := newEnv(t, nil)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n; i++ {
+		c := e.dial()
+		c.must(250, "EHLO client.example")
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapAlloc+after.StackInuse) - int64(before.HeapAlloc+before.StackInuse)) / n
+	t.Logf("%d idle sessions: %d KiB each (heap and stacks)", n, per>>10)
+	if per > 64<<10 {
+		t.Errorf("an idle session holds %d KiB, want < 64 KiB", per>>10)
+	}
+}

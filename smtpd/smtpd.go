@@ -311,6 +311,7 @@ func New(cfg Config, st Store) *Server {
 	srv.TLSConfig = cfg.TLS
 	srv.MaxMessageBytes = cfg.MaxMessageBytes
 	srv.MaxRecipients = cfg.MaxRecipients
+	srv.ReadBufferSize = bodyBufferSize
 	// Must be non-zero: go-smtp's SetReadDeadline before each command is
 	// what tells clientConn that a DATA phase is over.
 	srv.ReadTimeout = cfg.ReadTimeout

@@ -265,6 +265,7 @@ func (s *Server) handshake(conn net.Conn) (*smtp.Client, error) {
 	default:
 		return nil, fmt.Errorf("unknown smarthost TLS mode %q", u.TLS)
 	}
+	c.SetWriteBufferSize(bodyBufferSize)
 	if err := c.Hello(s.cfg.Hostname); err != nil {
 		return nil, err
 	}

@@ -36,6 +36,8 @@ type Client struct {
 	didHello   bool              // whether we've said HELO/EHLO/LHLO
 	helloError error             // the error from the hello
 	rcpts      []string          // recipients accumulated for the current transaction
+	w          io.Writer         // what c.text.W writes to
+	wsize      int               // the size of c.text.W's buffer; 0: bufio's default
 
 	// Time to wait for command responses (this includes 3xx reply to DATA).
 	CommandTimeout time.Duration
@@ -175,6 +177,28 @@ func (c *Client) setConn(conn net.Conn) {
 		Closer: conn,
 	}
 	c.text = textproto.NewConn(rwc)
+	c.w = w
+	if c.wsize > 0 {
+		c.text.W = bufio.NewWriterSize(w, c.wsize)
+	}
+}
+
+// SetWriteBufferSize makes the client write commands and message data
+// through a buffer of size bytes instead of 4096 (bufio's default). A
+// message written through Data or DataStuffed goes out in writes of that
+// size: one of up to about that size leaves in a single write, its
+// end-of-data line included. It holds for the rest of the connection,
+// STARTTLS included, and must not be called while a message is being
+// written. A size of zero or less is the default.
+func (c *Client) SetWriteBufferSize(size int) {
+	if size <= 0 {
+		size = 4096
+	}
+	c.wsize = size
+	if c.text.W.Size() != size {
+		c.text.W.Flush()
+		c.text.W = bufio.NewWriterSize(c.w, size)
+	}
 }
 
 // Close closes the connection.

@@ -41,6 +41,12 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
+	// ReadBufferSize is the size of the buffer each connection reads
+	// commands and message data through; zero means 4096 bytes (bufio's
+	// default). A message comes off the connection in reads of at most
+	// this size: a relay passing it on wants most messages to fit.
+	ReadBufferSize int
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
