@@ -38,6 +38,11 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	closing := c.closeAfter
 	c.mu.Unlock()
 	c.wmu.Lock()
+	if c.out == nil {
+		// Room for a session's usual replies (the EHLO answer is the
+		// longest), so that they do not grow it step by step.
+		c.out = make([]byte, 0, 512)
+	}
 	c.out = append(c.out, p...)
 	c.holding.Store(true)
 	var err error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -33,16 +34,19 @@ type delivery struct {
 	from  string // the envelope sender as replayed upstream
 	size  int64  // the client's SIZE, passed on
 
-	up    *upstream // with MAIL FROM replayed; nil before the first recipient and once given back
-	err   error     // the smarthost could not be reached; later recipients fail the same way
-	given map[string]bool
+	up    *upstream      // with MAIL FROM replayed; nil before the first recipient and once given back
+	err   error          // the smarthost could not be reached; later recipients fail the same way
+	given []string       // the recipients the smarthost accepted, each once
+	one   [1]string      // given's first array: most messages have one
 	w     io.WriteCloser // go-smtp's DATA writer, from Body (or a pipelined DATA) to Commit
 	dataE error          // a pipelined DATA's refusal, for Body
 	n     int64          // bytes written to the smarthost after DATA
 }
 
 func newDelivery(conns *upstreams, from string, size int64) *delivery {
-	return &delivery{conns: conns, from: from, size: size, given: make(map[string]bool)}
+	d := &delivery{conns: conns, from: from, size: size}
+	d.given = d.one[:0]
+	return d
 }
 
 // AddRcpt gives the smarthost one recipient, once, opening the
@@ -55,12 +59,12 @@ func (d *delivery) AddRcpt(ctx context.Context, target string, data bool) error 
 		if d.err != nil {
 			return d.err
 		}
-		if d.given[target] {
+		if slices.Contains(d.given, target) {
 			return nil
 		}
 		return d.open(ctx, target, data)
 	}
-	if d.given[target] {
+	if slices.Contains(d.given, target) {
 		return nil
 	}
 	if d.w != nil {
@@ -106,7 +110,7 @@ func (d *delivery) rcptReply(target string, err error) error {
 		}
 		return ue
 	}
-	d.given[target] = true
+	d.given = append(d.given, target)
 	return nil
 }
 
@@ -296,8 +300,7 @@ func (b bodyWriter) Write(p []byte) (int, error) {
 func (d *delivery) Commit(_ context.Context) error {
 	start := time.Now()
 	err := positive(d.w.Close())
-	var se *smtp.SMTPError
-	if err == nil || errors.As(err, &se) {
+	if _, reply := errors.AsType[*smtp.SMTPError](err); err == nil || reply {
 		d.conns.srv.cfg.Metrics.SmarthostSeconds.WithLabelValues("data").Observe(time.Since(start).Seconds())
 	}
 	up := d.up
@@ -323,6 +326,6 @@ func (d *delivery) Abort() {
 // is over: no SMTP reply at all, or a 421 (rfc 5321:3.8, as an MTA says
 // when it closes an idle connection).
 func connGone(err error) bool {
-	var se *smtp.SMTPError
-	return !errors.As(err, &se) || se.Code == 421
+	se, ok := errors.AsType[*smtp.SMTPError](err)
+	return !ok || se.Code == 421
 }

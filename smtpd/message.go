@@ -97,22 +97,29 @@ func (b *bodyCheck) end() error {
 // client's IP address literal takes its place. Only a single recipient is
 // named (rfc 5321:7.2 warns against more).
 func receivedHeader(helo string, ip net.IP, host, id, rcpt string, tls bool, t time.Time) string {
-	var b strings.Builder
 	lit := ""
 	if ip != nil {
 		lit = addressLiteral(ip)
 	}
-	b.WriteString("Received: from ")
+	return string(appendReceived(nil, helo, lit, host, id, rcpt, tls, t))
+}
+
+// appendReceived appends receivedHeader to b; lit is the client's
+// address literal, "" if it has none.
+func appendReceived(b []byte, helo, lit, host, id, rcpt string, tls bool, t time.Time) []byte {
+	b = append(b, "Received: from "...)
 	switch {
 	case validHelo(helo):
-		b.WriteString(helo)
+		b = append(b, helo...)
 	case lit != "":
-		b.WriteString(lit)
+		b = append(b, lit...)
 	default:
-		b.WriteString("unknown")
+		b = append(b, "unknown"...)
 	}
 	if lit != "" {
-		b.WriteString(" (" + lit + ")")
+		b = append(b, " ("...)
+		b = append(b, lit...)
+		b = append(b, ')')
 	}
 	// go-smtp does not say whether the client used EHLO or HELO; nearly
 	// every client uses EHLO. ESMTPS is rfc 3848.
@@ -120,12 +127,20 @@ func receivedHeader(helo string, ip net.IP, host, id, rcpt string, tls bool, t t
 	if tls {
 		proto = "ESMTPS"
 	}
-	b.WriteString("\r\n\tby " + host + " (tempalias) with " + proto + " id " + id)
+	b = append(b, "\r\n\tby "...)
+	b = append(b, host...)
+	b = append(b, " (tempalias) with "...)
+	b = append(b, proto...)
+	b = append(b, " id "...)
+	b = append(b, id...)
 	if rcpt != "" {
-		b.WriteString("\r\n\tfor <" + rcpt + ">")
+		b = append(b, "\r\n\tfor <"...)
+		b = append(b, rcpt...)
+		b = append(b, '>')
 	}
-	b.WriteString("; " + t.UTC().Format("Mon, 02 Jan 2006 15:04:05 -0700") + "\r\n")
-	return b.String()
+	b = append(b, "; "...)
+	b = t.UTC().AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 -0700")
+	return append(b, "\r\n"...)
 }
 
 // addressLiteral is rfc 5321:4.1.3.

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"slices"
@@ -51,20 +52,22 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 		return failed, err
 	}
 	defer func() { tx.upBytes = tx.dlv.Written() }()
-	hdr := s.traceHeaders(tx)
-	if stuffed {
-		hdr = dotStuff(hdr)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	// Our header lines are built in buf, which the message is read into
+	// once they are written.
+	hdr := s.appendTrace(buf[:0], tx)
+	if stuffed && (hdr[0] == '.' || bytes.Contains(hdr, []byte("\n."))) {
+		hdr = []byte(dotStuff(string(hdr)))
 	}
-	if _, err := io.WriteString(w, hdr); err != nil {
+	if _, err := w.Write(hdr); err != nil {
 		return failed, err
 	}
 	filter := &headerFilter{w: w, loop: s.loopCheck(tx)}
 	if s.srv.cfg.RewriteFrom {
 		filter.fromAddr = tx.ident
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
 	var check bodyCheck
 	for {
 		n, rerr := r.Read(buf)
@@ -121,46 +124,57 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 	return delivered, nil
 }
 
-// traceHeaders are what relay puts on top of the message: the Received
-// header, then one Delivered-To per alias (rfc 9228), which a looping
-// message brings back. Delivered-To is left out when the transaction goes
-// to more than one target: each would learn the others' aliases, which
-// may have been Bcc (the reason rfc 5321:7.2 gives for naming a single
-// recipient in Received). A loop comes back in a transaction of its own,
-// with one target, and is caught there.
-func (s *session) traceHeaders(tx *transaction) string {
+// appendTrace appends to b what relay puts on top of the message: the
+// Received header, then one Delivered-To per alias (rfc 9228), which a
+// looping message brings back. Delivered-To is left out when the
+// transaction goes to more than one target: each would learn the others'
+// aliases, which may have been Bcc (the reason rfc 5321:7.2 gives for
+// naming a single recipient in Received). A loop comes back in a
+// transaction of its own, with one target, and is caught there.
+func (s *session) appendTrace(b []byte, tx *transaction) []byte {
 	rcpt := ""
 	if len(tx.aliases) == 1 && tx.bounces == 0 && !tx.pm {
 		rcpt = tx.rcpt
 	}
-	hdr := receivedHeader(tx.helo, s.remote, s.srv.cfg.Hostname, tx.id, rcpt, s.tls, s.srv.cfg.Now())
+	if s.lit == "" && s.remote != nil {
+		s.lit = addressLiteral(s.remote)
+	}
+	b = appendReceived(b, tx.helo, s.lit, s.srv.cfg.Hostname, tx.id, rcpt, s.tls, s.srv.cfg.Now())
 	if len(tx.targets) == 1 {
 		for _, a := range tx.addrs {
-			hdr += "Delivered-To: " + a + "\r\n"
+			b = append(b, "Delivered-To: "...)
+			b = append(b, a...)
+			b = append(b, "\r\n"...)
 		}
 	}
 	if rcpt != "" {
-		hdr += s.stateHeaders(tx.res[0])
+		b = s.appendState(b, tx.res[0])
 	}
-	return hdr
+	return b
 }
 
-// stateHeaders tell the holder of a transaction's only alias, inside the
+// appendState appends the fields that tell the holder of a transaction's only alias, inside the
 // message, how long the alias lives, how many messages it relays after
 // this one and how to revoke it. They are prepended like the trace
 // fields (DKIM signatures stay intact), only when the transaction's one
 // recipient is that alias, so no other recipient learns of it, and they
 // come from the reservation taken at RCPT: no store access per message.
-func (s *session) stateHeaders(r *store.Reservation) string {
+func (s *session) appendState(b []byte, r *store.Reservation) []byte {
 	a := &r.Alias
-	hdr := "X-Tempalias-Expires: " + a.Expires.UTC().Format(time.RFC3339) + "\r\n"
+	b = append(b, "X-Tempalias-Expires: "...)
+	b = a.Expires.UTC().AppendFormat(b, time.RFC3339)
+	b = append(b, "\r\n"...)
 	if rem, ok := a.Remaining(); ok {
-		hdr += "X-Tempalias-Remaining: " + strconv.Itoa(rem) + "\r\n"
+		b = append(b, "X-Tempalias-Remaining: "...)
+		b = strconv.AppendInt(b, int64(rem), 10)
+		b = append(b, "\r\n"...)
 	}
 	if link := s.srv.cfg.RevokeLink; link != nil {
-		hdr += "X-Tempalias-Revoke: " + link(a.ID) + "\r\n"
+		b = append(b, "X-Tempalias-Revoke: "...)
+		b = append(b, link(a.ID)...)
+		b = append(b, "\r\n"...)
 	}
-	return hdr
+	return b
 }
 
 // loopCheck reports whether a Delivered-To value names one of the

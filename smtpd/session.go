@@ -30,8 +30,9 @@ type session struct {
 	conn   *clientConn
 	smtp   *smtp.Conn
 	remote net.IP
-	tls    bool // the client said STARTTLS before this session
-	bad    int  // refused recipients on this connection
+	tls    bool   // the client said STARTTLS before this session
+	lit    string // remote's address literal, once a Received header needed it
+	bad    int    // refused recipients on this connection
 
 	ups upstreams // the smarthost connections in use
 
@@ -54,7 +55,7 @@ type transaction struct {
 	ident   string               // the first accepted recipient address: the From of RewriteFrom
 	bounces int                  // recipients that were SRS addresses
 	pm      bool                 // postmaster@ is a recipient (for Config.Postmaster)
-	targets map[string]bool      // already given to the smarthost
+	targets []string             // already given to the smarthost, each once
 	timer   *time.Timer          // ends a transaction that never reaches DATA
 	dlv     *delivery            // the message upstream, from the first recipient given to the smarthost
 	refused refusals             // recipients refused, for the log line
@@ -65,6 +66,13 @@ type transaction struct {
 	// text, or the error), for the log line only: the client gets our
 	// words (classify).
 	upReply string
+
+	// The first arrays of aliases, res, addrs and targets: a message to
+	// one alias allocates none of them.
+	alias0  [1]string
+	res0    [1]*store.Reservation
+	addr0   [1]string
+	target0 [1]string
 }
 
 // result is how a transaction ends for usage accounting. Every
@@ -129,11 +137,10 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		return errShuttingDown
 	}
 	tx := &transaction{
-		id:      newTxID(),
-		start:   time.Now(),
-		helo:    s.smtp.Hostname(),
-		from:    from,
-		targets: make(map[string]bool),
+		id:    newTxID(),
+		start: time.Now(),
+		helo:  s.smtp.Hostname(),
+		from:  from,
 	}
 	if opts != nil {
 		tx.size = opts.Size
@@ -236,6 +243,9 @@ func (s *session) rcpt(tx *transaction, to string) error {
 		s.refund(tx, res)
 		return err
 	}
+	if tx.aliases == nil {
+		tx.aliases, tx.res, tx.addrs = tx.alias0[:0], tx.res0[:0], tx.addr0[:0]
+	}
 	tx.aliases = append(tx.aliases, id)
 	tx.res = append(tx.res, res)
 	tx.rcpt = id + "@" + addr.Domain
@@ -335,7 +345,7 @@ func (s *session) forward(tx *transaction, target string) error {
 		return fmt.Errorf("stored target: %w", err)
 	}
 	target = t.String()
-	if s.srv.cfg.RewriteFrom && len(tx.targets) > 0 && !tx.targets[target] {
+	if s.srv.cfg.RewriteFrom && len(tx.targets) > 0 && !slices.Contains(tx.targets, target) {
 		return errOneTarget
 	}
 	if tx.dlv == nil {
@@ -346,7 +356,12 @@ func (s *session) forward(tx *transaction, target string) error {
 	if err := tx.dlv.AddRcpt(s.srv.dialCtx, target, s.dataNext()); err != nil {
 		return err
 	}
-	tx.targets[target] = true
+	if !slices.Contains(tx.targets, target) {
+		if tx.targets == nil {
+			tx.targets = tx.target0[:0]
+		}
+		tx.targets = append(tx.targets, target)
+	}
 	return nil
 }
 
@@ -371,9 +386,13 @@ func (s *session) Data(r io.Reader) error {
 	tx.timer.Stop() // from here DataTimeout and the smarthost's timeouts apply
 	res, err := s.relay(tx, r)
 	s.conn.endData()
-	var ue *upstreamError
-	if errors.As(err, &ue) {
-		tx.upReply = upstreamText(ue)
+	if err != nil {
+		// In a block of its own: errors.As's target escapes, and a
+		// relayed message need not allocate it.
+		var ue *upstreamError
+		if errors.As(err, &ue) {
+			tx.upReply = upstreamText(ue)
+		}
 	}
 	rep := s.reply(tx, err)
 	if rep == nil {

@@ -143,8 +143,9 @@ func (p *pool) close() {
 type upstreams struct {
 	srv    *Server
 	mu     sync.Mutex
-	closed bool // the session is over: no more connections
-	all    map[*upstream]struct{}
+	closed bool        // the session is over: no more connections
+	all    []*upstream // a session has one at a time, but for moments
+	one    [1]*upstream
 }
 
 // get takes a connection from the pool (reused) or dials one.
@@ -157,9 +158,9 @@ func (p *upstreams) get(ctx context.Context) (u *upstream, reused bool, err erro
 	closed := p.closed
 	if !closed {
 		if p.all == nil {
-			p.all = make(map[*upstream]struct{})
+			p.all = p.one[:0]
 		}
-		p.all[u] = struct{}{}
+		p.all = append(p.all, u)
 	}
 	p.mu.Unlock()
 	if closed {
@@ -188,7 +189,9 @@ func (p *upstreams) drop(u *upstream) {
 
 func (p *upstreams) forget(u *upstream) {
 	p.mu.Lock()
-	delete(p.all, u)
+	if i := slices.Index(p.all, u); i >= 0 {
+		p.all = slices.Delete(p.all, i, i+1)
+	}
 	p.mu.Unlock()
 }
 
@@ -204,7 +207,7 @@ func (p *upstreams) close() {
 func (p *upstreams) abortAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for u := range p.all {
+	for _, u := range p.all {
 		u.abort()
 	}
 }
@@ -287,8 +290,9 @@ func (s *Server) handshake(conn net.Conn) (*smtp.Client, error) {
 // RCPT), and reports a 251, 252 or 200 as an *smtp.SMTPError. The reply
 // has been read whole by then, so the connection is still in step.
 func positive(err error) error {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) && se.Code >= 200 && se.Code <= 299 {
+	// errors.AsType, not errors.As: no target escapes to the heap, and
+	// most calls are for a nil error.
+	if se, ok := errors.AsType[*smtp.SMTPError](err); ok && se.Code >= 200 && se.Code <= 299 {
 		return nil
 	}
 	return err

@@ -474,14 +474,18 @@ func (c *Client) mailLine(from string, opts *MailOptions) (string, error) {
 	}
 
 	var sb strings.Builder
-	// A high enough power of 2 than 510+14+26+11+9+9+39+500
-	sb.Grow(2048)
-	fmt.Fprintf(&sb, "MAIL FROM:<%s>", from)
+	// The common line in one allocation: the address, BODY and SIZE.
+	sb.Grow(len("MAIL FROM:<> BODY=8BITMIME SIZE=") + len(from) + 20)
+	sb.WriteString("MAIL FROM:<")
+	sb.WriteString(from)
+	sb.WriteString(">")
 	if _, ok := c.ext["8BITMIME"]; ok {
 		sb.WriteString(" BODY=8BITMIME")
 	}
 	if _, ok := c.ext["SIZE"]; ok && opts != nil && opts.Size != 0 {
-		fmt.Fprintf(&sb, " SIZE=%v", opts.Size)
+		var n [20]byte
+		sb.WriteString(" SIZE=")
+		sb.Write(strconv.AppendInt(n[:0], opts.Size, 10))
 	}
 	if opts != nil && opts.RequireTLS {
 		if _, ok := c.ext["REQUIRETLS"]; ok {
@@ -550,9 +554,11 @@ func (c *Client) rcptLine(to string, opts *RcptOptions) (string, error) {
 	}
 
 	var sb strings.Builder
-	// A high enough power of 2 than 510+29+501
-	sb.Grow(2048)
-	fmt.Fprintf(&sb, "RCPT TO:<%s>", to)
+	// The common line, the address alone, in one allocation.
+	sb.Grow(len("RCPT TO:<>") + len(to))
+	sb.WriteString("RCPT TO:<")
+	sb.WriteString(to)
+	sb.WriteString(">")
 	if _, ok := c.ext["DSN"]; ok && opts != nil {
 		if len(opts.Notify) != 0 {
 			sb.WriteString(" NOTIFY=")

@@ -16,6 +16,7 @@ type Pipeline struct {
 	cmds []pipelined
 	err  error // a bad argument: nothing is sent
 	data *DataCommand
+	buf  [4]pipelined // cmds' first array: RSET, MAIL, RCPT and DATA fit
 }
 
 type pipelined struct {
@@ -27,7 +28,11 @@ type pipelined struct {
 }
 
 // Pipeline starts an empty group of commands.
-func (c *Client) Pipeline() *Pipeline { return &Pipeline{c: c} }
+func (c *Client) Pipeline() *Pipeline {
+	p := &Pipeline{c: c}
+	p.cmds = p.buf[:0]
+	return p
+}
 
 // Reset adds RSET.
 func (p *Pipeline) Reset() {
