@@ -1,8 +1,10 @@
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"math/rand"
 	"net"
 	netsmtp "net/smtp"
 	"net/textproto"
@@ -355,5 +357,50 @@ func TestBDAT(t *testing.T) {
 	}
 	if used, pending, ok := e.uses(id); !ok || used != 1 || pending != 0 {
 		t.Errorf("used %d pending %d alive %v", used, pending, ok)
+	}
+}
+
+// indexCRLF finds what bytes.IndexAny(p, "\r\n") finds, over random
+// strings of CR, LF, a dot and a letter.
+func TestIndexCRLF(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	alphabet := []byte("\r\n.x")
+	for i := 0; i < 20000; i++ {
+		p := make([]byte, rng.Intn(100))
+		for j := range p {
+			p[j] = alphabet[rng.Intn(len(alphabet))]
+			if rng.Intn(2) == 0 {
+				p[j] = 'x'
+			}
+		}
+		if got, want := indexCRLF(p), bytes.IndexAny(p, "\r\n"); got != want {
+			t.Fatalf("indexCRLF(%q) = %d, want %d", p, got, want)
+		}
+	}
+}
+
+// BenchmarkIndexCRLF: the lines of a 4 KiB body, as bodyCheck walks
+// them, with bytes.IndexAny and with indexCRLF.
+func BenchmarkIndexCRLF(b *testing.B) {
+	body := bytes.Repeat([]byte(strings.Repeat("x", 62)+"\r\n"), 64)
+	for _, f := range []struct {
+		name  string
+		index func([]byte) int
+	}{
+		{"IndexAny", func(p []byte) int { return bytes.IndexAny(p, "\r\n") }},
+		{"indexCRLF", indexCRLF},
+	} {
+		b.Run(f.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for i := 0; i < b.N; i++ {
+				for p := body; len(p) > 0; {
+					j := f.index(p)
+					if j < 0 {
+						break
+					}
+					p = p[j+1:]
+				}
+			}
+		})
 	}
 }
