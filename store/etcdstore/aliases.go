@@ -2,7 +2,6 @@ package etcdstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,104 +13,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// record is an alias as this engine stores it.
-type record struct {
-	ID          string   `json:"id"`
-	Target      string   `json:"target"`
-	Created     int64    `json:"created"`
-	Expires     int64    `json:"expires"`
-	MaxUsage    int      `json:"max_usage,omitempty"`
-	Used        int      `json:"used,omitempty"`
-	Refused     int      `json:"refused,omitempty"`
-	Revoked     bool     `json:"revoked,omitempty"`
-	Unverified  bool     `json:"unverified,omitempty"`
-	TokenHash   []byte   `json:"token_hash"`
-	TargetHash  []byte   `json:"target_hash"`
-	ConfirmHash []byte   `json:"confirm_hash,omitempty"`
-	AllowFrom   []string `json:"allow_from,omitempty"`
-	LockSender  bool     `json:"lock_sender,omitempty"`
-	SweepAt     int64    `json:"sweep_at"` // the time part of its sweep key
-	// Recent are the keys of the latest committed reservations (see
-	// recentUses).
-	Recent []string `json:"recent,omitempty"`
-	// HourStart (unix seconds, 0 for none) and HourUsed are the alias's
-	// hourly window (alias.Alias.HourTaken).
-	HourStart int64 `json:"hour_start,omitempty"`
-	HourUsed  int   `json:"hour_used,omitempty"`
-	// LockGen and LockHeld are the state of a lock-sender lock
-	// (alias.Alias.ReleaseLock).
-	LockGen  uint64 `json:"lock_gen,omitempty"`
-	LockHeld int    `json:"lock_held,omitempty"`
-	// CountedCreation and CountedConfirmation say what its creation
-	// counted against its target's day (a limit was set), which is what
-	// Withdraw gives back.
-	CountedCreation     bool `json:"counted_creation,omitempty"`
-	CountedConfirmation bool `json:"counted_confirmation,omitempty"`
-}
-
-// tombstone is the value of a swept alias's key: only the id stays.
-const tombstone = "\x00"
-
-func (r *record) alias(pending int) alias.Alias {
-	var hourStart time.Time
-	if r.HourStart != 0 {
-		hourStart = time.Unix(r.HourStart, 0).UTC()
-	}
-	return alias.Alias{
-		HourStart:  hourStart,
-		HourUsed:   r.HourUsed,
-		ID:         r.ID,
-		Target:     r.Target,
-		Created:    time.Unix(r.Created, 0).UTC(),
-		Expires:    time.Unix(r.Expires, 0).UTC(),
-		MaxUsage:   r.MaxUsage,
-		Used:       r.Used,
-		Pending:    pending,
-		Revoked:    r.Revoked,
-		Refused:    r.Refused,
-		Unverified: r.Unverified,
-		TokenHash:  r.TokenHash,
-		AllowFrom:  r.AllowFrom,
-		LockSender: r.LockSender,
-		LockGen:    r.LockGen,
-		LockHeld:   r.LockHeld,
-	}
-}
-
-// setAllowFrom takes allow-from and its lock-sender lock back from a,
-// after a commit, a refund or a change set them.
-func (r *record) setAllowFrom(a *alias.Alias) {
-	r.AllowFrom, r.LockGen, r.LockHeld = a.AllowFrom, a.LockGen, a.LockHeld
-}
-
-// setHour takes the hourly window back from a, after CountHour or
-// UncountHour changed it.
-func (r *record) setHour(a *alias.Alias) {
-	r.HourStart, r.HourUsed = 0, a.HourUsed
-	if !a.HourStart.IsZero() {
-		r.HourStart = a.HourStart.Unix()
-	}
-}
-
-func (r *record) value() string {
-	v, err := json.Marshal(r)
-	if err != nil {
-		panic(err) // a struct of strings, numbers and bytes always encodes
-	}
-	return string(v)
-}
-
-func decode(id string, v []byte) (*record, error) {
-	if string(v) == tombstone {
-		return nil, store.ErrNotFound
-	}
-	r := new(record)
-	if err := json.Unmarshal(v, r); err != nil {
-		return nil, fmt.Errorf("etcd: decode %s: %w", id, err)
-	}
-	return r, nil
-}
-
 // snapshot is an alias as read at one revision, with the count of its
 // open reservations.
 type snapshot struct {
@@ -119,6 +20,7 @@ type snapshot struct {
 	modRev  int64 // the record's revision, for compare-and-swap
 	pending int
 	rev     int64 // the cluster revision of the read
+	format  int   // the format the record is stored in
 }
 
 // load reads alias id and its open reservations in one linearizable
@@ -155,11 +57,12 @@ func loaded(id string, rec, res *etcdserverpb.RangeResponse, rev int64) (snapsho
 	if len(rec.Kvs) == 0 {
 		return snapshot{}, store.ErrNotFound
 	}
-	r, err := decode(id, rec.Kvs[0].Value)
+	v := rec.Kvs[0].Value
+	r, err := decode(id, v)
 	if err != nil {
 		return snapshot{}, err
 	}
-	return snapshot{r: r, modRev: rec.Kvs[0].ModRevision, pending: int(res.Count), rev: rev}, nil
+	return snapshot{r: r, modRev: rec.Kvs[0].ModRevision, pending: int(res.Count), rev: rev, format: storedFormat(v)}, nil
 }
 
 // Create stores a new alias with an id no host ever issued: the id's key
@@ -226,7 +129,7 @@ func (s *Store) Create(ctx context.Context, spec alias.Spec, now time.Time, opts
 			r.ConfirmHash = alias.HashToken(c.Confirm)
 		}
 		ops := []clientv3.Op{
-			clientv3.OpPut(s.aliasKey(id), r.value()),
+			clientv3.OpPut(s.aliasKey(id), s.value(r)),
 			clientv3.OpPut(s.targetPrefix(hash)+id, ""),
 			clientv3.OpPut(s.sweepKey(r.SweepAt, id), ""),
 		}
@@ -449,7 +352,7 @@ func (s *Store) revoke(ctx context.Context, id string, now time.Time, allowed fu
 				return err
 			}
 		}
-		ops = append(ops, clientv3.OpPut(s.aliasKey(id), r.value()))
+		ops = append(ops, clientv3.OpPut(s.aliasKey(id), s.value(r)))
 		if old != r.SweepAt {
 			ops = append(ops, clientv3.OpDelete(s.sweepKey(old, id)), clientv3.OpPut(s.sweepKey(r.SweepAt, id), ""))
 		}

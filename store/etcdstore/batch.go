@@ -198,7 +198,8 @@ func (s *Store) send(group []*write) {
 // read index, one round of heartbeats) for all of them. Reads need no
 // care about overlaps: nothing is written.
 
-// maxReads bounds the loads in one transaction (two operations each).
+// maxReads bounds the loads in one transaction (two operations each, and
+// one for the format marker).
 const maxReads = 60
 
 type read struct {
@@ -249,11 +250,17 @@ func (s *Store) sendReads(group []*read) {
 	if len(live) == 0 {
 		return
 	}
+	// The cluster's record format too, so that a host writes the format
+	// raised meanwhile from its next read on (format.go).
+	ops = append(ops, clientv3.OpGet(s.formatKey()))
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
-	if err == nil && len(resp.Responses) != 2*len(live) {
-		err = fmt.Errorf("etcd: %d reads answered with %d results", 2*len(live), len(resp.Responses))
+	if err == nil && len(resp.Responses) != 2*len(live)+1 {
+		err = fmt.Errorf("etcd: %d reads answered with %d results", 2*len(live)+1, len(resp.Responses))
+	}
+	if err == nil {
+		s.noteFormat(resp.Responses[2*len(live)].GetResponseRange().Kvs)
 	}
 	for i, r := range live {
 		if err != nil {

@@ -61,7 +61,7 @@ func (s *Store) change(ctx context.Context, id string, c alias.Change, now time.
 		case !live && wasLive:
 			ops = append(ops, clientv3.OpDelete(s.targetPrefix(r.TargetHash)+id))
 		}
-		ops = append(ops, clientv3.OpPut(s.aliasKey(id), r.value()))
+		ops = append(ops, clientv3.OpPut(s.aliasKey(id), s.value(r)))
 		ok, err := s.txn(ctx, []clientv3.Cmp{
 			clientv3.Compare(clientv3.ModRevision(s.aliasKey(id)), "=", snap.modRev),
 			clientv3.Compare(clientv3.ModRevision(s.resPrefix(id)), "<", snap.rev+1).WithPrefix(),

@@ -8,7 +8,7 @@
 //
 // Every key lives under Options.Prefix (P):
 //
-//	P a/<id>                 the alias record (JSON), or a tombstone once swept;
+//	P a/<id>                 the alias record (record.go), or a tombstone once swept;
 //	                         created once (compare create revision), never deleted
 //	P r/<id>/<key>           one reserved use, attached to the reserving host's lease
 //	P x/<unix>/<id>          sweep index: due time (expiry, or revocation)
@@ -18,6 +18,7 @@
 //	P d/<day>/<kind>/<hash>  a target's creations or confirmation mails that day
 //	P meta/target_key        the HMAC key of target hashes
 //	P meta/link_key          the HMAC key of revoke links
+//	P meta/format            the format hosts write records in (format.go)
 //	P sweeper/...            the lock one sweeping host holds
 //
 // # Uses
@@ -60,6 +61,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
@@ -101,6 +103,9 @@ type Store struct {
 	linkKey   []byte
 	log       *slog.Logger
 
+	format     atomic.Int64 // the records' format hosts write, as last read (format.go)
+	tooNewOnce sync.Once
+
 	sessMu sync.Mutex
 	sess   *concurrency.Session
 
@@ -127,9 +132,10 @@ type Store struct {
 var _ store.Engine = (*Store)(nil)
 
 // Open connects to the cluster and reads (or, the first time, writes) the
-// shared target-hash key. It fails if the cluster does not answer within
-// the dial timeout; later outages are answered with store.ErrUnavailable
-// and resolve by themselves.
+// shared target-hash key and the records' format. It fails if the cluster
+// does not answer within the dial timeout, or if its records are in a
+// format newer than this version knows; later outages are answered with
+// store.ErrUnavailable and resolve by themselves.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	if len(opts.Endpoints) == 0 {
 		opts.Endpoints = []string{"127.0.0.1:2379"}
@@ -178,7 +184,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		reads: make(chan *read), writes: make(chan *write), stop: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
-	if err := s.loadTargetKey(ctx); err != nil {
+	fresh, err := s.loadTargetKey(ctx)
+	if err == nil {
+		err = s.loadFormat(ctx, fresh)
+	}
+	if err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("etcd: open %v: %w", opts.Endpoints, err)
 	}
@@ -191,17 +201,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 
 // loadTargetKey reads the cluster's target-hash and revoke-link keys,
 // writing new ones if no host did before; two hosts starting at once
-// agree on one.
-func (s *Store) loadTargetKey(ctx context.Context) error {
-	var err error
-	if s.targetKey, err = s.loadKey(ctx, "meta/target_key"); err != nil {
-		return err
+// agree on one. fresh says that this host wrote the target-hash key: no
+// host ran on the cluster before.
+func (s *Store) loadTargetKey(ctx context.Context) (fresh bool, err error) {
+	if s.targetKey, fresh, err = s.loadKey(ctx, "meta/target_key"); err != nil {
+		return false, err
 	}
-	s.linkKey, err = s.loadKey(ctx, "meta/link_key")
-	return err
+	s.linkKey, _, err = s.loadKey(ctx, "meta/link_key")
+	return fresh, err
 }
 
-func (s *Store) loadKey(ctx context.Context, name string) ([]byte, error) {
+func (s *Store) loadKey(ctx context.Context, name string) (key []byte, created bool, err error) {
 	k := s.p + name
 	fresh := make([]byte, 32)
 	rand.Read(fresh)
@@ -211,16 +221,16 @@ func (s *Store) loadKey(ctx context.Context, name string) ([]byte, error) {
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if resp.Succeeded {
-		return fresh, nil
+		return fresh, true, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) != 1 || len(kvs[0].Value) != 32 {
-		return nil, fmt.Errorf("%s is not a 32-byte key", k)
+		return nil, false, fmt.Errorf("%s is not a 32-byte key", k)
 	}
-	return kvs[0].Value, nil
+	return kvs[0].Value, false, nil
 }
 
 // LinkKey is the cluster's key for revoke links, shared by every host.

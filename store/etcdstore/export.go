@@ -172,7 +172,7 @@ func (s *Store) importBatch(ctx context.Context, batch []store.ExportLine, lines
 				ConfirmHash: a.ConfirmHash, AllowFrom: a.AllowFrom, LockSender: a.LockSender, SweepAt: a.SweepAt,
 			}
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.aliasKey(a.ID)), "=", 0))
-			ops = append(ops, clientv3.OpPut(s.aliasKey(a.ID), r.value()), clientv3.OpPut(s.sweepKey(r.SweepAt, a.ID), ""))
+			ops = append(ops, clientv3.OpPut(s.aliasKey(a.ID), s.value(r)), clientv3.OpPut(s.sweepKey(r.SweepAt, a.ID), ""))
 			if aa := l.Alias.Alias(); !aa.UsedUp() {
 				ops = append(ops, clientv3.OpPut(s.targetPrefix(r.TargetHash)+a.ID, ""))
 			}

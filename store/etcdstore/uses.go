@@ -201,7 +201,7 @@ func (s *Store) Commit(ctx context.Context, res *store.Reservation, now time.Tim
 		if len(r.Recent) > recentUses {
 			r.Recent = slices.Delete(r.Recent, 0, len(r.Recent)-recentUses)
 		}
-		ops := []clientv3.Op{clientv3.OpPut(s.aliasKey(id), r.value())}
+		ops := []clientv3.Op{clientv3.OpPut(s.aliasKey(id), s.value(r))}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.aliasKey(id)), "=", snap.modRev)}
 		if limited {
 			ops = append(ops, clientv3.OpDelete(s.resPrefix(id)+key))
@@ -293,7 +293,7 @@ func (s *Store) refund(ctx context.Context, res *store.Reservation, committedAt 
 			r.setAllowFrom(&before)
 		}
 		r.Recent = slices.Delete(r.Recent, i, i+1)
-		ops := []clientv3.Op{clientv3.OpPut(s.aliasKey(id), r.value())}
+		ops := []clientv3.Op{clientv3.OpPut(s.aliasKey(id), s.value(r))}
 		if wasUsedUp && !r.Revoked {
 			ops = append(ops, clientv3.OpPut(s.targetPrefix(r.TargetHash)+id, ""))
 		}
@@ -312,10 +312,12 @@ func (s *Store) loadUse(ctx context.Context, id, key string) (snapshot, bool, er
 	resp, err := s.cli.Txn(ctx).Then(
 		clientv3.OpGet(s.aliasKey(id)),
 		clientv3.OpGet(s.resPrefix(id)+key, clientv3.WithCountOnly()),
+		clientv3.OpGet(s.formatKey()),
 	).Commit()
 	if err != nil {
 		return snapshot{}, false, unavailable(err)
 	}
+	s.noteFormat(resp.Responses[2].GetResponseRange().Kvs)
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {
 		return snapshot{}, false, store.ErrNotFound
@@ -325,7 +327,7 @@ func (s *Store) loadUse(ctx context.Context, id, key string) (snapshot, bool, er
 		return snapshot{}, false, err
 	}
 	open := resp.Responses[1].GetResponseRange().Count > 0
-	return snapshot{r: r, modRev: kvs[0].ModRevision, rev: resp.Header.Revision}, open, nil
+	return snapshot{r: r, modRev: kvs[0].ModRevision, rev: resp.Header.Revision, format: storedFormat(kvs[0].Value)}, open, nil
 }
 
 // maxUnflushed bounds the ids whose refusals are counted between two
@@ -383,7 +385,7 @@ func (s *Store) flushCounts(ctx context.Context) error {
 				return err
 			}
 			snap.r.Refused += n
-			return s.swap(ctx, id, snap.modRev, clientv3.OpPut(s.aliasKey(id), snap.r.value()))
+			return s.swap(ctx, id, snap.modRev, clientv3.OpPut(s.aliasKey(id), s.value(snap.r)))
 		})
 		if err != nil {
 			failed = fmt.Errorf("etcd: flush counts: %w", err)

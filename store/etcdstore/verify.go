@@ -68,7 +68,7 @@ func (s *Store) Confirm(ctx context.Context, token string, now time.Time, rememb
 			clientv3.Compare(clientv3.CreateRevision(ck), ">", 0),
 		).Then(
 			clientv3.OpDelete(ck),
-			clientv3.OpPut(s.aliasKey(id), r.value()),
+			clientv3.OpPut(s.aliasKey(id), s.value(r)),
 			clientv3.OpPut(s.verifiedKey(r.TargetHash), until),
 		).Commit()
 		if err != nil {
