@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -35,6 +37,14 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Engine, error) {
 }
 
 func openEtcd(cfg *config.Config, log *slog.Logger) (store.Engine, error) {
+	st, err := openEtcdStore(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func openEtcdStore(cfg *config.Config, log *slog.Logger) (*etcdstore.Store, error) {
 	e := cfg.Etcd
 	opts := etcdstore.Options{
 		Endpoints:        e.Endpoints,
@@ -63,9 +73,39 @@ func openEtcd(cfg *config.Config, log *slog.Logger) (store.Engine, error) {
 		}
 		opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	st, err := etcdstore.Open(context.Background(), opts)
-	if err != nil {
-		return nil, err
+	return etcdstore.Open(context.Background(), opts)
+}
+
+// storeFormat is the store-format command: the etcd cluster's record
+// format and its records by format, and with raise, the format moved to
+// this version's and the older records rewritten (etcdstore.RaiseFormat).
+// A running service needs no restart: every host reads both formats and
+// writes the raised one from its next read on. The bolt engine upgrades
+// its data file itself when it opens it.
+func storeFormat(ctx context.Context, cfg *config.Config, raise bool, stdout io.Writer) error {
+	if cfg.Store.Engine != "etcd" {
+		return errors.New("store-format: only the etcd engine keeps a record format of its own (store.engine = \"etcd\"); the bolt engine upgrades its data file when it opens it")
 	}
-	return st, nil
+	st, err := openEtcdStore(cfg, cfg.Logger(os.Stderr))
+	if err != nil {
+		return fmt.Errorf("store-format: %w", err)
+	}
+	defer st.Close()
+	var f etcdstore.Formats
+	if raise {
+		f, err = st.RaiseFormat(ctx)
+	} else {
+		f, err = st.Formats(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("store-format: %w", err)
+	}
+	names := map[int]string{1: "JSON", 2: "binary"}
+	if raise {
+		fmt.Fprintf(stdout, "record format %d (%s): %d records rewritten\n", f.Marker, names[f.Marker], f.Rewritten)
+	} else {
+		fmt.Fprintf(stdout, "record format %d (%s)\n", f.Marker, names[f.Marker])
+	}
+	fmt.Fprintf(stdout, "records: %d JSON, %d binary, %d swept ids\n", f.JSON, f.Binary, f.Tombstones)
+	return st.Close()
 }

@@ -14,6 +14,7 @@
 //	tempalias backup [-config FILE] FILE     consistent copy of the data file
 //	tempalias export [-config FILE] [FILE|-] the store as an engine-neutral stream
 //	tempalias import [-config FILE] FILE|-   an export into a new, stopped store
+//	tempalias store-format [-config FILE] [-raise]  the etcd cluster's record format
 //	tempalias version                        version, commit, build date
 //	tempalias help [COMMAND]                 the commands, or one's flags
 package main
@@ -85,6 +86,7 @@ var commands = []command{
 	{"backup", "FILE", "write a consistent copy of the data file, also while the service runs (bolt engine)"},
 	{"export", "[FILE|-]", "write every alias, swept id and verified target as JSON lines (default: to standard output), also while the service runs"},
 	{"import", "FILE|-", "read an export into a new store (another host, or the etcd engine) while no server runs on it"},
+	{"store-format", "", "show the etcd cluster's record format; -raise moves it to this version's, once every host runs this version"},
 	{"version", "", "print the version, commit, build date and Go version"},
 	{"help", "[COMMAND]", "list the commands, or show one command's flags"},
 }
@@ -182,7 +184,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var target, allowFrom string
 	var days, maxUsage int
-	var lockSender bool
+	var lockSender, raise bool
 	if name == "create" {
 		fs.StringVar(&target, "target", "", "the `address` mail is forwarded to (required)")
 		fs.IntVar(&days, "days", 0, "lifetime in days (default limits.default_days)")
@@ -194,6 +196,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.IntVar(&days, "days", 0, "valid for this many days from now (1 to limits.max_days)")
 		fs.IntVar(&maxUsage, "max-usage", 0, "the new total of messages relayed, at least those relayed and under way (1 to limits.max_usage)")
 		fs.StringVar(&allowFrom, "allow-from", "", "take mail only from these `senders` from now on: comma-separated domains (with their subdomains) or addresses, at most 10; -allow-from= (empty) takes mail from anyone again")
+	}
+	if name == "store-format" {
+		fs.BoolVar(&raise, "raise", false, "write records in this version's format from now on and rewrite the older ones (every host of the cluster must run this version or a later one)")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -241,6 +246,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "configuration %s is valid; %s\n", config.Source(*configPath), cfg.MailDestination())
 		return nil
+	case "store-format":
+		return storeFormat(ctx, cfg, raise, stdout)
 	}
 	cmdLine := admin.Command{Name: name, Args: fs.Args()}
 	fs.Visit(func(f *flag.Flag) {
