@@ -20,8 +20,8 @@ import (
 //	Used         int
 //	Pending      int
 //	Refused      int
-//	bools        byte: boolRevoked, boolUnverified, boolLockSender,
-//	             boolCountedCreation, boolCountedConfirmation (format 6)
+//	flags        byte, lowest bit first: Revoked, Unverified, LockSender,
+//	             CountedCreation, CountedConfirmation (format 6)
 //	TokenHash    bytes
 //	AllowFrom    uvarint count, then each a string
 //	SweepAt      varint
@@ -45,19 +45,9 @@ import (
 // value; and raise the file format (boltstore.go), so that a version
 // which would drop the field on its next write refuses the file.
 
-const (
-	boolRevoked = 1 << iota
-	boolUnverified
-	boolLockSender
-	boolCountedCreation
-	boolCountedConfirmation
-
-	knownBools = boolRevoked | boolUnverified | boolLockSender | boolCountedCreation | boolCountedConfirmation
-)
-
 // size bounds the length of r's binary record: the longest varint for
 // each number appendBinary writes (the fields, both halves of each time,
-// every length and the allow-from count), the bools byte, and the bytes.
+// every length and the allow-from count), the flags byte, and the bytes.
 func (r *record) size() int {
 	a := &r.Alias
 	const numbers = 19 // and one more per allow-from entry, below
@@ -78,28 +68,9 @@ func (r *record) appendBinary(b []byte) []byte {
 	b = codec.AppendInt(b, int64(a.Used))
 	b = codec.AppendInt(b, int64(a.Pending))
 	b = codec.AppendInt(b, int64(a.Refused))
-	var bools byte
-	if a.Revoked {
-		bools |= boolRevoked
-	}
-	if a.Unverified {
-		bools |= boolUnverified
-	}
-	if a.LockSender {
-		bools |= boolLockSender
-	}
-	if r.CountedCreation {
-		bools |= boolCountedCreation
-	}
-	if r.CountedConfirmation {
-		bools |= boolCountedConfirmation
-	}
-	b = append(b, bools)
+	b = codec.AppendFlags(b, a.Revoked, a.Unverified, a.LockSender, r.CountedCreation, r.CountedConfirmation)
 	b = codec.AppendString(b, a.TokenHash)
-	b = codec.AppendUint(b, uint64(len(a.AllowFrom)))
-	for _, s := range a.AllowFrom {
-		b = codec.AppendString(b, s)
-	}
+	b = codec.AppendStrings(b, a.AllowFrom)
 	b = codec.AppendInt(b, r.SweepAt)
 	b = codec.AppendString(b, r.TargetHash)
 	b = codec.AppendString(b, r.ConfirmHash)
@@ -132,22 +103,9 @@ func decodeBinary(id string, v []byte) (*record, error) {
 	a.Used = d.Int()
 	a.Pending = d.Int()
 	a.Refused = d.Int()
-	bools := d.Byte()
-	if bools&^knownBools != 0 {
-		d.Fail("unknown flags")
-	}
-	a.Revoked = bools&boolRevoked != 0
-	a.Unverified = bools&boolUnverified != 0
-	a.LockSender = bools&boolLockSender != 0
-	r.CountedCreation = bools&boolCountedCreation != 0
-	r.CountedConfirmation = bools&boolCountedConfirmation != 0
+	d.Flags(&a.Revoked, &a.Unverified, &a.LockSender, &r.CountedCreation, &r.CountedConfirmation)
 	a.TokenHash = d.Bytes()
-	if n := d.Count(); n > 0 {
-		a.AllowFrom = make([]string, n)
-		for i := range a.AllowFrom {
-			a.AllowFrom[i] = d.String()
-		}
-	}
+	a.AllowFrom = d.Strings()
 	r.SweepAt = d.Varint()
 	r.TargetHash = d.Bytes()
 	r.ConfirmHash = d.Bytes()

@@ -22,6 +22,27 @@ func AppendString[S ~string | ~[]byte](b []byte, s S) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
+// AppendStrings appends a count, then each string of l.
+func AppendStrings(b []byte, l []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(l)))
+	for _, s := range l {
+		b = AppendString(b, s)
+	}
+	return b
+}
+
+// AppendFlags appends up to eight bools as one byte, the first in its
+// lowest bit.
+func AppendFlags(b []byte, flags ...bool) []byte {
+	var x byte
+	for i, f := range flags {
+		if f {
+			x |= 1 << i
+		}
+	}
+	return append(b, x)
+}
+
 // AppendInt appends x as a varint.
 func AppendInt(b []byte, x int64) []byte { return binary.AppendVarint(b, x) }
 
@@ -159,6 +180,32 @@ func (d *Decoder) Count() int {
 		return 0
 	}
 	return int(n)
+}
+
+// Strings reads what AppendStrings wrote; nil for none.
+func (d *Decoder) Strings() []string {
+	n := d.Count()
+	if n == 0 {
+		return nil
+	}
+	l := make([]string, n)
+	for i := range l {
+		l[i] = d.String()
+	}
+	return l
+}
+
+// Flags reads what AppendFlags wrote into the bools flags point to, in
+// the same order; a bit set beyond them is an unknown flag, a failure.
+func (d *Decoder) Flags(flags ...*bool) {
+	x := d.Byte()
+	if x>>len(flags) != 0 {
+		d.Fail("unknown flags")
+		x = 0
+	}
+	for i, f := range flags {
+		*f = x&(1<<i) != 0
+	}
 }
 
 // Time reads unix seconds and nanoseconds, as a UTC time.

@@ -17,6 +17,9 @@ func TestRoundTrip(t *testing.T) {
 	b = AppendInt(b, math.MinInt64)
 	b = AppendUint(b, math.MaxUint64)
 	b = AppendTime(b, at)
+	b = AppendStrings(b, []string{"a@example.org", "", "example.net"})
+	b = AppendStrings(b, nil)
+	b = AppendFlags(b, true, false, true)
 	b = append(b, 7)
 	d := NewDecoder(b)
 	if s := d.String(); s != "target" {
@@ -36,6 +39,16 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if x := d.Time(); !x.Equal(at) {
 		t.Errorf("time %v", x)
+	}
+	if l := d.Strings(); len(l) != 3 || l[0] != "a@example.org" || l[1] != "" || l[2] != "example.net" {
+		t.Errorf("strings %q", l)
+	}
+	if l := d.Strings(); l != nil {
+		t.Errorf("no strings %q", l)
+	}
+	var f0, f1, f2 bool
+	if d.Flags(&f0, &f1, &f2); !f0 || f1 || !f2 || d.Err() != nil {
+		t.Errorf("flags %v %v %v, err %v", f0, f1, f2, d.Err())
 	}
 	if c := d.Byte(); c != 7 || d.More() || d.Err() != nil {
 		t.Errorf("byte %d, more %v, err %v", c, d.More(), d.Err())
@@ -71,5 +84,15 @@ func TestMalformed(t *testing.T) {
 	d := NewDecoder(AppendUint(nil, 3))
 	if d.Count(); d.Err() == nil {
 		t.Error("a count of 3 elements in no bytes")
+	}
+}
+
+// A flag set beyond those the reader knows fails the decoding and sets
+// none of them.
+func TestUnknownFlag(t *testing.T) {
+	d := NewDecoder(AppendFlags(nil, true, false, true))
+	var f0, f1 bool
+	if d.Flags(&f0, &f1); d.Err() == nil || f0 || f1 {
+		t.Errorf("flags %v %v, err %v: want an unknown flag refused", f0, f1, d.Err())
 	}
 }

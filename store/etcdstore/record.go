@@ -116,8 +116,8 @@ func (r *record) jsonValue() string {
 //	MaxUsage     int
 //	Used         int
 //	Refused      int
-//	bools        byte: boolRevoked, boolUnverified, boolLockSender,
-//	             boolCountedCreation, boolCountedConfirmation
+//	flags        byte, lowest bit first: Revoked, Unverified, LockSender,
+//	             CountedCreation, CountedConfirmation
 //	TokenHash    bytes
 //	TargetHash   bytes
 //	ConfirmHash  bytes
@@ -140,16 +140,6 @@ func (r *record) jsonValue() string {
 // that the records of the formats before decode with its zero value. The
 // marker then decides when hosts write it (format.go), and a host that
 // would drop the field on its next write refuses the cluster.
-const (
-	boolRevoked = 1 << iota
-	boolUnverified
-	boolLockSender
-	boolCountedCreation
-	boolCountedConfirmation
-
-	knownBools = boolRevoked | boolUnverified | boolLockSender | boolCountedCreation | boolCountedConfirmation
-)
-
 // size bounds the length of r's binary record.
 func (r *record) size() int {
 	n := 2 + 16*binary.MaxVarintLen64 + len(r.Target) + len(r.TokenHash) + len(r.TargetHash) + len(r.ConfirmHash)
@@ -171,35 +161,13 @@ func (r *record) appendBinary(b []byte) []byte {
 	b = codec.AppendInt(b, int64(r.MaxUsage))
 	b = codec.AppendInt(b, int64(r.Used))
 	b = codec.AppendInt(b, int64(r.Refused))
-	var bools byte
-	if r.Revoked {
-		bools |= boolRevoked
-	}
-	if r.Unverified {
-		bools |= boolUnverified
-	}
-	if r.LockSender {
-		bools |= boolLockSender
-	}
-	if r.CountedCreation {
-		bools |= boolCountedCreation
-	}
-	if r.CountedConfirmation {
-		bools |= boolCountedConfirmation
-	}
-	b = append(b, bools)
+	b = codec.AppendFlags(b, r.Revoked, r.Unverified, r.LockSender, r.CountedCreation, r.CountedConfirmation)
 	b = codec.AppendString(b, r.TokenHash)
 	b = codec.AppendString(b, r.TargetHash)
 	b = codec.AppendString(b, r.ConfirmHash)
-	b = codec.AppendUint(b, uint64(len(r.AllowFrom)))
-	for _, s := range r.AllowFrom {
-		b = codec.AppendString(b, s)
-	}
+	b = codec.AppendStrings(b, r.AllowFrom)
 	b = codec.AppendInt(b, r.SweepAt)
-	b = codec.AppendUint(b, uint64(len(r.Recent)))
-	for _, s := range r.Recent {
-		b = codec.AppendString(b, s)
-	}
+	b = codec.AppendStrings(b, r.Recent)
 	b = codec.AppendInt(b, r.HourStart)
 	b = codec.AppendInt(b, int64(r.HourUsed))
 	b = codec.AppendUint(b, r.LockGen)
@@ -211,7 +179,7 @@ func (r *record) appendBinary(b []byte) []byte {
 // share one copy of it: v, a value of a client response, is never
 // changed afterwards.
 func decodeBinary(id string, v []byte) (*record, error) {
-	d := decoder{codec.NewDecoder(v)}
+	d := codec.NewDecoder(v)
 	if d.Byte() != formatBinary {
 		return nil, errors.New("not a binary record")
 	}
@@ -222,21 +190,13 @@ func decodeBinary(id string, v []byte) (*record, error) {
 	r.MaxUsage = d.Int()
 	r.Used = d.Int()
 	r.Refused = d.Int()
-	bools := d.Byte()
-	if bools&^knownBools != 0 {
-		d.Fail("unknown flags")
-	}
-	r.Revoked = bools&boolRevoked != 0
-	r.Unverified = bools&boolUnverified != 0
-	r.LockSender = bools&boolLockSender != 0
-	r.CountedCreation = bools&boolCountedCreation != 0
-	r.CountedConfirmation = bools&boolCountedConfirmation != 0
+	d.Flags(&r.Revoked, &r.Unverified, &r.LockSender, &r.CountedCreation, &r.CountedConfirmation)
 	r.TokenHash = d.Bytes()
 	r.TargetHash = d.Bytes()
 	r.ConfirmHash = d.Bytes()
-	r.AllowFrom = d.strings()
+	r.AllowFrom = d.Strings()
 	r.SweepAt = d.Varint()
-	r.Recent = d.strings()
+	r.Recent = d.Strings()
 	r.HourStart = d.Varint()
 	r.HourUsed = d.Int()
 	r.LockGen = d.Uvarint()
@@ -248,22 +208,6 @@ func decodeBinary(id string, v []byte) (*record, error) {
 		return nil, err
 	}
 	return r, nil
-}
-
-// decoder adds the list of strings to codec.Decoder.
-type decoder struct{ codec.Decoder }
-
-// strings reads a count, then that many strings; nil for none.
-func (d *decoder) strings() []string {
-	n := d.Count()
-	if n == 0 {
-		return nil
-	}
-	l := make([]string, n)
-	for i := range l {
-		l[i] = d.String()
-	}
-	return l
 }
 
 // storedFormat tells the format of a stored value from its first byte:

@@ -146,7 +146,7 @@ func TestDecodeDamaged(t *testing.T) {
 		head = codec.AppendInt(head, x)
 	}
 	flagsAt := len(head)
-	if !bytes.HasPrefix(v, head) || v[flagsAt] != knownBools {
+	if !bytes.HasPrefix(v, head) || v[flagsAt] != 0b11111 {
 		t.Fatalf("the record does not start as laid out: %x", v[:flagsAt+1])
 	}
 	unknownFlag := bytes.Clone(v)
