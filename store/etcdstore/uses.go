@@ -249,7 +249,11 @@ func (s *Store) Refund(ctx context.Context, res *store.Reservation, _ bool, comm
 		go func() {
 			ctx, cancel := context.WithTimeout(s.cli.Ctx(), forgetFor)
 			defer cancel()
-			s.refund(ctx, res, committedAt)
+			if err := s.refund(ctx, res, committedAt); err != nil {
+				// The use stays counted (the safe side) and its
+				// reservation key goes with this host's lease.
+				s.log.Warn("etcd: a refund was not written; the use stays counted", "alias", res.Alias.ID, "err", err)
+			}
 		}()
 	}
 	if err != nil {
