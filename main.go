@@ -340,9 +340,26 @@ func listen(handed map[string][]net.Listener, name, key, addr string) (net.Liste
 		}
 		return lns[0], nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	lc := listenConfig(name)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	return ln, nil
+}
+
+// listenConfig is how the listener for name is opened. SMTP connections
+// get no TCP keep-alive: every SMTP session is bounded by deadlines of
+// its own (smtp.read_timeout between commands and for each read of a
+// message, the data and transaction timeouts), which drop a peer that
+// vanished anyway, while Go's default (probes after 15 s) costs four
+// setsockopt calls on every accepted connection, most of them refusals
+// that last a few milliseconds. HTTP is left as it was. A socket handed
+// over by systemd keeps Go's default: a file listener cannot be told
+// otherwise.
+func listenConfig(name string) net.ListenConfig {
+	if name == "smtp" {
+		return net.ListenConfig{KeepAlive: -1}
+	}
+	return net.ListenConfig{}
 }
