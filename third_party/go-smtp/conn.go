@@ -85,9 +85,17 @@ func (c *Conn) init() {
 		}
 	}
 
-	c.text = textproto.NewConn(rwc)
 	if n := c.server.ReadBufferSize; n > 0 {
-		c.text.R = bufio.NewReaderSize(rwc, n)
+		// Not NewConn and then a reader of this size: that would allocate
+		// a default-sized buffer first, for nothing. c.text is never
+		// closed itself (Close closes c.conn), so its unset closer is
+		// never used.
+		c.text = &textproto.Conn{
+			Reader: textproto.Reader{R: bufio.NewReaderSize(rwc.Reader, n)},
+			Writer: textproto.Writer{W: bufio.NewWriter(rwc.Writer)},
+		}
+	} else {
+		c.text = textproto.NewConn(rwc)
 	}
 }
 
@@ -251,16 +259,20 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 	}
 
 	if !enhanced {
-		c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("Hello %s", domain))
+		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Hello "+domain)
 		return
 	}
 
-	caps := []string{
+	// The greeting and every capability, in one slice with room for all
+	// of them.
+	caps := make([]string, 0, 16)
+	caps = append(caps,
+		"Hello "+domain,
 		"PIPELINING",
 		"8BITMIME",
 		"ENHANCEDSTATUSCODES",
 		"CHUNKING",
-	}
+	)
 	if _, isTLS := c.TLSConnectionState(); c.server.TLSConfig != nil && !isTLS {
 		caps = append(caps, "STARTTLS")
 	}
@@ -289,12 +301,12 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 		caps = append(caps, "DSN")
 	}
 	if c.server.MaxMessageBytes > 0 {
-		caps = append(caps, fmt.Sprintf("SIZE %v", c.server.MaxMessageBytes))
+		caps = append(caps, "SIZE "+strconv.FormatInt(c.server.MaxMessageBytes, 10))
 	} else {
 		caps = append(caps, "SIZE")
 	}
 	if c.server.MaxRecipients > 0 {
-		caps = append(caps, fmt.Sprintf("LIMITS RCPTMAX=%v", c.server.MaxRecipients))
+		caps = append(caps, "LIMITS RCPTMAX="+strconv.Itoa(c.server.MaxRecipients))
 	}
 	if c.server.EnableRRVS {
 		caps = append(caps, "RRVS")
@@ -314,9 +326,7 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 		}
 	}
 
-	args := []string{"Hello " + domain}
-	args = append(args, caps...)
-	c.writeResponse(250, NoEnhancedCode, args...)
+	c.writeResponse(250, NoEnhancedCode, caps...)
 }
 
 // READY state -> waiting for MAIL
@@ -449,7 +459,7 @@ func (c *Conn) handleMail(arg string) {
 		return
 	}
 
-	c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("Roger, accepting mail from <%v>", from))
+	c.writeResponse(250, EnhancedCode{2, 0, 0}, "Roger, accepting mail from <"+from+">")
 	c.fromReceived = true
 }
 
@@ -793,7 +803,7 @@ func (c *Conn) handleRcpt(arg string) {
 		return
 	}
 	c.recipients = append(c.recipients, recipient)
-	c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("I'll make sure <%v> gets this", recipient))
+	c.writeResponse(250, EnhancedCode{2, 0, 0}, "I'll make sure <"+recipient+"> gets this")
 }
 
 func checkNotifySet(values []DSNNotify) error {
@@ -1285,7 +1295,7 @@ func (c *Conn) greet() {
 	if c.server.LMTP {
 		protocol = "LMTP"
 	}
-	c.writeResponse(220, NoEnhancedCode, fmt.Sprintf("%v %s Service Ready", c.server.Domain, protocol))
+	c.writeResponse(220, NoEnhancedCode, c.server.Domain+" "+protocol+" Service Ready")
 }
 
 func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
@@ -1306,18 +1316,41 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 		}
 	}
 
-	// transform each single line with \n, into separate lines
-	text = strings.Split(strings.Join(text, "\n"), "\n")
-
-	lastLineIndex := len(text) - 1
-	for i := 0; i < lastLineIndex; i++ {
-		c.text.PrintfLine("%d-%v", code, text[i])
+	// Every line of every element of text is a line of the reply; the
+	// reply goes out in one write, without fmt.
+	if len(text) == 0 {
+		text = []string{""}
 	}
-	if enhCode == NoEnhancedCode {
-		c.text.PrintfLine("%d %v", code, text[lastLineIndex])
-	} else {
-		c.text.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
+	w := c.text.W
+	for i, t := range text {
+		for {
+			line, rest, more := strings.Cut(t, "\n")
+			last := !more && i == len(text)-1
+			b := strconv.AppendInt(w.AvailableBuffer(), int64(code), 10)
+			switch {
+			case !last:
+				b = append(b, '-')
+			case enhCode == NoEnhancedCode:
+				b = append(b, ' ')
+			default:
+				b = append(b, ' ')
+				b = strconv.AppendInt(b, int64(enhCode[0]), 10)
+				b = append(b, '.')
+				b = strconv.AppendInt(b, int64(enhCode[1]), 10)
+				b = append(b, '.')
+				b = strconv.AppendInt(b, int64(enhCode[2]), 10)
+				b = append(b, ' ')
+			}
+			w.Write(b)
+			w.WriteString(line)
+			w.WriteString("\r\n")
+			if !more {
+				break
+			}
+			t = rest
+		}
 	}
+	w.Flush()
 }
 
 func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {

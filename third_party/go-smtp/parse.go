@@ -20,7 +20,7 @@ func parseCmd(line string) (cmd string, arg string, err error) {
 
 	l := len(line)
 	switch {
-	case strings.HasPrefix(strings.ToUpper(line), "STARTTLS"):
+	case l >= 8 && strings.EqualFold(line[:8], "STARTTLS"):
 		return "STARTTLS", "", nil
 	case l == 0:
 		return "", "", nil
@@ -49,18 +49,20 @@ func parseCmd(line string) (cmd string, arg string, err error) {
 //	" BODY=8BITMIME SIZE=1024 SMTPUTF8"
 //
 // The leading space is mandatory.
+//
+// A command without arguments, the common case, gets a nil map.
 func parseArgs(s string) (map[string]string, error) {
-	argMap := map[string]string{}
-	for _, arg := range strings.Fields(s) {
-		m := strings.Split(arg, "=")
-		switch len(m) {
-		case 2:
-			argMap[strings.ToUpper(m[0])] = m[1]
-		case 1:
-			argMap[strings.ToUpper(m[0])] = ""
-		default:
+	fields := strings.Fields(s)
+	if len(fields) == 0 {
+		return nil, nil
+	}
+	argMap := make(map[string]string, len(fields))
+	for _, arg := range fields {
+		key, value, _ := strings.Cut(arg, "=")
+		if strings.Contains(value, "=") {
 			return nil, fmt.Errorf("failed to parse arg string: %q", arg)
 		}
+		argMap[strings.ToUpper(key)] = value
 	}
 	return argMap, nil
 }
@@ -182,45 +184,43 @@ func (p *parser) parsePath() (string, error) {
 	return mbox, nil
 }
 
+// parseMailbox returns the mailbox as a part of p.s when its local part is
+// a dot-string, as it is written; a quoted local part is unquoted.
 func (p *parser) parseMailbox() (string, error) {
+	start := p.s
 	localPart, err := p.parseLocalPart()
 	if err != nil {
 		return "", fmt.Errorf("in local-part: %v", err)
 	} else if localPart == "" {
 		return "", fmt.Errorf("local-part is empty")
 	}
+	quoted := strings.HasPrefix(start, `"`)
 
 	if err := p.expectByte('@'); err != nil {
 		return "", err
 	}
 
-	var sb strings.Builder
-	sb.WriteString(localPart)
-	sb.WriteByte('@')
-
-	for {
-		ch, ok := p.peekByte()
-		if !ok {
-			break
-		}
-		if ch == ' ' || ch == '\t' || ch == '>' {
-			break
-		}
-		p.readByte()
-		sb.WriteByte(ch)
+	end := strings.IndexAny(p.s, " \t>")
+	if end < 0 {
+		end = len(p.s)
 	}
+	domain := p.s[:end]
+	p.s = p.s[end:]
 
-	if strings.HasSuffix(sb.String(), "@") {
+	mbox := start[:len(start)-len(p.s)]
+	if quoted {
+		mbox = localPart + "@" + domain
+	}
+	if strings.HasSuffix(mbox, "@") {
 		return "", fmt.Errorf("domain is empty")
 	}
 
-	return sb.String(), nil
+	return mbox, nil
 }
 
 func (p *parser) parseLocalPart() (string, error) {
-	var sb strings.Builder
-
 	if p.acceptByte('"') { // quoted-string
+		var sb strings.Builder
 		for {
 			ch, ok := p.readByte()
 			switch ch {
@@ -234,20 +234,19 @@ func (p *parser) parseLocalPart() (string, error) {
 			}
 			sb.WriteByte(ch)
 		}
-	} else { // dot-string
-		for {
-			ch, ok := p.peekByte()
-			if !ok {
-				return sb.String(), nil
-			}
-			switch ch {
+	} else { // dot-string: a part of p.s as it is
+		s := p.s
+		for i := 0; i < len(s); i++ {
+			switch s[i] {
 			case '@':
-				return sb.String(), nil
+				p.s = s[i:]
+				return s[:i], nil
 			case '(', ')', '<', '>', '[', ']', ':', ';', '\\', ',', '"', ' ', '\t':
+				p.s = s[i:]
 				return "", fmt.Errorf("malformed dot-string")
 			}
-			p.readByte()
-			sb.WriteByte(ch)
 		}
+		p.s = ""
+		return s, nil
 	}
 }
