@@ -132,7 +132,7 @@ func checkDomain(d string) error {
 	if d[0] == '[' {
 		return addrErr("address literals are not accepted")
 	}
-	for _, label := range strings.Split(d, ".") {
+	for label := range strings.SplitSeq(d, ".") {
 		if label == "" {
 			return addrErr("empty label in domain")
 		}

@@ -144,6 +144,14 @@ func TestLongDomain(t *testing.T) {
 	}
 }
 
+// An address already in lower case parses without allocating: the SMTP
+// front end parses every MAIL FROM and RCPT TO, most of them refused.
+func TestParseAddressAllocs(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { ParseAddress("someone.else@mail.example.org") }); n != 0 {
+		t.Errorf("ParseAddress: %v allocations, want 0", n)
+	}
+}
+
 func TestInDomains(t *testing.T) {
 	domains := []string{"tempalias.example", "Other.Example"}
 	tests := []struct {

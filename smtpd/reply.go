@@ -117,7 +117,6 @@ func blockedBy(ip netip.Addr, zone string) *refusal {
 
 // rcptResult is the result label of metrics.Rcpt for what Rcpt decided.
 func rcptResult(err error) string {
-	var ue *upstreamError
 	switch {
 	case err == nil:
 		return "accepted"
@@ -129,7 +128,8 @@ func rcptResult(err error) string {
 		return "foreign"
 	case errors.Is(err, errBadRcpt):
 		return "invalid"
-	case errors.As(err, &ue):
+	}
+	if _, ok := errors.AsType[*upstreamError](err); ok {
 		return "upstream"
 	}
 	return "error"
@@ -181,15 +181,13 @@ func (r *refusal) smtpError() *smtp.SMTPError {
 // smarthost may name the alias's target, which is not the sender's
 // business. Anything unforeseen is a 4xx, so the sender keeps the message.
 func classify(err error) (r *refusal, internal bool) {
-	var ref *refusal
-	if errors.As(err, &ref) {
+	if ref, ok := errors.AsType[*refusal](err); ok {
 		return ref, false
 	}
-	var ce *clientError
-	if errors.As(err, &ce) {
-		var se *smtp.SMTPError
+	if _, ok := errors.AsType[*clientError](err); ok {
+		se, isSMTP := errors.AsType[*smtp.SMTPError](err)
 		switch {
-		case errors.As(err, &se) && se.Code == smtp.ErrDataTooLarge.Code:
+		case isSMTP && se.Code == smtp.ErrDataTooLarge.Code:
 			return errTooBig, false
 		case errors.Is(err, smtp.ErrTooLongLine):
 			return errLongLine, false
@@ -200,19 +198,18 @@ func classify(err error) (r *refusal, internal bool) {
 		}
 		return errBroken, false
 	}
-	var ue *upstreamError
-	if errors.As(err, &ue) {
-		var se *smtp.SMTPError
+	if ue, ok := errors.AsType[*upstreamError](err); ok {
+		se, isSMTP := errors.AsType[*smtp.SMTPError](err)
 		switch {
 		case ue.stage == "connect":
 			return errUnreachable, true
-		case errors.As(err, &se) && se.Code >= 500 && se.Code <= 599:
+		case isSMTP && se.Code >= 500 && se.Code <= 599:
 			enh := se.EnhancedCode
 			if enh[0] != 5 {
 				enh = smtp.EnhancedCode{5, 0, 0}
 			}
 			return &refusal{code: se.Code, enh: enh, msg: "Refused by the next hop"}, false
-		case errors.As(err, &se) && se.Code >= 400 && se.Code <= 499:
+		case isSMTP && se.Code >= 400 && se.Code <= 499:
 			code, enh := se.Code, se.EnhancedCode
 			if code == 421 { // the smarthost hangs up, we do not
 				code = 451
@@ -235,6 +232,6 @@ func classify(err error) (r *refusal, internal bool) {
 }
 
 func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }

@@ -168,13 +168,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.reply(nil, errNoMail)
 	}
 	err := s.rcpt(tx, to)
-	s.srv.cfg.Metrics.Rcpt.WithLabelValues(rcptResult(err)).Inc()
+	s.srv.rcpts.inc(rcptResult(err))
 	if err == nil {
 		return s.reply(tx, nil)
 	}
 	why := err
-	var r *refusal
-	if errors.As(err, &r) && r.bad {
+	if r, ok := errors.AsType[*refusal](err); ok && r.bad {
 		s.bad++
 		over := s.srv.badRcpt.hit(s.conn.client, s.srv.cfg.Now())
 		if s.bad > s.srv.cfg.MaxBadRecipients || over {
@@ -386,13 +385,8 @@ func (s *session) Data(r io.Reader) error {
 	tx.timer.Stop() // from here DataTimeout and the smarthost's timeouts apply
 	res, err := s.relay(tx, r)
 	s.conn.endData()
-	if err != nil {
-		// In a block of its own: errors.As's target escapes, and a
-		// relayed message need not allocate it.
-		var ue *upstreamError
-		if errors.As(err, &ue) {
-			tx.upReply = upstreamText(ue)
-		}
+	if ue, ok := errors.AsType[*upstreamError](err); ok {
+		tx.upReply = upstreamText(ue)
 	}
 	rep := s.reply(tx, err)
 	if rep == nil {
@@ -401,7 +395,7 @@ func (s *session) Data(r io.Reader) error {
 		// so that the sender's record, the message and the log join up.
 		rep = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: relayed as " + tx.id}
 	}
-	s.srv.cfg.Metrics.Messages.WithLabelValues(messageResult(tx.code)).Inc()
+	s.srv.messages.inc(messageResult(tx.code))
 	if res == delivered {
 		s.srv.cfg.Metrics.RelayedBytes.Add(float64(tx.upBytes))
 	}

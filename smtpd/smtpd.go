@@ -279,6 +279,8 @@ type Server struct {
 	pmRate  *windowCounts[string]       // mail to Postmaster per hour, one key
 	badRcpt *windowCounts[netip.Prefix] // refused recipients per client
 
+	rcpts, messages resultCounters // metrics.Rcpt and metrics.Messages, by result
+
 	mu        sync.Mutex
 	draining  bool
 	conns     map[*clientConn]struct{}
@@ -300,6 +302,8 @@ func New(cfg Config, st Store) *Server {
 		srsRate:   newWindowCounts[string](time.Hour, cmp.Or(cfg.MaxMessagesPerAliasHour, 10)),
 		pmRate:    newWindowCounts[string](time.Hour, cmp.Or(cfg.MaxMessagesPerAliasHour, 10)),
 		badRcpt:   newWindowCounts[netip.Prefix](cfg.BadRecipientWindow, cfg.MaxBadRecipientsPerClient),
+		rcpts:     newResultCounters(cfg.Metrics.Rcpt, rcptResults...),
+		messages:  newResultCounters(cfg.Metrics.Messages, messageResults...),
 	}
 	s.pool = &pool{srv: s, max: cfg.Smarthost.MaxIdle, idleTimeout: cfg.Smarthost.IdleTimeout}
 	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
