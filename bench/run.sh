@@ -35,9 +35,10 @@
 # SMTP_ONLY=1, ROUNDS, DUR, WARM, SMTP_C, HTTP_C, NALIAS, SCALE_N, BIG,
 # QUIET_WAIT, OUT (where results go), PF_EXTRA (lines added to Postfix's
 # main.cf), ETCD_NALIAS, RELAYS_ONLY=1 (of the smtp part only the relay
+# workloads), REFUSALS_ONLY=1 (of the smtp part only the refusal
 # workloads), TA_BASE=<git revision> (a second tempalias built from that
-# revision, "base", joins the relay rounds as one more peer: a before and
-# after in one run, alternating).
+# revision, "base", joins the refusal and relay rounds as one more peer: a
+# before and after in one run, alternating).
 set -euo pipefail
 # The whole script is one compound command, read before it runs: editing
 # this file while it runs cannot change what runs.
@@ -66,6 +67,10 @@ for p in $PARTS; do
 	esac
 done
 has() { [[ $PARTS == *" $1 "* ]]; }
+if [[ ${RELAYS_ONLY:-0} == 1 && ${REFUSALS_ONLY:-0} == 1 ]]; then
+	echo "bench: RELAYS_ONLY=1 and REFUSALS_ONLY=1 leave no SMTP workload: set one" >&2
+	exit 2
+fi
 if has etcd && ! command -v etcd >/dev/null; then
 	echo "bench: etcd is not installed (apt-get install etcd-server): the etcd part is skipped"
 	PARTS=${PARTS/ etcd / }
@@ -560,6 +565,8 @@ smtp_rows() {
 	row "4 KiB relays, session per message, $SMTP_C" relay1/tempalias relay1/postfix 5
 	row "4 KiB relays, session per message, $SMTP_C" relay1/tempalias relay1/sink 0.5
 	if [[ -n $BASE ]]; then
+		row "RCPT refusals, $SMTP_C sessions: against $TA_BASE" refuse/tempalias refuse/base ""
+		row "RCPT refusals, pipelined, $SMTP_C sessions: against $TA_BASE" refuse-pipe/tempalias refuse-pipe/base ""
 		row "4 KiB relays, reused connections, $SMTP_C: against $TA_BASE" relay/tempalias relay/base ""
 		row "4 KiB relays, reused connections, pipelined, $SMTP_C: against $TA_BASE" relay-pipe/tempalias relay-pipe/base ""
 		row "4 KiB relays, session per message, $SMTP_C: against $TA_BASE" relay1/tempalias relay1/base ""
@@ -602,16 +609,18 @@ if has smtp && [[ ${RELAYS_ONLY:-0} != 1 ]]; then
 	say "RCPT refusals: sessions of EHLO, MAIL, RCPT to an unknown alias (550), QUIT; $SMTP_C concurrent"
 	mapfile -t peers < <(ta_peer -mode smtp-refuse -addr "$TA_S" -c "$SMTP_C"
 		echo "postfix|$W_PF|-mode smtp-refuse -addr $PF_S -c $SMTP_C"
-		echo "ceiling|$W_CREF|-mode smtp-refuse -addr $CREF_S -c $SMTP_C")
+		echo "ceiling|$W_CREF|-mode smtp-refuse -addr $CREF_S -c $SMTP_C"
+		base_peer -mode smtp-refuse -c "$SMTP_C")
 	rounds refuse "${peers[@]}"
 
 	say "RCPT refusals, pipelined as a sending MTA does (rfc 2920): EHLO, then MAIL+RCPT+QUIT in one write; $SMTP_C concurrent"
 	mapfile -t peers < <(ta_peer -mode smtp-refuse -pipeline -addr "$TA_S" -c "$SMTP_C"
 		echo "postfix|$W_PF|-mode smtp-refuse -pipeline -addr $PF_S -c $SMTP_C"
-		echo "ceiling|$W_CREF|-mode smtp-refuse -pipeline -addr $CREF_S -c $SMTP_C")
+		echo "ceiling|$W_CREF|-mode smtp-refuse -pipeline -addr $CREF_S -c $SMTP_C"
+		base_peer -mode smtp-refuse -pipeline -c "$SMTP_C")
 	rounds refuse-pipe "${peers[@]}"
 fi
-if has smtp; then
+if has smtp && [[ ${REFUSALS_ONLY:-0} != 1 ]]; then
 
 	say "4 KiB relays, connections reused with RSET; $SMTP_C concurrent"
 	mapfile -t peers < <(ta_peer -mode smtp-relay -addr "$TA_S" -c "$SMTP_C" -rcpt-file "$AL"
@@ -636,8 +645,8 @@ if has smtp; then
 		echo "ceiling|$W_CREL|-mode smtp-relay -per-session -addr $CREL_S -c $SMTP_C -rcpt-file $AL"
 		base_peer -mode smtp-relay -per-session -c "$SMTP_C")
 	rounds relay1 "${peers[@]}"
-	stop_postfix
 fi
+if has smtp; then stop_postfix; fi
 
 # --- HTTP -----------------------------------------------------------------
 
@@ -969,6 +978,10 @@ say "results"
 		if has smtp && ((TA_SMTP_OK)); then
 			crow "RCPT refusals, $SMTP_C sessions (raw refuser)" refuse/tempalias refuse/ceiling cpu 1.5
 			crow "RCPT refusals, pipelined (raw refuser)" refuse-pipe/tempalias refuse-pipe/ceiling cpu 1.5
+			if [[ -n $BASE ]]; then
+				crow "$TA_BASE RCPT refusals, $SMTP_C sessions (raw refuser)" refuse/base refuse/ceiling cpu 1.5
+				crow "$TA_BASE RCPT refusals, pipelined (raw refuser)" refuse-pipe/base refuse-pipe/ceiling cpu 1.5
+			fi
 			crow "4 KiB relays, reused connections (minimal relay)" relay/tempalias relay/ceiling cpu 2
 			crow "4 KiB relays, pipelined (minimal relay)" relay-pipe/tempalias relay-pipe/ceiling cpu 2
 			crow "4 KiB relays, session per message (minimal relay)" relay1/tempalias relay1/ceiling cpu 2

@@ -385,3 +385,34 @@ func TestParsePathMatchesReleased(t *testing.T) {
 		t.Errorf("parseForwardPath: %v allocations, want 0", n)
 	}
 }
+
+// A connection that ended gives its buffers to the next one, of the same
+// sizes; the ended one holds none any more.
+func TestConnBuffersReused(t *testing.T) {
+	s := &Server{ReadBufferSize: 16 << 10, MaxLineLength: 2000}
+	first := newConn(&sinkConn{}, s)
+	r, w := first.text.R, first.text.W
+	first.releaseBuffers()
+	if first.text != nil {
+		t.Fatal("a released connection still has its buffers")
+	}
+	// A sync.Pool may drop what it is given (a garbage collection empties
+	// it, the race detector drops some at random): a few tries.
+	var gotR, gotW bool
+	for i := 0; i < 100 && !(gotR && gotW); i++ {
+		c := newConn(&sinkConn{}, s)
+		gotR = gotR || c.text.R == r
+		gotW = gotW || c.text.W == w
+		if c.text.R.Size() != 16<<10 || c.text.W.Size() != 4096 {
+			t.Fatalf("buffers of %d and %d bytes, want %d and 4096", c.text.R.Size(), c.text.W.Size(), 16<<10)
+		}
+		c.releaseBuffers()
+	}
+	if !gotR || !gotW {
+		t.Errorf("in 100 connections after it, the read buffer was reused: %v, the write buffer: %v", gotR, gotW)
+	}
+	s.ReadBufferSize = 0
+	if c := newConn(&sinkConn{}, s); c.text.R.Size() != 4096 {
+		t.Errorf("with ReadBufferSize 0 after 16 KiB: a read buffer of %d bytes, want 4096", c.text.R.Size())
+	}
+}

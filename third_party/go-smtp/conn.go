@@ -1,7 +1,6 @@
 package smtp
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/base64"
@@ -85,18 +84,26 @@ func (c *Conn) init() {
 		}
 	}
 
-	if n := c.server.ReadBufferSize; n > 0 {
-		// Not NewConn and then a reader of this size: that would allocate
-		// a default-sized buffer first, for nothing. c.text is never
-		// closed itself (Close closes c.conn), so its unset closer is
-		// never used.
-		c.text = &textproto.Conn{
-			Reader: textproto.Reader{R: bufio.NewReaderSize(rwc.Reader, n)},
-			Writer: textproto.Writer{W: bufio.NewWriter(rwc.Writer)},
-		}
-	} else {
-		c.text = textproto.NewConn(rwc)
+	// After STARTTLS: what the client sent before the handshake is not
+	// read, and its buffers serve another connection.
+	c.releaseBuffers()
+	// Not NewConn: its buffers are new, and its reader of the default
+	// size. c.text is never closed itself (Close closes c.conn), so its
+	// unset closer is never used.
+	c.text = &textproto.Conn{
+		Reader: textproto.Reader{R: c.server.newReader(rwc.Reader)},
+		Writer: textproto.Writer{W: c.server.newWriter(rwc.Writer)},
 	}
+}
+
+// releaseBuffers gives the connection's buffers back to the server, once
+// nothing reads or writes through them any more.
+func (c *Conn) releaseBuffers() {
+	if c.text == nil {
+		return
+	}
+	c.server.putBuffers(c.text.R, c.text.W)
+	c.text = nil
 }
 
 // Commands are dispatched to the appropriate handler functions.

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -94,6 +95,11 @@ type Server struct {
 	locker    sync.Mutex
 	listeners []net.Listener
 	conns     map[*Conn]struct{}
+
+	// The read and write buffers of connections that ended, for the next
+	// ones (as net/http keeps them): a server of many short sessions
+	// otherwise allocates, and collects, both buffers for each.
+	readers, writers sync.Pool
 }
 
 // New creates a new SMTP server.
@@ -165,6 +171,9 @@ func (s *Server) handleConn(c *Conn) error {
 		s.locker.Lock()
 		delete(s.conns, c)
 		s.locker.Unlock()
+
+		// Nothing reads or writes through the connection any more.
+		c.releaseBuffers()
 	}()
 
 	if tlsConn, ok := c.conn.(*tls.Conn); ok {
@@ -209,6 +218,36 @@ func (s *Server) handleConn(c *Conn) error {
 			return err
 		}
 	}
+}
+
+// newReader is a read buffer of ReadBufferSize (or 4096) bytes over r.
+func (s *Server) newReader(r io.Reader) *bufio.Reader {
+	size := s.ReadBufferSize
+	if size <= 0 {
+		size = 4096
+	}
+	if br, ok := s.readers.Get().(*bufio.Reader); ok && br.Size() == size {
+		br.Reset(r)
+		return br
+	}
+	return bufio.NewReaderSize(r, size)
+}
+
+// newWriter is a write buffer of bufio's default size over w.
+func (s *Server) newWriter(w io.Writer) *bufio.Writer {
+	if bw, ok := s.writers.Get().(*bufio.Writer); ok {
+		bw.Reset(w)
+		return bw
+	}
+	return bufio.NewWriter(w)
+}
+
+// putBuffers keeps r and w for another connection.
+func (s *Server) putBuffers(r *bufio.Reader, w *bufio.Writer) {
+	r.Reset(nil)
+	w.Reset(nil)
+	s.readers.Put(r)
+	s.writers.Put(w)
 }
 
 func (s *Server) network() string {
