@@ -525,12 +525,14 @@ e() {
 	n=$(errs "$1")
 	if [[ $n != 0 ]]; then echo ", $n errors"; fi
 }
-# row workload tempalias-label peer-label target: one line of the table
+# row workload tempalias-label peer-label target: one line of the table;
+# none for workloads this run did not measure (RELAYS_ONLY, REFUSALS_ONLY)
 row() {
 	local w=$1 a=$2 b=$3 target=$4
 	local ta tb r verdict ca sa cb oa ob
 	ta=$(med "$a" .throughput)
 	tb=$(med "$b" .throughput)
+	if [[ $ta == - && $tb == - ]]; then return; fi
 	r=$(ratio "$ta" "$tb")
 	verdict=""
 	if [[ -n $target && $r != "-" ]]; then
@@ -926,12 +928,13 @@ fi
 # crow workload tempalias-label ceiling-label cpu|tput target: a line of
 # the ceilings table. cpu: the target is tempalias's CPU per operation at
 # most target × the ceiling's; tput: its throughput at least target × the
-# ceiling's.
+# ceiling's. Like row, none for workloads this run did not measure.
 crow() {
 	local w=$1 a=$2 b=$3 kind=$4 target=$5
 	local ta tb ca cb r m verdict
 	ta=$(med "$a" .throughput)
 	tb=$(med "$b" .throughput)
+	if [[ $ta == - && $tb == - ]]; then return; fi
 	ca=$(med "$a" .cpu.server_us_per_op)
 	cb=$(med "$b" .cpu.server_us_per_op)
 	r=$(ratio "$ta" "$tb")
