@@ -220,12 +220,12 @@ func (s *session) rcpt(tx *transaction, to string) error {
 		return nil // named twice, one use (rfc 5321 allows duplicates)
 	}
 	now := cfg.Now()
-	ctx, cancel := s.storeCtx(tx.start.Add(s.srv.cfg.TransactionTimeout))
+	ctx := s.storeCtx(tx.start.Add(s.srv.cfg.TransactionTimeout))
 	// The hourly limit is the store's: decided in the transaction that
 	// reserves, on every host alike, and only for a live alias, so that
 	// a dead one answers exactly like an unknown one.
 	res, err := s.srv.st.Reserve(ctx, id, now, store.From(tx.from), store.PerHour(cfg.MaxMessagesPerAliasHour))
-	cancel()
+	ctx.stop()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return errNoSuchUser
@@ -452,9 +452,9 @@ func (s *session) Logout() error {
 func (s *session) commit(tx *transaction) error {
 	now := s.srv.cfg.Now()
 	for _, r := range tx.res {
-		ctx, cancel := s.storeCtx(time.Time{})
+		ctx := s.storeCtx(time.Time{})
 		err := r.Commit(ctx, now)
-		cancel()
+		ctx.stop()
 		if err != nil {
 			if errors.Is(err, store.ErrSenderNotAllowed) {
 				// Another message, committed first, locked the alias to
@@ -523,18 +523,19 @@ func (s *session) logTx(tx *transaction, outcome string) {
 
 // storeCtx bounds one store call: StoreTimeout from now, and never past
 // until (when set), the end of what the call is for. A call cut off
-// fails, and the client gets a 4xx (classify).
-func (s *session) storeCtx(until time.Time) (context.Context, context.CancelFunc) {
+// fails, and the client gets a 4xx (classify). Its stop is the call's
+// CancelFunc.
+func (s *session) storeCtx(until time.Time) *callCtx {
 	d := time.Now().Add(s.srv.cfg.StoreTimeout)
 	if !until.IsZero() && until.Before(d) {
 		d = until
 	}
-	return context.WithDeadline(s.srv.dialCtx, d)
+	return newCallCtx(s.srv.dialCtx, d)
 }
 
 func (s *session) refund(tx *transaction, r *store.Reservation) {
-	ctx, cancel := s.storeCtx(time.Time{})
-	defer cancel()
+	ctx := s.storeCtx(time.Time{})
+	defer ctx.stop()
 	if err := r.Refund(ctx, s.srv.cfg.Now()); err != nil {
 		// The use stays reserved or spent: lost, never over-delivered.
 		s.srv.log.Error("smtp: refund failed", "tx", tx.id, "alias", r.Alias.ID, "err", err)
