@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/BurntSushi/toml"
+	"github.com/tempalias/tempalias/internal/logtext"
 )
 
 // example is tempalias.toml at the top of the repository, the documented
@@ -169,6 +170,17 @@ func TestLoggerFormat(t *testing.T) {
 	var m map[string]any
 	if err := json.Unmarshal([]byte(buf.String()), &m); err != nil || m["msg"] != "shown" || m["alias"] != "abc" {
 		t.Fatalf("json log %q: %v", buf.String(), err)
+	}
+	c.Log.Format = "text"
+	buf.Reset()
+	log = c.Logger(&buf)
+	log.Info("hidden")
+	log.Warn("shown", "alias", "abc")
+	if _, ok := log.Handler().(*logtext.Handler); !ok {
+		t.Errorf("text handler %T, want *logtext.Handler", log.Handler())
+	}
+	if got, want := buf.String(), " level=WARN msg=shown alias=abc\n"; !strings.HasSuffix(got, want) || strings.Count(got, "\n") != 1 {
+		t.Errorf("text log %q, want one line ending %q", got, want)
 	}
 }
 
