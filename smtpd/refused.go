@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -121,15 +122,27 @@ func (rs refusals) MarshalJSON() ([]byte, error) {
 }
 
 func (rs refusals) MarshalText() ([]byte, error) {
-	var b strings.Builder
+	n := 0
+	for _, r := range rs {
+		n += len(r.Local) + len(r.Domain) + len(r.Reason) + len(r.Upstream) + len("@  550, ()")
+	}
+	b := make([]byte, 0, n)
 	for i, r := range rs {
 		if i > 0 {
-			b.WriteString(", ")
+			b = append(b, ", "...)
 		}
-		fmt.Fprintf(&b, "%s@%s %s %d", r.Local, r.Domain, r.Reason, r.Code)
+		b = append(b, r.Local...)
+		b = append(b, '@')
+		b = append(b, r.Domain...)
+		b = append(b, ' ')
+		b = append(b, r.Reason...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(r.Code), 10)
 		if r.Upstream != "" {
-			b.WriteString(" (" + r.Upstream + ")")
+			b = append(b, " ("...)
+			b = append(b, r.Upstream...)
+			b = append(b, ')')
 		}
 	}
-	return []byte(b.String()), nil
+	return b, nil
 }
