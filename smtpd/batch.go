@@ -59,6 +59,11 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// SetWriteDeadline does nothing: go-smtp sets a deadline before every
+// reply, which here only joins the batch; flushLocked sets the one of
+// the write that sends the batch (WriteTimeout, the same).
+func (c *clientConn) SetWriteDeadline(time.Time) error { return nil }
+
 // flush writes the replies held so far.
 func (c *clientConn) flush() error {
 	if !c.holding.Load() {
@@ -92,8 +97,10 @@ func (c *clientConn) sayAndClose(r *refusal) {
 	line := r.line(c.srv.cfg.Hostname)
 	if tc := c.tlsConn.Load(); tc != nil {
 		// Through TLS, whose own lock orders it with go-smtp's replies;
-		// its writes come back through Write, which takes wmu.
-		tc.SetWriteDeadline(time.Now().Add(time.Second))
+		// its writes come back through Write, which takes wmu. The
+		// deadline is the connection's own (clientConn ignores one set
+		// through TLS): it cuts short a reply blocked on the client.
+		c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 		tc.Write([]byte(line))
 	} else {
 		c.rawWrite(line)

@@ -129,3 +129,53 @@ func TestQuitNotHeldBySmarthost(t *testing.T) {
 	c.conn.SetReadDeadline(time.Now().Add(time.Second))
 	c.must(221, "QUIT")
 }
+
+// writeDeadlines counts the writes and the write deadlines set on the
+// connections the server accepts, below clientConn.
+type writeDeadlines struct {
+	net.Listener
+	writes, deadlines *atomic.Int64
+}
+
+func (l writeDeadlines) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return deadlineCountedConn{c, l.writes, l.deadlines}, nil
+}
+
+type deadlineCountedConn struct {
+	net.Conn
+	writes, deadlines *atomic.Int64
+}
+
+func (c deadlineCountedConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+func (c deadlineCountedConn) SetWriteDeadline(t time.Time) error {
+	c.deadlines.Add(1)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// Every write to the client gets its deadline, one: not one more for
+// each reply go-smtp hands over, which only joins the batch.
+func TestOneWriteDeadlinePerWrite(t *testing.T) {
+	var writes, deadlines atomic.Int64
+	e := newEnvListener(t, nil, func(ln net.Listener) net.Listener { return writeDeadlines{ln, &writes, &deadlines} })
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.send("MAIL FROM:<s@example.org>\r\nRCPT TO:<zzzzzz@" + testDomain + ">\r\nRSET\r\n")
+	for _, code := range []int{250, 550, 250} {
+		c.expect(code)
+	}
+	c.must(221, "QUIT")
+	if !c.closed() {
+		t.Fatal("still open after QUIT")
+	}
+	if w, d := writes.Load(), deadlines.Load(); w != 4 || d != w {
+		t.Errorf("%d writes and %d write deadlines, want 4 of each (banner, EHLO, the group, 221)", w, d)
+	}
+}
