@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -166,27 +167,34 @@ func TestAliasesPerTargetWiring(t *testing.T) {
 		t.Helper()
 		cfg := appConfig(t, dir, filepath.Join(dir, "admin.sock"))
 		cfg.Limits.AliasesPerTarget = perTarget
-		a, err := openApp(cfg, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.run(ctx) }()
-		waitHealthy(t, a)
+		a, stop := startApp(t, cfg)
 		for i, w := range want {
 			if got := create(a); got != w {
 				t.Errorf("aliases_per_target %d, creation %d: %d, want %d", perTarget, i+1, got, w)
 			}
 		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := a.close(); err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	}
 	serve(0, 201, 201)
 	serve(3, 201, 429)
+}
+
+// startApp opens cfg's app, runs it and waits until it is healthy; stop
+// ends the run and closes the app, returning what either failed with.
+func startApp(t *testing.T, cfg *config.Config) (a *app, stop func() error) {
+	t.Helper()
+	a, err := openApp(cfg, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx) }()
+	waitHealthy(t, a)
+	return a, func() error {
+		cancel()
+		return errors.Join(<-done, a.close())
+	}
 }

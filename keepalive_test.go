@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -73,19 +71,8 @@ func TestSMTPIdleTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := openApp(cfg, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		a.close()
-	})
-	waitHealthy(t, a)
+	a, stop := startApp(t, cfg)
+	t.Cleanup(func() { stop() })
 	for _, greet := range []bool{false, true} {
 		c, err := net.Dial("tcp", a.smtpLn.Addr().String())
 		if err != nil {

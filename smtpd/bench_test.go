@@ -17,8 +17,11 @@ import (
 // comparison with Postfix.
 const benchSessions = 50
 
-func benchEnv(b *testing.B) *env {
-	e := newEnv(b, func(c *Config) { c.Logger = slog.New(slog.DiscardHandler) })
+func benchEnv(b *testing.B) *env { return benchEnvLogging(b, slog.DiscardHandler) }
+
+// benchEnvLogging is benchEnv with its log lines going to h.
+func benchEnvLogging(b *testing.B, h slog.Handler) *env {
+	e := newEnv(b, func(c *Config) { c.Logger = slog.New(h) })
 	e.up.keepBody = false
 	b.SetParallelism((benchSessions + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	return e
@@ -54,8 +57,10 @@ type benchStep struct {
 
 // BenchmarkRefuse is whole sessions whose one recipient is refused at RCPT
 // (the common case at a temporary alias service), 50 at a time.
-func BenchmarkRefuse(b *testing.B) {
-	e := benchEnv(b)
+func BenchmarkRefuse(b *testing.B) { benchRefusals(b, benchEnv(b)) }
+
+// benchRefusals runs refused sessions against e, 50 at a time.
+func benchRefusals(b *testing.B, e *env) {
 	steps := []benchStep{
 		{"EHLO client.example", 250},
 		{"MAIL FROM:<s@example.org>", 250},

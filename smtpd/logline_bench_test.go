@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -54,25 +53,7 @@ func BenchmarkRefuseLogged(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer f.Close()
-			e := newEnv(b, func(c *Config) { c.Logger = slog.New(h.new(f)) })
-			b.SetParallelism((benchSessions + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
-			steps := []benchStep{
-				{"EHLO client.example", 250},
-				{"MAIL FROM:<s@example.org>", 250},
-				{"RCPT TO:<zzzzzzzz@" + testDomain + ">", 550},
-				{"QUIT", 221},
-			}
-			cpu := cpuclock.Now()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if err := benchSession(e.addr, steps); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			cpuclock.Report(b, cpu)
+			benchRefusals(b, benchEnvLogging(b, h.new(f)))
 		})
 	}
 }
