@@ -44,6 +44,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/trace"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,6 +118,10 @@ func main() {
 	flag.StringVar(&paths, "paths", "/", "http-get: comma-separated paths, requested round robin")
 	flag.BoolVar(&cfg.gzip, "gzip", true, "http-get: send Accept-Encoding: gzip")
 	flag.DurationVar(&cfg.slow, "slow", 50*time.Millisecond, "smtp modes: count RCPT replies slower than this")
+	traceOut := flag.String("trace", "", "write a runtime/trace of this process here, from -trace-at after the start for -trace-for")
+	traceAt := flag.Duration("trace-at", 0, "see -trace")
+	traceFor := flag.Duration("trace-for", 5*time.Second, "see -trace")
+	slowLogPath := flag.String("slow-log", "", "smtp modes: append a line \"start-unix-ns duration-ns\" here for every measured RCPT reply slower than -slow (to line stalls up with other timelines)")
 	flag.StringVar(&cfg.stopFile, "stop-file", "", "stop early once this file contains -stop-pattern")
 	flag.StringVar(&cfg.stopPattern, "stop-pattern", "", "see -stop-file")
 	flag.Float64Var(&cfg.maxBusy, "max-busy", 0.3, "quiet: busy cores (over one second) below which the machine counts as quiet")
@@ -128,8 +133,49 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.paths = strings.Split(paths, ",")
+	if *slowLogPath != "" {
+		f, err := os.OpenFile(*slowLogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		slowLog.f = f
+	}
 	if cfg.perSession {
 		cfg.msgsPerConn = 1
+	}
+	if *traceOut != "" {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		// Stopped after -trace-for or when the run ends, whichever is first.
+		var mu sync.Mutex
+		over := false
+		stop := func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if !over {
+				over = true
+				trace.Stop() // a no-op if it never started
+			}
+		}
+		defer stop()
+		go func() {
+			time.Sleep(*traceAt)
+			mu.Lock()
+			if !over {
+				if err := trace.Start(f); err != nil {
+					fmt.Fprintln(os.Stderr, "loadgen:", err)
+				}
+			}
+			mu.Unlock()
+			time.Sleep(*traceFor)
+			stop()
+		}()
 	}
 	if err := run(&cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -310,6 +356,12 @@ type stats struct {
 
 func newStats() *stats { return &stats{lat: newHist(), rcpt: newHist(), errs: map[string]uint64{}} }
 
+// slowLog is -slow-log's file; nil f: none.
+var slowLog struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
 func (s *stats) addRcpt(d time.Duration, slow time.Duration) {
 	if !s.record {
 		return
@@ -317,6 +369,12 @@ func (s *stats) addRcpt(d time.Duration, slow time.Duration) {
 	s.rcpt.add(d)
 	if d > slow {
 		s.slow++
+		if slowLog.f != nil {
+			start := time.Now().Add(-d)
+			slowLog.mu.Lock()
+			fmt.Fprintf(slowLog.f, "%d %d\n", start.UnixNano(), int64(d))
+			slowLog.mu.Unlock()
+		}
 	}
 	if sec := int(time.Since(s.t0) / time.Second); sec >= 0 && sec < maxTimeline {
 		for len(s.bySec) <= sec {
