@@ -38,7 +38,9 @@
 # workloads), REFUSALS_ONLY=1 (of the smtp part only the refusal
 # workloads), TA_BASE=<git revision> (a second tempalias built from that
 # revision, "base", joins the refusal and relay rounds as one more peer: a
-# before and after in one run, alternating).
+# before and after in one run, alternating), SWEEP_C and SWEEP_RATE (the
+# sweep part's probe sessions per kind, and their RCPTs a second per kind;
+# 0, the default: as fast as they go), SWEEP_KEEP=DIR.
 set -euo pipefail
 # The whole script is one compound command, read before it runs: editing
 # this file while it runs cannot change what runs.
@@ -77,6 +79,7 @@ if has etcd && ! command -v etcd >/dev/null; then
 fi
 ETCD_NALIAS=${ETCD_NALIAS:-$([[ $QUICK == 1 ]] && echo 200 || echo 2000)}
 SWEEP_C=${SWEEP_C:-10}    # sessions per kind probing RCPT during the sweep
+SWEEP_RATE=${SWEEP_RATE:-0} # RCPT probes a second per kind during the sweep; 0: as fast as they go (a closed loop, both cores busy)
 QUIET_WAIT=${QUIET_WAIT:-$([[ $QUICK == 1 ]] && echo 2s || echo 8s)} # longest wait for a quiet machine before a run
 export PATH=$PATH:/usr/sbin:/usr/local/go/bin
 
@@ -808,11 +811,11 @@ if has sweep; then
 		start_ta sweep "$TMP/scale/sweep.db" "$SC_HTTP" "$SC_SMTP" "${SWEEP_INTERVAL}s"
 		SWPID=$TA_PID
 		# Both probes run from before the first sweep until the sweep is done.
-		"$LG" -label sweep/refuse -mode smtp-refuse -addr "127.0.0.1:$SC_SMTP" -c "$SWEEP_C" -d 600s \
+		"$LG" -label sweep/refuse -rate "$SWEEP_RATE" -mode smtp-refuse -addr "127.0.0.1:$SC_SMTP" -c "$SWEEP_C" -d 600s \
 			-stop-file "$TMP/sweep.log" -stop-pattern "swept dead aliases" -watch "server=$SWPID" >>"$RES" &
 		lg1=$!
 		PIDS+=("$lg1")
-		"$LG" -label sweep/relay -mode smtp-relay -addr "127.0.0.1:$SC_SMTP" -c "$SWEEP_C" -d 600s \
+		"$LG" -label sweep/relay -rate "$SWEEP_RATE" -mode smtp-relay -addr "127.0.0.1:$SC_SMTP" -c "$SWEEP_C" -d 600s \
 			-rcpt-file "$TMP/scale/sweep-live.txt" \
 			-stop-file "$TMP/sweep.log" -stop-pattern "swept dead aliases" >>"$RES" &
 		lg2=$!
@@ -1018,7 +1021,7 @@ say "results"
 	if has sweep && ((TA_SMTP_OK)); then
 		echo
 		echo "Sweep of ${SWEPT} expired aliases (of $SCALE_N, in batches of store.sweep_batch) took about ${SWEEP_SECS} s;" \
-			"tempalias VmHWM $((SWEEP_HWM / 1024)) MiB. RCPT latency meanwhile ($SWEEP_C sessions each, from before the sweep to its end):"
+			"tempalias VmHWM $((SWEEP_HWM / 1024)) MiB. RCPT latency meanwhile ($SWEEP_C sessions each, $( ((SWEEP_RATE > 0)) && echo "paced at $SWEEP_RATE RCPTs a second each" || echo "as fast as they go"), from before the sweep to its end):"
 		for k in refuse relay; do
 			jq -r -s --arg l "sweep/$k" --argjson a "$SWEEP_FROM" --argjson b "$SWEEP_TO" '.[] | select(.label == $l) | . as $r |
 				[range(0; .rcpt_max_by_sec | length) | {s: ($r.start_unix + .), v: $r.rcpt_max_by_sec[.], n: ((($r.rcpt_slow_by_sec // [])[.]) // 0)}] as $tl |

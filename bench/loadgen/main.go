@@ -86,6 +86,7 @@ type config struct {
 	stopPattern string
 	watch       []watched
 	maxBusy     float64
+	rate        float64
 }
 
 func main() {
@@ -117,6 +118,7 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "", "http-create: write \"alias target\" lines of the created aliases here")
 	flag.StringVar(&paths, "paths", "/", "http-get: comma-separated paths, requested round robin")
 	flag.BoolVar(&cfg.gzip, "gzip", true, "http-get: send Accept-Encoding: gzip")
+	flag.Float64Var(&cfg.rate, "rate", 0, "operations a second over all workers, each worker paced at rate/c; 0: every worker as fast as it can (a closed loop)")
 	flag.DurationVar(&cfg.slow, "slow", 50*time.Millisecond, "smtp modes: count RCPT replies slower than this")
 	traceOut := flag.String("trace", "", "write a runtime/trace of this process here, from -trace-at after the start for -trace-for")
 	traceAt := flag.Duration("trace-at", 0, "see -trace")
@@ -466,7 +468,30 @@ func drive(cfg *config, newWorker func(int) (worker, error)) *result {
 				return
 			}
 			defer w.close()
+			// With -rate, the worker starts an operation every `every`,
+			// the workers spread over one interval; one that falls behind
+			// does not burst to catch up.
+			var every time.Duration
+			if cfg.rate > 0 {
+				every = time.Duration(float64(cfg.c) / cfg.rate * float64(time.Second))
+			}
+			next := time.Now().Add(every * time.Duration(i) / time.Duration(cfg.c))
 			for ctx.Err() == nil {
+				if every > 0 {
+					if d := time.Until(next); d > 0 {
+						t := time.NewTimer(d)
+						select {
+						case <-ctx.Done():
+						case <-t.C:
+						}
+						t.Stop()
+						continue
+					}
+					next = next.Add(every)
+					if now := time.Now(); now.Sub(next) > every {
+						next = now
+					}
+				}
 				if !measuring.Load() {
 					if time.Now().After(measureFrom) {
 						measuring.Store(true)
