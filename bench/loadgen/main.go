@@ -205,8 +205,8 @@ func run(cfg *config) error {
 	if cfg.addr == "" {
 		return errors.New("-addr is required")
 	}
-	if cfg.c < 1 || cfg.d <= 0 || cfg.n < 0 {
-		return errors.New("-c must be >= 1, -d > 0, -n >= 0")
+	if cfg.c < 1 || cfg.d <= 0 || cfg.n < 0 || !(cfg.rate >= 0) {
+		return errors.New("-c must be >= 1, -d > 0, -n >= 0, -rate >= 0")
 	}
 	var newWorker func(id int) (worker, error)
 	switch cfg.mode {
@@ -360,8 +360,9 @@ func newStats() *stats { return &stats{lat: newHist(), rcpt: newHist(), errs: ma
 
 // slowLog is -slow-log's file; nil f: none.
 var slowLog struct {
-	mu sync.Mutex
-	f  *os.File
+	mu     sync.Mutex
+	f      *os.File
+	failed bool // a write failed (reported once)
 }
 
 func (s *stats) addRcpt(d time.Duration, slow time.Duration) {
@@ -374,7 +375,11 @@ func (s *stats) addRcpt(d time.Duration, slow time.Duration) {
 		if slowLog.f != nil {
 			start := time.Now().Add(-d)
 			slowLog.mu.Lock()
-			fmt.Fprintf(slowLog.f, "%d %d\n", start.UnixNano(), int64(d))
+			if _, err := fmt.Fprintf(slowLog.f, "%d %d\n", start.UnixNano(), int64(d)); err != nil && !slowLog.failed {
+				// The run goes on; the file is then incomplete, and says so.
+				slowLog.failed = true
+				fmt.Fprintln(os.Stderr, "loadgen: -slow-log:", err)
+			}
 			slowLog.mu.Unlock()
 		}
 	}
