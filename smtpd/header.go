@@ -29,10 +29,15 @@ const (
 //
 // Everything else, and the whole body, passes byte for byte. It expects
 // what bodyCheck lets through: CR and LF only as CRLF.
+//
+// A stuffed stream (a DATA message, rfc 5321:4.5.2) is looked at as the
+// message it stands for: a line sent as ".From: x" is a From field and
+// ". x" a continuation line, though they pass (and are held) as sent.
 type headerFilter struct {
 	w        io.Writer
 	loop     func(addr string) bool // one of the transaction's aliases; nil: no check
 	fromAddr string                 // the From address, "" to leave From alone
+	stuffed  bool                   // w and Write's input are dot-stuffed
 
 	body     bool   // past the header section: pass everything
 	line     []byte // the physical line so far
@@ -98,6 +103,10 @@ func (f *headerFilter) overlong(partial []byte) error {
 
 // endLine takes one complete physical line of the header section.
 func (f *headerFilter) endLine(line []byte) error {
+	u := line // the line as the message has it
+	if f.stuffed && len(u) > 1 && u[0] == '.' {
+		u = u[1:]
+	}
 	switch {
 	case string(line) == "\r\n":
 		// The empty line ends the header section.
@@ -107,7 +116,7 @@ func (f *headerFilter) endLine(line []byte) error {
 		f.body = true
 		_, err := f.w.Write(line)
 		return err
-	case line[0] == ' ' || line[0] == '\t':
+	case u[0] == ' ' || u[0] == '\t':
 		if f.heldKind == fieldOther {
 			_, err := f.w.Write(line)
 			return err
@@ -126,7 +135,7 @@ func (f *headerFilter) endLine(line []byte) error {
 	if err := f.flushHeld(); err != nil {
 		return err
 	}
-	name, _, _ := bytes.Cut(line, []byte(":"))
+	name, _, _ := bytes.Cut(u, []byte(":"))
 	name = bytes.TrimRight(name, " \t") // obs-optional, rfc 5322:4.5
 	switch {
 	case f.loop != nil && bytes.EqualFold(name, []byte("Delivered-To")):
@@ -153,7 +162,7 @@ func (f *headerFilter) flushHeld(more ...[]byte) error {
 		out := f.held
 		switch kind {
 		case fieldDeliveredTo:
-			if f.loop(fieldValue(f.held)) {
+			if f.loop(fieldValue(f.held, f.stuffed)) {
 				return errDeliveredTo
 			}
 		case fieldFrom:
@@ -173,7 +182,8 @@ func (f *headerFilter) flushHeld(more ...[]byte) error {
 }
 
 // rewriteFrom returns the From field to send instead of field, and keeps
-// the first original's field body for Reply-To.
+// the first original's field body for Reply-To (as sent: it goes into
+// the same stream).
 func (f *headerFilter) rewriteFrom(field []byte) []byte {
 	_, raw, _ := bytes.Cut(field, []byte(":"))
 	if !f.sawFrom {
@@ -181,7 +191,7 @@ func (f *headerFilter) rewriteFrom(field []byte) []byte {
 		f.replyTo = append([]byte(nil), raw...)
 	}
 	name := ""
-	if list, err := mail.ParseAddressList(fieldValue(field)); err == nil && len(list) > 0 {
+	if list, err := mail.ParseAddressList(fieldValue(field, f.stuffed)); err == nil && len(list) > 0 {
 		name = list[0].Name
 		if name == "" {
 			// An address as a display name looks like a forgery; this
@@ -237,9 +247,14 @@ func (f *headerFilter) Close() error {
 	return f.endHeader()
 }
 
-// fieldValue is a field's body unfolded (rfc 5322:2.2.3) and trimmed.
-func fieldValue(field []byte) string {
-	_, v, _ := bytes.Cut(field, []byte(":"))
-	s := strings.ReplaceAll(string(v), "\r\n", "")
-	return strings.TrimSpace(s)
+// fieldValue is a field's body unfolded (rfc 5322:2.2.3) and trimmed;
+// stuffed: field is dot-stuffed, as a DATA message sends it.
+func fieldValue(field []byte, stuffed bool) string {
+	s := string(field)
+	if stuffed {
+		s = strings.TrimPrefix(s, ".")
+		s = strings.ReplaceAll(s, "\n.", "\n")
+	}
+	_, v, _ := strings.Cut(s, ":")
+	return strings.TrimSpace(strings.ReplaceAll(v, "\r\n", ""))
 }

@@ -19,7 +19,9 @@ var receivedName = []byte("received:")
 // nothing has to be held in memory. It refuses what must not be relayed:
 // CR or LF other than as CRLF (rfc 5321:2.3.8) and loops.
 type bodyCheck struct {
-	started  bool // some byte was seen
+	stuffed  bool // the message is dot-stuffed, as a DATA command sends it
+	dot      bool // stuffed: the stuffing dot of the first line was seen
+	started  bool // some byte of the message was seen
 	cr       bool // the previous byte was CR
 	body     bool // past the header section
 	col      int  // bytes on the current line so far, CRLF excluded
@@ -31,11 +33,21 @@ type bodyCheck struct {
 // upstream, so an offending chunk never leaves.
 func (b *bodyCheck) feed(p []byte) error {
 	if !b.started && len(p) > 0 {
-		b.started = true
-		if p[0] == ' ' || p[0] == '\t' {
-			// A folded first line would continue our Received header
-			// (rfc 5322:2.2.3): the client's text inside our trace.
-			return errFolded
+		first := p
+		if b.stuffed && !b.dot && first[0] == '.' {
+			// ". x" stands for " x" (rfc 5321:4.5.2); the next byte,
+			// maybe in the next chunk, is the first of the message.
+			b.dot = true
+			first = first[1:]
+		}
+		if len(first) > 0 {
+			b.started = true
+			if first[0] == ' ' || first[0] == '\t' {
+				// A folded first line would continue our trace
+				// fields (rfc 5322:2.2.3): the client's text inside
+				// them.
+				return errFolded
+			}
 		}
 	}
 	for i := 0; i < len(p); i++ {

@@ -41,11 +41,14 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 	ctx := s.srv.dialCtx
 	s.conn.beginData(time.Now().Add(s.srv.cfg.DataTimeout))
 	// A DATA message passes through as the client sent it, dot-stuffed,
-	// in buffer-sized writes: bodyCheck and headerFilter read it as well
-	// stuffed as not (the one line stuffing changes, a leading dot, is no
-	// header field or CR they look for, and a dot followed by a bare CR,
-	// which un-stuffing would hide, is refused here as any bare CR). A
-	// BDAT message is not stuffed and goes through go-smtp's stuffing.
+	// in buffer-sized writes: headerFilter and bodyCheck are told, and
+	// take a leading dot for the stuffing it is (".From:" is a From
+	// field, ". x" a fold, at the top too); only the Received count
+	// reads lines as sent, which is enough for loops, where every pass
+	// adds a Received of ours that starts with no dot. A dot followed by
+	// a bare CR, which un-stuffing would hide, is refused here as any
+	// bare CR. A BDAT message is not stuffed and goes through go-smtp's
+	// stuffing.
 	r, stuffed := smtp.DotStuffed(r)
 	w, err := tx.dlv.Body(ctx, stuffed)
 	if err != nil {
@@ -64,11 +67,11 @@ func (s *session) relay(tx *transaction, r io.Reader) (result, error) {
 	if _, err := w.Write(hdr); err != nil {
 		return failed, err
 	}
-	filter := &headerFilter{w: w, loop: s.loopCheck(tx)}
+	filter := &headerFilter{w: w, loop: s.loopCheck(tx), stuffed: stuffed}
 	if s.srv.cfg.RewriteFrom {
 		filter.fromAddr = tx.ident
 	}
-	var check bodyCheck
+	check := bodyCheck{stuffed: stuffed}
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {

@@ -229,25 +229,31 @@ func TestBodyCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name, body string
 		want       error
+		stuffed    bool // the body as a DATA command sends it (rfc 5321:4.5.2)
 	}{
-		{"plain", "A: b\r\n\r\nbody\r\n", nil},
-		{"bare LF in header", "A: b\n\r\nbody\r\n", errBareLF},
-		{"bare LF in body", "A: b\r\n\r\nbo\ndy\r\n", errBareLF},
-		{"bare CR in body", "A: b\r\n\r\nbo\rdy\r\n", errBareCR},
-		{"CR at end", "A: b\r\n\r\nbody\r", errBareCR},
-		{"CRCRLF", "A: b\r\n\r\nbody\r\r\n", errBareCR},
-		{"50 Received", hdrs(50) + "\r\nbody\r\n", nil},
-		{"51 Received", hdrs(51) + "\r\nbody\r\n", errLoop},
-		{"51 Received, case", strings.ToUpper(hdrs(51)) + "\r\nbody\r\n", errLoop},
-		{"Received in body", "A: b\r\n\r\n" + hdrs(60), nil},
-		{"folded first line", " A: b\r\n\r\nbody\r\n", errFolded},
-		{"tab-folded first line", "\tA: b\r\n\r\nbody\r\n", errFolded},
-		{"empty header section", "\r\nbody\r\n", nil},
+		{"plain", "A: b\r\n\r\nbody\r\n", nil, false},
+		{"bare LF in header", "A: b\n\r\nbody\r\n", errBareLF, false},
+		{"bare LF in body", "A: b\r\n\r\nbo\ndy\r\n", errBareLF, false},
+		{"bare CR in body", "A: b\r\n\r\nbo\rdy\r\n", errBareCR, false},
+		{"CR at end", "A: b\r\n\r\nbody\r", errBareCR, false},
+		{"CRCRLF", "A: b\r\n\r\nbody\r\r\n", errBareCR, false},
+		{"50 Received", hdrs(50) + "\r\nbody\r\n", nil, false},
+		{"51 Received", hdrs(51) + "\r\nbody\r\n", errLoop, false},
+		{"51 Received, case", strings.ToUpper(hdrs(51)) + "\r\nbody\r\n", errLoop, false},
+		{"Received in body", "A: b\r\n\r\n" + hdrs(60), nil, false},
+		{"folded first line", " A: b\r\n\r\nbody\r\n", errFolded, false},
+		{"tab-folded first line", "\tA: b\r\n\r\nbody\r\n", errFolded, false},
+		{"empty header section", "\r\nbody\r\n", nil, false},
+		{"stuffed folded first line", ". A: b\r\n\r\nbody\r\n", errFolded, true},
+		{"stuffed tab-folded first line", ".\tA: b\r\n\r\nbody\r\n", errFolded, true},
+		{"stuffed dot first", "..A: b\r\n\r\nbody\r\n", nil, true},
+		{"stuffed plain", "A: b\r\n\r\nbody\r\n", nil, true},
+		{"a dot and a space, unstuffed", ". A: b\r\n\r\nbody\r\n", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Every split point: chunk boundaries must not matter.
 			for i := 0; i <= len(tc.body); i++ {
-				var b bodyCheck
+				b := bodyCheck{stuffed: tc.stuffed}
 				err := b.feed([]byte(tc.body[:i]))
 				if err == nil {
 					err = b.feed([]byte(tc.body[i:]))

@@ -77,3 +77,53 @@ func TestRewriteFromBounce(t *testing.T) {
 		t.Errorf("\n got %q\nwant %q", rest, want)
 	}
 }
+
+// A DATA message arrives dot-stuffed (rfc 5321:4.5.2): a line the client
+// sends as ".From: x" is "From: x" in the message, and ". x" is a
+// continuation line. The header filter looks at the message, not at its
+// stuffing, so neither slips a From past the rewrite, and a stuffed fold
+// at the very top cannot continue our Received header.
+func TestDotStuffedHeaderLines(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RewriteFrom = true })
+	_, a := e.newAlias("t@example.com", 3, 0)
+	for _, tc := range []struct{ name, sent, want string }{
+		{"stuffed From",
+			".From: Mallory <m@evil.example>\r\nSubject: hi\r\n\r\nbody\r\n",
+			"From: \"Mallory via tempalias\" <" + a + ">\r\nSubject: hi\r\nReply-To: Mallory <m@evil.example>\r\n\r\nbody\r\n"},
+		{"stuffed continuation of From",
+			"From: Alice <alice@example.org>\r\n. , Mallory <m@evil.example>\r\nSubject: hi\r\n\r\nbody\r\n",
+			"From: \"Alice via tempalias\" <" + a + ">\r\nSubject: hi\r\nReply-To: Alice <alice@example.org>\r\n , Mallory <m@evil.example>\r\n\r\nbody\r\n"},
+		{"stuffed Reply-To",
+			"From: Alice <alice@example.org>\r\n.Reply-To: list@example.org\r\n\r\nbody\r\n",
+			"From: \"Alice via tempalias\" <" + a + ">\r\nReply-To: list@example.org\r\n\r\nbody\r\n"},
+		{"a dot line that is no field",
+			"From: Alice <alice@example.org>\r\n..From: x\r\n\r\nbody\r\n",
+			"From: \"Alice via tempalias\" <" + a + ">\r\n.From: x\r\nReply-To: Alice <alice@example.org>\r\n\r\nbody\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(e.up.messages())
+			c := e.transaction(a)
+			c.must(354, "DATA")
+			c.must(250, "%s", tc.sent+".")
+			c.must(221, "QUIT")
+			msgs := e.up.messages()
+			if len(msgs) != before+1 {
+				t.Fatalf("smarthost got %d messages, want %d", len(msgs), before+1)
+			}
+			if _, rest := stripTrace(t, msgs[before].body, a); string(rest) != tc.want {
+				t.Errorf("relayed\n got %q\nwant %q", rest, tc.want)
+			}
+		})
+	}
+	t.Run("stuffed fold at the top", func(t *testing.T) {
+		before := len(e.up.messages())
+		c := e.transaction(a)
+		c.must(354, "DATA")
+		code, msg := c.cmd("%s", ". injected: into Received\r\nSubject: hi\r\n\r\nbody\r\n.")
+		checkReply(t, "DATA", code, msg, "554 5.6.0")
+		c.must(221, "QUIT")
+		if n := len(e.up.messages()) - before; n != 0 {
+			t.Errorf("smarthost completed %d messages", n)
+		}
+	})
+}
