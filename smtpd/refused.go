@@ -59,6 +59,11 @@ func refusalReason(err error) string {
 // line.
 const maxLogged = 256
 
+// maxRefusalsLogged bounds the refused recipients a transaction's log
+// line names; it counts the others (refused_more). A client may name a
+// busy alias for as long as the transaction lasts.
+const maxRefusalsLogged = 32
+
 // rcptRefusal is one refused recipient as the operator sees it: the
 // address the client named, split at its last @ (whatever it was, even
 // unparseable), why, the code the client got, and for an upstream refusal

@@ -19,6 +19,7 @@ type txLine struct {
 	Outcome  string        `json:"outcome"`
 	Code     int           `json:"code"`
 	Refused  []rcptRefusal `json:"refused"`
+	More     int           `json:"refused_more"`
 	Upstream string        `json:"upstream"`
 }
 
@@ -184,5 +185,46 @@ func TestRefusalsText(t *testing.T) {
 	want := `level=INFO msg=x refused="abc@tempalias.test unknown-or-dead 550, a b@example.net foreign-domain 550, xyz@tempalias.test upstream 550 (RCPT: 550 5.1.1 secret upstream text t@example.com)" none=""` + "\n"
 	if b.String() != want {
 		t.Errorf("logged\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// The refusals a transaction keeps for its log line are bounded: only the
+// unknown, foreign and malformed recipients end the connection after
+// MaxBadRecipients, so a client naming a busy alias again and again, for
+// as long as TransactionTimeout lets it, made the transaction hold one
+// more entry (and its command line) for each, without limit.
+func TestRefusalsLoggedBounded(t *testing.T) {
+	var logs jsonLog
+	e := newEnv(t, logs.configure)
+	_, held := e.newAlias("t@example.com", 3, 1)
+	holder := e.transaction(held) // holds the one use: the alias is busy
+
+	const n = 3 * maxRefusalsLogged
+	c := e.transaction()
+	var cmds strings.Builder
+	for range n {
+		cmds.WriteString("RCPT TO:<" + held + ">\r\n")
+	}
+	c.send(cmds.String())
+	for i := range n {
+		if code, msg := c.reply(); code != 450 {
+			t.Fatalf("RCPT %d: %d %s, want 450", i, code, msg)
+		}
+	}
+	c.must(221, "QUIT")
+	holder.must(221, "QUIT")
+	e.settled()
+
+	var line *txLine
+	for _, l := range logs.txLines(t, 2) {
+		if len(l.Refused) > 0 {
+			line = &l
+		}
+	}
+	if line == nil {
+		t.Fatalf("no transaction line with refusals:\n%s", logs.buf.String())
+	}
+	if len(line.Refused) != maxRefusalsLogged || line.More != n-maxRefusalsLogged {
+		t.Errorf("log line holds %d refusals and counts %d more; want %d and %d", len(line.Refused), line.More, maxRefusalsLogged, n-maxRefusalsLogged)
 	}
 }

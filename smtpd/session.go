@@ -58,7 +58,8 @@ type transaction struct {
 	targets []string             // already given to the smarthost, each once
 	timer   *time.Timer          // ends a transaction that never reaches DATA
 	dlv     *delivery            // the message upstream, from the first recipient given to the smarthost
-	refused refusals             // recipients refused, for the log line
+	refused refusals             // recipients refused, for the log line: the first maxRefusalsLogged
+	excess  int                  // recipients refused past those, only counted
 	code    int                  // the last reply code we chose
 	bytes   int64                // from the client
 	upBytes int64                // to the smarthost, added headers included
@@ -182,8 +183,14 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	rep := s.reply(tx, err)
 	if s.srv.log.Enabled(context.Background(), slog.LevelInfo) {
-		// Only the log line reads it.
-		tx.refused = append(tx.refused, refusedRcpt(to, why, tx.code))
+		// Only the log line reads it. Refusals that are no bad
+		// recipient (busy, rate-limited, upstream) never end the
+		// connection, so only so many are kept; the rest are counted.
+		if len(tx.refused) < maxRefusalsLogged {
+			tx.refused = append(tx.refused, refusedRcpt(to, why, tx.code))
+		} else {
+			tx.excess++
+		}
 	}
 	return rep
 }
@@ -505,7 +512,7 @@ func (s *session) logTx(tx *transaction, outcome string) {
 	if !log.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	var buf [12]slog.Attr
+	var buf [13]slog.Attr
 	attrs := append(buf[:0],
 		slog.String("tx", tx.id),
 		slog.String("remote", s.remote.String()),
@@ -513,6 +520,11 @@ func (s *session) logTx(tx *transaction, outcome string) {
 		slog.Int("bounces", tx.bounces),
 		slog.Bool("postmaster", tx.pm),
 		slog.Any("refused", tx.refused),
+	)
+	if tx.excess > 0 {
+		attrs = append(attrs, slog.Int("refused_more", tx.excess))
+	}
+	attrs = append(attrs,
 		slog.Bool("tls", s.tls),
 		slog.String("outcome", outcome),
 		slog.Int("code", tx.code),
