@@ -43,6 +43,56 @@ func TestSRSOnlyFromNullSender(t *testing.T) {
 	}
 }
 
+// The hourly bound on bounces holds for the original sender, however its
+// SRS address is spelled: Reverse takes any separator after the tag, any
+// characters after the four of the hash, and an address of any of the
+// last 21 days, so bounds per SRS address as written were as many bounds
+// as an attacker cared to spell, each another 10 bounces an hour at
+// someone who once sent to an alias.
+func TestSRSBounceLimitPerSender(t *testing.T) {
+	e, r := srsEnv(t, func(c *Config) { c.MaxMessagesPerAliasHour = 2 })
+	now := e.clock.Now()
+	addr, err := r.Forward("victim@foreign.example", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	older, err := r.Forward("victim@foreign.example", now.Add(-3*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SRS0=HHHH=TT=foreign.example=victim@tempalias.test
+	spellings := []string{
+		addr,
+		addr[:9] + "x" + addr[9:], // after the hash
+		"SRS0+" + addr[5:],        // another separator
+		older,                     // another day
+		strings.Replace(addr, "victim", "VICTIM", 1), // the same mailbox
+	}
+	for _, a := range spellings[1:4] {
+		if orig, err := r.Reverse(a, now); err != nil || orig != "victim@foreign.example" {
+			t.Fatalf("Reverse(%q) = %q, %v", a, orig, err)
+		}
+	}
+	before := len(e.up.messages())
+	for i, a := range spellings {
+		c := e.dial()
+		c.must(250, "EHLO mta.example")
+		c.must(250, "MAIL FROM:<>")
+		code, msg := c.cmd("RCPT TO:<%s>", a)
+		if i < 2 {
+			checkReply(t, "RCPT "+a, code, msg, "250")
+			c.must(354, "DATA")
+			c.must(250, "Subject: bounce %d\r\n\r\nbody\r\n.", i)
+		} else {
+			checkReply(t, "RCPT "+a, code, msg, "450 4.7.1")
+		}
+		c.must(221, "QUIT")
+	}
+	if n := len(e.up.messages()) - before; n != 2 {
+		t.Errorf("smarthost got %d bounces for one sender, want 2 (the hourly bound)", n)
+	}
+}
+
 // A BDAT LAST chunk cut short by a disconnect is never completed upstream
 // and costs no use.
 func TestBDATTruncatedByDisconnect(t *testing.T) {

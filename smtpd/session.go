@@ -278,13 +278,16 @@ func (s *session) bounce(tx *transaction, addr alias.Address, orig string, err e
 	if tx.from != "" {
 		return errNoSuchUser
 	}
-	// Each SRS address is held to the per-alias hourly limit (or 10 an
-	// hour when that is off): a leaked one cannot be used to flood its
-	// original sender.
-	if !s.srv.srsRate.take(strings.ToLower(addr.String()), s.srv.cfg.Now()) {
+	// Each original sender is held to the per-alias hourly limit (or 10
+	// an hour when that is off): a leaked SRS address cannot be used to
+	// flood it. Counted by the sender, not by the SRS address as
+	// written: Reverse takes many spellings of one (any separator, more
+	// than the hash's four characters, any of the last MaxAge days).
+	key := strings.ToLower(orig)
+	if !s.srv.srsRate.take(key, s.srv.cfg.Now()) {
 		return errAliasRate
 	}
-	s.srv.srsRate.settle(strings.ToLower(addr.String()), true)
+	s.srv.srsRate.settle(key, true)
 	t, err := parseAddress(orig)
 	if err != nil || s.srv.ours(t.Domain) || s.srv.srsDomain(t.Domain) {
 		// Never relay to ourselves: that is a loop.

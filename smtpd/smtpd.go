@@ -122,9 +122,9 @@ type Config struct {
 	// across restarts and hosts, and only for a live alias, so that a
 	// dead alias answers like an unknown one: a recipient over it gets
 	// 450 4.7.1, and the sender retries later (0 means no limit).
-	// The same number bounds the bounces relayed to one SRS address per
-	// hour, and the mail relayed to Postmaster, which always have a
-	// bound: 10 when this is 0.
+	// The same number bounds the bounces relayed to one original sender
+	// per hour (through any of its SRS addresses), and the mail relayed
+	// to Postmaster, which always have a bound: 10 when this is 0.
 	MaxMessagesPerAliasHour int
 	// Postmaster, when set, is the address that mail to postmaster@ any
 	// alias domain is relayed to (rfc 5321:4.5.1 says that mailbox must
@@ -275,7 +275,7 @@ type Server struct {
 	dialCtx    context.Context
 	cancelDial context.CancelFunc
 
-	srsRate *windowCounts[string]       // bounces per SRS address per hour
+	srsRate *windowCounts[string]       // bounces per original sender per hour
 	pmRate  *windowCounts[string]       // mail to Postmaster per hour, one key
 	badRcpt *windowCounts[netip.Prefix] // refused recipients per client
 
