@@ -252,3 +252,23 @@ func TestSTARTTLSCRCRBeforeEndOfData(t *testing.T) {
 		})
 	}
 }
+
+// A BDAT chunk cut short by the client's TLS close_notify is never
+// completed upstream: under TLS the raw connection reads on without an
+// error (the alert is a record like any other), so only the chunk's own
+// count shows that it ended early.
+func TestSTARTTLSBDATTruncatedByCloseNotify(t *testing.T) {
+	e, pool := tlsEnv(t)
+	id, addr := e.newAlias("t@example.com", 3, 5)
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.startTLS(pool)
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<s@example.org>")
+	c.must(250, "RCPT TO:<%s>", addr)
+	c.send("BDAT 100000 LAST\r\nSubject: wire transfer\r\n\r\nPlease pay to account 1234\r\n")
+	if err := c.conn.(*tls.Conn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	e.nothingDelivered(t, id)
+}

@@ -1102,7 +1102,14 @@ func (c *Conn) handleBdat(arg string) {
 	}()
 
 	chunk := io.LimitReader(c.text.R, int64(size))
-	_, err = io.Copy(c.bdatPipe, chunk)
+	n, err := io.Copy(c.bdatPipe, chunk)
+	if err == nil && last && n < int64(size) {
+		// The input ended inside the last chunk (the client hung up, or
+		// said TLS close_notify, which a *tls.Conn reads as the end):
+		// the message is cut short, and the backend must not read it
+		// as complete. Close below keeps this error.
+		c.bdatPipe.CloseWithError(io.ErrUnexpectedEOF)
+	}
 	if err != nil {
 		// Backend might return an error early using CloseWithError without consuming
 		// the whole chunk.

@@ -1178,6 +1178,43 @@ func TestServer_Chunking_ClosedInTheMiddle(t *testing.T) {
 	}
 }
 
+// A last chunk cut short by the end of the input is no complete message:
+// the backend's reader fails instead of ending. io.Copy from the chunk's
+// LimitReader took the end for the end of the chunk.
+func TestServer_Chunking_LastCutShort(t *testing.T) {
+	be, s, c, scanner := testServerAuthenticated(t)
+	defer s.Close()
+	defer c.Close()
+	be.dataErrors = make(chan error, 10)
+
+	io.WriteString(c, "MAIL FROM:<root@nsa.gov>\r\n")
+	scanner.Scan()
+	if !strings.HasPrefix(scanner.Text(), "250 ") {
+		t.Fatal("Invalid MAIL response:", scanner.Text())
+	}
+
+	io.WriteString(c, "RCPT TO:<root@gchq.gov.uk>\r\n")
+	scanner.Scan()
+	if !strings.HasPrefix(scanner.Text(), "250 ") {
+		t.Fatal("Invalid RCPT response:", scanner.Text())
+	}
+
+	io.WriteString(c, "BDAT 100 LAST\r\n")
+	io.WriteString(c, "Hey <3\r\n")
+	c.(*net.TCPConn).CloseWrite() // the input ends here
+
+	if err := <-be.dataErrors; err != io.ErrUnexpectedEOF {
+		t.Fatal("Backend received a different error:", err)
+	}
+	scanner.Scan()
+	if strings.HasPrefix(scanner.Text(), "250 ") {
+		t.Fatal("A cut-short message was accepted:", scanner.Text())
+	}
+	if len(be.anonmsgs)+len(be.messages) != 0 {
+		t.Fatal("A cut-short message was stored")
+	}
+}
+
 func TestServer_Chunking_EarlyError(t *testing.T) {
 	be, s, c, scanner := testServerAuthenticated(t)
 	defer s.Close()
