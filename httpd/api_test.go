@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -606,6 +607,75 @@ func TestStoreUnavailable(t *testing.T) {
 		r := ta.do(t, method, path, "", "", "Sec-Fetch-Site", "same-origin")
 		if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.raw, "try the link again later") {
 			t.Errorf("%s %s: %d %s", method, path, r.status, r.raw)
+		}
+	}
+}
+
+// panicking is a store with a bug: every call that serves a link panics.
+type panicking struct{ store.Engine }
+
+func (panicking) Held(context.Context, string, time.Time) (alias.Alias, error) {
+	panic("test: store bug")
+}
+
+func (panicking) RevokeID(context.Context, string, time.Time) error { panic("test: store bug") }
+
+func (panicking) Confirm(context.Context, string, time.Time, time.Duration) (alias.Alias, error) {
+	panic("test: store bug")
+}
+
+// lockedBuffer is a log written by the server's goroutines and read by
+// the test's.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A panic in a handler is logged with its route, not its path: the path
+// of a revoke link or a confirmation link is the secret that works it.
+func TestPanicLogsNoLinkSecret(t *testing.T) {
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "t.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var logs lockedBuffer
+	srv := httptest.NewServer(New(Config{
+		Domains: []string{"tempalias.test"},
+		Limits:  alias.Limits{DefaultDays: 3, MaxDays: 60, MaxUsage: 100},
+		Now:     func() time.Time { return testNow },
+		LinkKey: st.LinkKey(),
+		Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
+		Verify:  &Verify{Mailer: &fakeMailer{}, Remember: time.Hour, PublicURL: "https://tempalias.test"},
+	}, panicking{st}))
+	t.Cleanup(srv.Close)
+	ta := &testAPI{srv, st, &clock{t: testNow}}
+	link := RevokeLink("", st.LinkKey(), "abcdef")
+	mac := link[strings.LastIndexByte(link, '/')+1:]
+	const token = "the-confirmation-token"
+	for _, req := range []struct{ method, path, secret string }{
+		{"GET", link, mac},
+		{"POST", link, mac},
+		{"POST", "/confirm/" + token, token},
+	} {
+		r := ta.do(t, req.method, req.path, "", "", "Sec-Fetch-Site", "same-origin")
+		if r.status != 500 {
+			t.Errorf("%s %s: %d %s, want 500", req.method, req.path, r.status, r.raw)
+		}
+		if l := logs.String(); !strings.Contains(l, "panic in HTTP handler") || strings.Contains(l, req.secret) {
+			t.Errorf("%s %s: log\n%s\nwants the panic without %q", req.method, req.path, l, req.secret)
 		}
 	}
 }

@@ -44,7 +44,9 @@ func (a *API) recoverJSON(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				a.cfg.Logger.Error("panic in HTTP handler", "panic", v, "route", r.URL.Path)
+				// The route, not the path: a link's path is its secret
+				// (a confirmation token, a revoke link's mac).
+				a.cfg.Logger.Error("panic in HTTP handler", "panic", v, "route", chi.RouteContext(r.Context()).RoutePattern())
 				writeError(w, errServer)
 			}
 		}()
