@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,21 @@ func TestDefaultsDeliverIntoMaildir(t *testing.T) {
 	}
 	if _, ok := p.addrs["smarthost"]; ok {
 		t.Errorf("start-up line names a smarthost: %s", p.addrs["smarthost"])
+	}
+	// The README shows the start-up line: the same keys, in the same order.
+	var shown, logged []string
+	for _, kv := range regexp.MustCompile(`(\w+)=\S+`).FindAllStringSubmatch(startedRE.FindString(readmeLine(t, `level=INFO msg="tempalias started"`)), -1) {
+		shown = append(shown, kv[1])
+	}
+	for _, kv := range regexp.MustCompile(`(\w+)=\S+`).FindAllStringSubmatch(p.started, -1) {
+		logged = append(logged, kv[1])
+	}
+	if !slices.Equal(shown, logged) {
+		t.Errorf("README's start-up line has the keys %v, the binary logs %v", shown, logged)
+	}
+	// The README: the admin socket beside the data file, mode 0700.
+	if fi, err := os.Stat(filepath.Join(dir, "tempalias.db.sock")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("admin socket: %v, %v; the README says mode 0700", fi, err)
 	}
 
 	// The README's creation request.

@@ -54,11 +54,12 @@ func TestMain(m *testing.M) {
 
 // proc is a running tempalias binary.
 type proc struct {
-	cmd   *exec.Cmd
-	lines chan string // stderr, line by line
-	addrs map[string]string
-	done  chan error
-	cfg   string // the configuration file's path
+	cmd     *exec.Cmd
+	lines   chan string // stderr, line by line
+	addrs   map[string]string
+	started string // the start-up line from "tempalias started" on
+	done    chan error
+	cfg     string // the configuration file's path
 
 	mu  sync.Mutex
 	log strings.Builder
@@ -145,7 +146,7 @@ func launchCmd(t *testing.T, dir string, cmd *exec.Cmd) *proc {
 				t.Fatalf("tempalias exited before starting: %v", <-p.done)
 			}
 			if m := startedRE.FindString(line); m != "" {
-				p.addrs = map[string]string{}
+				p.addrs, p.started = map[string]string{}, m
 				for _, kv := range regexp.MustCompile(`(\w+)=(\S+)`).FindAllStringSubmatch(m, -1) {
 					p.addrs[kv[1]] = kv[2]
 				}
