@@ -84,7 +84,7 @@ var commands = []command{
 	{"change", "ID", "change an alias: valid -days from now, -max-usage in all, -allow-from senders"},
 	{"revoke", "ID", "revoke an alias now"},
 	{"backup", "FILE", "write a consistent copy of the data file, also while the service runs (bolt engine)"},
-	{"export", "[FILE|-]", "write every alias, swept id and verified target as JSON lines (default: to standard output), also while the service runs"},
+	{"export", "[FILE|-]", "write every alias, swept id, verified target and the limits' counts as JSON lines (default: to standard output), also while the service runs"},
 	{"import", "FILE|-", "read an export into a new store (another host, or the etcd engine) while no server runs on it"},
 	{"store-format", "", "show the etcd cluster's record format; -raise moves it to this version's, once every host runs this version"},
 	{"version", "", "print the version, commit, build date and Go version"},

@@ -103,7 +103,7 @@ func TestBinaryMigrateBoltToEtcd(t *testing.T) {
 	sk.next(t)
 	// Export works on the etcd engine too, to standard output.
 	out, err = adminCmd(t, etcdPath, "export")
-	if err != nil || !strings.HasPrefix(out, `{"tempalias-export":1,"engine":"etcd"`) || !strings.Contains(out, fmt.Sprintf(`"id":%q`, id)) || !strings.Contains(out, `"used":2`) {
+	if err != nil || !strings.HasPrefix(out, `{"tempalias-export":2,"engine":"etcd"`) || !strings.Contains(out, fmt.Sprintf(`"id":%q`, id)) || !strings.Contains(out, `"used":2`) {
 		t.Errorf("export from etcd: %v: %s", err, out)
 	}
 	if _, err := os.Stat(export); err != nil {

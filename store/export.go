@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
@@ -16,18 +17,50 @@ import (
 // between engines and hosts: JSON lines, the same whichever engine wrote
 // them. The first line is the header,
 //
-//	{"tempalias-export":1,"engine":"bolt","target_key":"…","link_key":"…"}
+//	{"tempalias-export":2,"engine":"bolt","target_key":"…","link_key":"…"}
 //
 // then, in any order, one line per stored alias ({"alias":{…}}, with its
-// counters and the hashes of its token and of its confirmation token, never
-// a token), per swept alias's id ({"tombstone":"id"}: the id is never issued
-// again) and per verified target ({"verified":{"target_hash":"…","until":N}}),
-// and last {"end":{"aliases":N,"tombstones":N,"verified":N}}, so that a
-// truncated stream is told from a whole one. Open reservations are not
-// exported: a new owner releases them anyway. The keys in the header keep
-// the target hashes (per-target counts, verified targets) and the revoke
-// links of the old store working in the new one.
-const ExportVersion = 1
+// counters, its hourly window and the hashes of its token and of its
+// confirmation token, never a token), per swept alias's id
+// ({"tombstone":"id"}: the id is never issued again), per verified target
+// ({"verified":{"target_hash":"…","until":N}}) and per count a target's
+// day holds against a daily limit
+// ({"daily":{"day":N,"kind":"creations","target_hash":"…","count":N}}),
+// and last {"end":{"aliases":N,"tombstones":N,"verified":N,"daily":N}},
+// so that a truncated stream is told from a whole one. The keys in the
+// header keep the target hashes (per-target counts, verified targets) and
+// the revoke links of the old store working in the new one.
+//
+// Left out, because nothing in the new store can use them: open
+// reservations (a new owner releases them anyway), and what only a
+// settlement or a withdrawal of a use reserved in the old store would
+// read (the keys of recent commits, the state of a lock-sender lock
+// beyond its allow-from list, what a creation counted for Withdraw):
+// those calls are made by the processes of the old store, on it.
+//
+// Versions:
+//
+//	1: aliases, tombstones, verified targets.
+//	2: adds each alias's hourly window (hour_start, hour_used) and the
+//	   daily lines, so that messages_per_alias_hour and the per-target
+//	   daily limits hold across a move. A version 1 stream still imports
+//	   (its windows and days start from zero). The version was raised
+//	   because a version 1 importer decodes strictly: given these fields it
+//	   would stop at the first of them, after importing the batches before
+//	   it, and leave a store that refuses a second try; now it refuses the
+//	   stream at line 1, having written nothing.
+const ExportVersion = 2
+
+// minExportVersion is the oldest stream this version imports.
+const minExportVersion = 1
+
+// The kinds of daily count (ExportDaily.Kind): aliases made for the
+// target (store.CreationsPerDay) and confirmation mails sent to it
+// (store.ConfirmationsPerDay).
+const (
+	DailyCreations     = "creations"
+	DailyConfirmations = "confirmations"
+)
 
 // ExportHeader is the first line of an export.
 type ExportHeader struct {
@@ -55,16 +88,33 @@ type ExportAlias struct {
 	// SweepAt is when the sweep may delete it (unix seconds): its expiry,
 	// or its revocation.
 	SweepAt int64 `json:"sweep_at"`
+	// HourStart (unix seconds, 0 for none) and HourUsed are its hourly
+	// window (alias.Alias.HourTaken); version 2.
+	HourStart int64 `json:"hour_start,omitempty"`
+	HourUsed  int   `json:"hour_used,omitempty"`
 }
 
 // Alias is the domain view of a (no use reserved).
 func (a *ExportAlias) Alias() alias.Alias {
+	var hourStart time.Time
+	if a.HourStart != 0 {
+		hourStart = time.Unix(a.HourStart, 0).UTC()
+	}
 	return alias.Alias{
 		ID: a.ID, Target: a.Target, Created: a.Created, Expires: a.Expires,
 		MaxUsage: a.MaxUsage, Used: a.Used, Refused: a.Refused, Revoked: a.Revoked,
 		Unverified: a.Unverified, TokenHash: a.TokenHash, AllowFrom: a.AllowFrom,
-		LockSender: a.LockSender,
+		LockSender: a.LockSender, HourStart: hourStart, HourUsed: a.HourUsed,
 	}
+}
+
+// ExportHour is a's hourly window as an export line carries it: the
+// start in unix seconds, 0 for none.
+func ExportHour(a *alias.Alias) (start int64, used int) {
+	if !a.HourStart.IsZero() {
+		start = a.HourStart.Unix()
+	}
+	return start, a.HourUsed
 }
 
 // ExportVerified is a verified target, by its hash under the header's
@@ -74,11 +124,25 @@ type ExportVerified struct {
 	Until      int64  `json:"until"` // unix seconds
 }
 
+// ExportDaily is what one target's day counts against one daily limit
+// (version 2): Count aliases made (DailyCreations) or confirmation mails
+// sent (DailyConfirmations) on Day (store.Day), the target by its hash
+// under the header's target key. A store keeps the counts of today and
+// of the days its sweep has not yet forgotten, and exports them all; the
+// next sweep of the new store forgets the days gone by.
+type ExportDaily struct {
+	Day        int64  `json:"day"`
+	Kind       string `json:"kind"`
+	TargetHash []byte `json:"target_hash"`
+	Count      int    `json:"count"`
+}
+
 // ExportEnd is the last line: what came before it.
 type ExportEnd struct {
 	Aliases    int `json:"aliases"`
 	Tombstones int `json:"tombstones"`
 	Verified   int `json:"verified"`
+	Daily      int `json:"daily"` // version 2; absent from a version 1 end line
 }
 
 // ExportLine is one line after the header: exactly one field is set.
@@ -86,6 +150,7 @@ type ExportLine struct {
 	Alias     *ExportAlias    `json:"alias,omitempty"`
 	Tombstone string          `json:"tombstone,omitempty"`
 	Verified  *ExportVerified `json:"verified,omitempty"`
+	Daily     *ExportDaily    `json:"daily,omitempty"`
 	End       *ExportEnd      `json:"end,omitempty"`
 }
 
@@ -123,6 +188,12 @@ func (e *ExportWriter) Tombstone(id string) error {
 func (e *ExportWriter) Verified(targetHash []byte, until int64) error {
 	e.end.Verified++
 	return e.line(ExportLine{Verified: &ExportVerified{TargetHash: targetHash, Until: until}})
+}
+
+// Daily writes a target's count of a day against a daily limit.
+func (e *ExportWriter) Daily(d ExportDaily) error {
+	e.end.Daily++
+	return e.line(ExportLine{Daily: &d})
 }
 
 // Close writes the end line and flushes; it does not close the writer
@@ -174,8 +245,8 @@ func NewExportReader(r io.Reader) (*ExportReader, error) {
 	if err := strict(b, &er.Header); err != nil || er.Header.Version == 0 {
 		return nil, fmt.Errorf("import: line 1: not a tempalias export header")
 	}
-	if er.Header.Version != ExportVersion {
-		return nil, fmt.Errorf("import: line 1: export version %d, this tempalias reads version %d", er.Header.Version, ExportVersion)
+	if er.Header.Version < minExportVersion || er.Header.Version > ExportVersion {
+		return nil, fmt.Errorf("import: line 1: export version %d, this tempalias reads versions %d to %d (an export of a newer tempalias needs one at least as new)", er.Header.Version, minExportVersion, ExportVersion)
 	}
 	if len(er.Header.TargetKey) != 32 || len(er.Header.LinkKey) != 32 {
 		return nil, errors.New("import: line 1: target_key and link_key must be 32 bytes each")
@@ -214,7 +285,7 @@ func strict(b []byte, v any) error {
 	return nil
 }
 
-// Next returns the next alias, tombstone or verified target, and io.EOF
+// Next returns the next alias, tombstone, verified target or daily count, and io.EOF
 // after the end line once the counts it states match what came before.
 // A stream that stops before its end line is an error: it was cut short.
 func (r *ExportReader) Next() (ExportLine, error) {
@@ -262,11 +333,17 @@ func (r *ExportReader) check(l *ExportLine) error {
 	if l.Verified != nil {
 		set++
 	}
+	if l.Daily != nil {
+		set++
+	}
 	if l.End != nil {
 		set++
 	}
 	if set != 1 {
-		return errors.New("want exactly one of alias, tombstone, verified, end")
+		return errors.New("want exactly one of alias, tombstone, verified, daily, end")
+	}
+	if r.Header.Version < 2 && (l.Daily != nil || l.Alias != nil && (l.Alias.HourStart != 0 || l.Alias.HourUsed != 0)) {
+		return fmt.Errorf("a daily count or an hourly window in a version %d export (they came with version 2)", r.Header.Version)
 	}
 	switch {
 	case l.Alias != nil:
@@ -286,6 +363,8 @@ func (r *ExportReader) check(l *ExportLine) error {
 			return fmt.Errorf("alias %s: counters out of range", a.ID)
 		case a.SweepAt <= 0:
 			return fmt.Errorf("alias %s: sweep_at missing", a.ID)
+		case a.HourStart < 0 || a.HourUsed < 0 || a.HourUsed > 0 && a.HourStart == 0:
+			return fmt.Errorf("alias %s: hourly window out of range (hour_used needs an hour_start)", a.ID)
 		}
 		r.seen.Aliases++
 	case l.Tombstone != "":
@@ -298,6 +377,17 @@ func (r *ExportReader) check(l *ExportLine) error {
 			return errors.New("verified target_hash must be 16 bytes")
 		}
 		r.seen.Verified++
+	case l.Daily != nil:
+		d := l.Daily
+		switch {
+		case d.Kind != DailyCreations && d.Kind != DailyConfirmations:
+			return fmt.Errorf("daily kind %q, want %q or %q", d.Kind, DailyCreations, DailyConfirmations)
+		case len(d.TargetHash) != 16:
+			return errors.New("daily target_hash must be 16 bytes")
+		case d.Count < 1 || d.Count > math.MaxInt32:
+			return fmt.Errorf("daily count %d out of range", d.Count)
+		}
+		r.seen.Daily++
 	}
 	return nil
 }

@@ -137,9 +137,10 @@ type Engine interface {
 	Sweep(ctx context.Context, now time.Time, batch int) (int, error)
 	// Backup writes a consistent copy of the store to w.
 	Backup(ctx context.Context, w io.Writer) (int64, error)
-	// Export writes every stored alias, swept id and verified target, and
-	// the store's keys, as an engine-neutral stream (see ExportVersion),
-	// read from one consistent view while the store stays in use.
+	// Export writes every stored alias (with its hourly window), swept
+	// id, verified target and per-target daily count, and the store's
+	// keys, as an engine-neutral stream (see ExportVersion), read from one
+	// consistent view while the store stays in use.
 	Export(ctx context.Context, w io.Writer) error
 	// Import reads an export into this store, which must be new: one that
 	// ever issued an id refuses it with ErrImportNotEmpty, and an id that

@@ -40,11 +40,13 @@ func (s *Store) Export(ctx context.Context, w io.Writer) error {
 				return err
 			}
 			a := &r.Alias
+			hourStart, hourUsed := store.ExportHour(a)
 			if err := e.Alias(store.ExportAlias{
 				ID: a.ID, Target: a.Target, Created: a.Created, Expires: a.Expires,
 				MaxUsage: a.MaxUsage, Used: a.Used, Refused: a.Refused, Revoked: a.Revoked,
 				Unverified: a.Unverified, TokenHash: a.TokenHash, ConfirmHash: r.ConfirmHash,
 				AllowFrom: a.AllowFrom, LockSender: a.LockSender, SweepAt: r.SweepAt,
+				HourStart: hourStart, HourUsed: hourUsed,
 			}); err != nil {
 				return err
 			}
@@ -55,6 +57,19 @@ func (s *Store) Export(ctx context.Context, w io.Writer) error {
 				return fmt.Errorf("verified %x: a value of %d bytes, want 8", k, len(v))
 			}
 			if err := e.Verified(k, int64(binary.BigEndian.Uint64(v))); err != nil {
+				return err
+			}
+		}
+		dc := tx.Bucket(bucketDaily).Cursor()
+		for k, v := dc.First(); k != nil; k, v = dc.Next() {
+			d, err := exportDaily(k, v)
+			if err != nil {
+				return err
+			}
+			if d.Count == 0 {
+				continue // no count, as if absent (none is written so)
+			}
+			if err := e.Daily(d); err != nil {
 				return err
 			}
 		}
@@ -141,6 +156,15 @@ func (s *Store) importBatch(tx *bolt.Tx, batch []store.ExportLine, lines []int) 
 		case l.Verified != nil:
 			until := binary.BigEndian.AppendUint64(nil, uint64(l.Verified.Until))
 			if err := tx.Bucket(bucketVerify).Put(l.Verified.TargetHash, until); err != nil {
+				return err
+			}
+		case l.Daily != nil:
+			d := l.Daily
+			key, daily := dailyKey(d.Day, dailyKind(d.Kind), d.TargetHash), tx.Bucket(bucketDaily)
+			if daily.Get(key) != nil {
+				return fmt.Errorf("import: line %d: the %s of day %d for target hash %x are counted twice in the stream", lines[i], d.Kind, d.Day, d.TargetHash)
+			}
+			if err := daily.Put(key, binary.BigEndian.AppendUint32(nil, uint32(d.Count))); err != nil {
 				return err
 			}
 		}

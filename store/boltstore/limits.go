@@ -23,6 +23,36 @@ const (
 	kindConfirmed = 'm' // confirmation mails, one per pending alias
 )
 
+// dailyKind is the kind byte of an export's daily kind (checked by the
+// export's reader: one of the two).
+func dailyKind(kind string) byte {
+	if kind == store.DailyConfirmations {
+		return kindConfirmed
+	}
+	return kindCreated
+}
+
+// exportDaily is the daily bucket's entry k, v as an export line.
+func exportDaily(k, v []byte) (store.ExportDaily, error) {
+	if len(k) != 8+1+16 || len(v) != 4 {
+		return store.ExportDaily{}, fmt.Errorf("daily count %x: a key of %d bytes and a value of %d, want 25 and 4", k, len(k), len(v))
+	}
+	d := store.ExportDaily{
+		Day:        int64(binary.BigEndian.Uint64(k[:8])),
+		TargetHash: append([]byte(nil), k[9:]...),
+		Count:      int(binary.BigEndian.Uint32(v)),
+	}
+	switch k[8] {
+	case kindCreated:
+		d.Kind = store.DailyCreations
+	case kindConfirmed:
+		d.Kind = store.DailyConfirmations
+	default:
+		return store.ExportDaily{}, fmt.Errorf("daily count %x: unknown kind %q", k, k[8])
+	}
+	return d, nil
+}
+
 func dailyKey(day int64, kind byte, hash []byte) []byte {
 	k := make([]byte, 8, 9+len(hash))
 	binary.BigEndian.PutUint64(k, uint64(day))

@@ -51,6 +51,7 @@ func (s *Store) export(ctx context.Context, w io.Writer) error {
 			MaxUsage: r.MaxUsage, Used: r.Used, Refused: r.Refused, Revoked: r.Revoked,
 			Unverified: r.Unverified, TokenHash: r.TokenHash, ConfirmHash: r.ConfirmHash,
 			AllowFrom: r.AllowFrom, LockSender: r.LockSender, SweepAt: r.SweepAt,
+			HourStart: r.HourStart, HourUsed: r.HourUsed,
 		})
 	})
 	if err != nil {
@@ -66,6 +67,16 @@ func (s *Store) export(ctx context.Context, w io.Writer) error {
 			return fmt.Errorf("verified key %q: %w", k, err)
 		}
 		return e.Verified(hash, until)
+	})
+	if err != nil {
+		return err
+	}
+	err = s.walk(ctx, s.p+"d/", &rev, func(k string, v []byte) error {
+		d, err := s.exportDaily(k, v)
+		if err != nil || d.Count == 0 {
+			return err // a count of 0 is none (none is written so)
+		}
+		return e.Daily(d)
 	})
 	if err != nil {
 		return err
@@ -148,7 +159,8 @@ func (s *Store) Import(ctx context.Context, r io.Reader) error {
 func (s *Store) importBatch(ctx context.Context, batch []store.ExportLine, lines []int) error {
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
-	ids := map[string]int{} // id -> line, for the error naming a taken id
+	ids := map[string]int{}   // id -> line, for the error naming a taken id
+	daily := map[string]int{} // daily count key -> its index in the batch
 	for i, l := range batch {
 		switch {
 		case l.Tombstone != "":
@@ -170,6 +182,7 @@ func (s *Store) importBatch(ctx context.Context, batch []store.ExportLine, lines
 				MaxUsage: a.MaxUsage, Used: a.Used, Refused: a.Refused, Revoked: a.Revoked,
 				Unverified: a.Unverified, TokenHash: a.TokenHash, TargetHash: s.targetHash(a.Target),
 				ConfirmHash: a.ConfirmHash, AllowFrom: a.AllowFrom, LockSender: a.LockSender, SweepAt: a.SweepAt,
+				HourStart: a.HourStart, HourUsed: a.HourUsed,
 			}
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.aliasKey(a.ID)), "=", 0))
 			ops = append(ops, clientv3.OpPut(s.aliasKey(a.ID), s.value(r)), clientv3.OpPut(s.sweepKey(r.SweepAt, a.ID), ""))
@@ -181,6 +194,15 @@ func (s *Store) importBatch(ctx context.Context, batch []store.ExportLine, lines
 			}
 		case l.Verified != nil:
 			ops = append(ops, clientv3.OpPut(s.verifiedKey(l.Verified.TargetHash), strconv.FormatInt(l.Verified.Until, 10)))
+		case l.Daily != nil:
+			d := l.Daily
+			key := s.dailyKey(d.Day, dailyKind(d.Kind), d.TargetHash)
+			if _, dup := daily[key]; dup {
+				return dailyTwice(lines[i], d)
+			}
+			daily[key] = i
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+			ops = append(ops, clientv3.OpPut(key, strconv.Itoa(d.Count)))
 		}
 	}
 	cctx, cancel := s.call(ctx)
@@ -201,5 +223,19 @@ func (s *Store) importBatch(ctx context.Context, batch []store.ExportLine, lines
 			return fmt.Errorf("import: line %d: id %s is already in the store (an id is never issued twice)", line, id)
 		}
 	}
+	for key, i := range daily {
+		g, err := s.cli.Get(cctx, key, clientv3.WithCountOnly())
+		if err != nil {
+			return fmt.Errorf("import: line %d: %w", lines[i], unavailable(err))
+		}
+		if g.Count > 0 {
+			return dailyTwice(lines[i], batch[i].Daily)
+		}
+	}
 	return fmt.Errorf("import: line %d: a key of this batch was written meanwhile", lines[0])
+}
+
+// dailyTwice is the error for a daily count that the stream gives twice.
+func dailyTwice(line int, d *store.ExportDaily) error {
+	return fmt.Errorf("import: line %d: the %s of day %d for target hash %x are counted twice in the stream", line, d.Kind, d.Day, d.TargetHash)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tempalias/tempalias/store"
@@ -28,6 +29,49 @@ func (s *Store) dailyPrefix(day int64) string { return s.p + fmt.Sprintf("d/%016
 
 func (s *Store) dailyKey(day int64, kind string, hash []byte) string {
 	return s.dailyPrefix(day) + kind + "/" + hex.EncodeToString(hash)
+}
+
+// dailyKind is the kind of an export's daily kind (checked by the
+// export's reader: one of the two).
+func dailyKind(kind string) string {
+	if kind == store.DailyConfirmations {
+		return kindConfirmed
+	}
+	return kindCreated
+}
+
+// exportDaily is the daily count under key k, of value v, as an export
+// line.
+func (s *Store) exportDaily(k string, v []byte) (store.ExportDaily, error) {
+	parts := strings.Split(strings.TrimPrefix(k, s.p+"d/"), "/")
+	bad := func(why string) (store.ExportDaily, error) {
+		return store.ExportDaily{}, fmt.Errorf("daily count %q: %s", k, why)
+	}
+	if len(parts) != 3 {
+		return bad("not day/kind/hash")
+	}
+	day, err := strconv.ParseUint(parts[0], 16, 64)
+	if err != nil || len(parts[0]) != 16 {
+		return bad("a bad day")
+	}
+	hash, err := hex.DecodeString(parts[2])
+	if err != nil || len(hash) != 16 {
+		return bad("a bad target hash")
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil || n < 0 {
+		return bad(fmt.Sprintf("a count of %q", v))
+	}
+	d := store.ExportDaily{Day: int64(day), TargetHash: hash, Count: n}
+	switch parts[1] {
+	case kindCreated:
+		d.Kind = store.DailyCreations
+	case kindConfirmed:
+		d.Kind = store.DailyConfirmations
+	default:
+		return bad(fmt.Sprintf("unknown kind %q", parts[1]))
+	}
+	return d, nil
 }
 
 // dailyTake is one count under key within limit, refused with over.

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"slices"
 	"strings"
@@ -23,18 +24,23 @@ type Moved struct {
 	Targets []string // the targets used
 	// Verified is a target confirmed until well after t0.
 	Verified string
-	held     map[string]alias.Alias // as the source store showed them
-	live     map[string]int         // LiveForTarget per target
-	linkKey  []byte
-	issued   uint64
+	// Daily is a target whose day (t0's) has spent its creations under
+	// CreationsPerDay(3) and its confirmation mail under
+	// ConfirmationsPerDay(1). Live's hour holds its two messages.
+	Daily   string
+	held    map[string]alias.Alias // as the source store showed them
+	live    map[string]int         // LiveForTarget per target
+	linkKey []byte
+	issued  uint64
 }
 
 // Fill puts in s (open with TinyIDs, so that swept ids crowd the id
-// space) aliases in every state, swept ids, a verified target and an open
-// reservation, and records what a store importing s's export must show.
+// space) aliases in every state, swept ids, a verified target, a target's
+// daily counts, an alias's hourly window and an open reservation, and
+// records what a store importing s's export must show.
 func Fill(t *testing.T, s store.Engine) *Moved {
 	t.Helper()
-	m := &Moved{Tokens: map[string]string{}, Swept: map[string]bool{}, Targets: []string{"a@example.com", "b@example.org", "v@example.net"}}
+	m := &Moved{Tokens: map[string]string{}, Swept: map[string]bool{}, Targets: []string{"a@example.com", "b@example.org", "v@example.net", "d@example.com"}}
 	for range 25 {
 		c := mustCreate(t, s, alias.Spec{Target: m.Targets[0], Expires: t0.Add(time.Minute)})
 		m.Swept[c.Alias.ID] = true
@@ -75,6 +81,11 @@ func Fill(t *testing.T, s store.Engine) *Moved {
 		t.Fatal(err)
 	}
 	m.Verified = m.Targets[2]
+	m.Daily = m.Targets[3]
+	daily := store.CreationsPerDay(3)
+	add(alias.Spec{Target: m.Daily, Expires: t0.Add(day)}, daily)
+	add(alias.Spec{Target: m.Daily, Expires: t0.Add(day)}, daily)
+	add(alias.Spec{Target: m.Daily, Expires: t0.Add(day)}, daily, store.Pending(), store.ConfirmationsPerDay(1))
 
 	m.held, m.live = map[string]alias.Alias{}, map[string]int{}
 	for id := range m.Tokens {
@@ -99,10 +110,11 @@ func Fill(t *testing.T, s store.Engine) *Moved {
 }
 
 // CheckMoved checks that s, into which the export of a store Fill filled
-// was imported, holds the same aliases with the same counters (no use
-// reserved), usable with their tokens, the same per-target counts, the
-// verified target, the revoke-link key, and never issues a swept or
-// stored id again.
+// was imported, holds the same aliases with the same counters and hourly
+// windows (no use reserved), usable with their tokens, the same
+// per-target counts (live aliases, and the day's creations and
+// confirmation mails), the verified target, the revoke-link key, and
+// never issues a swept or stored id again.
 func CheckMoved(t *testing.T, s store.Engine, m *Moved) {
 	t.Helper()
 	for id, want := range m.held {
@@ -115,7 +127,8 @@ func CheckMoved(t *testing.T, s store.Engine, m *Moved) {
 		if got.ID != want.ID || got.Target != want.Target || !got.Created.Equal(want.Created) || !got.Expires.Equal(want.Expires) ||
 			got.MaxUsage != want.MaxUsage || got.Used != want.Used || got.Pending != 0 || got.Refused != want.Refused ||
 			got.Revoked != want.Revoked || got.Unverified != want.Unverified || !bytes.Equal(got.TokenHash, want.TokenHash) ||
-			!slices.Equal(got.AllowFrom, want.AllowFrom) || got.LockSender != want.LockSender {
+			!slices.Equal(got.AllowFrom, want.AllowFrom) || got.LockSender != want.LockSender ||
+			!got.HourStart.Equal(want.HourStart) || got.HourUsed != want.HourUsed {
 			t.Errorf("alias %s after the move:\n got %+v\nwant %+v", id, got, want)
 		}
 	}
@@ -138,6 +151,28 @@ func CheckMoved(t *testing.T, s store.Engine, m *Moved) {
 	}
 	if st := mustStats(t, s); st.Issued != m.issued {
 		t.Errorf("Stats.Issued = %d after the move, want %d", st.Issued, m.issued)
+	}
+	// The limits go on counting where they were: the live alias's two
+	// messages at t0 fill an hour of two until t0+1h, and the daily
+	// target's creations and mail are spent until midnight.
+	two := store.PerHour(2)
+	if r, err := s.Reserve(bg, m.Live, t0.Add(59*time.Minute), two); !errors.Is(err, store.ErrMessagesPerHour) {
+		t.Errorf("a third message in the hour of an alias allowed two, after the move: %v, want ErrMessagesPerHour", err)
+		if err == nil {
+			r.Refund(bg, t0)
+		}
+	}
+	if err := mustReserveOpts(t, s, m.Live, t0.Add(time.Hour), two).Refund(bg, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(bg, alias.Spec{Target: m.Daily, Expires: t0.Add(day)}, t0, store.CreationsPerDay(3)); !errors.Is(err, store.ErrCreationsPerDay) {
+		t.Errorf("a fourth creation of the day under CreationsPerDay(3) after the move: %v, want ErrCreationsPerDay", err)
+	}
+	if _, err := s.Create(bg, alias.Spec{Target: m.Daily, Expires: t0.Add(day)}, t0, store.Pending(), store.ConfirmationsPerDay(1)); !errors.Is(err, store.ErrConfirmationsPerDay) {
+		t.Errorf("a second confirmation mail of the day under ConfirmationsPerDay(1) after the move: %v, want ErrConfirmationsPerDay", err)
+	}
+	if _, err := s.Create(bg, alias.Spec{Target: m.Daily, Expires: t0.Add(3 * day)}, store.NextDay(t0), store.CreationsPerDay(1)); err != nil {
+		t.Errorf("the daily target's first creation of the next day after the move: %v", err)
 	}
 	// The live alias: its open reservation is gone, three uses remain.
 	for range 3 {
@@ -170,7 +205,7 @@ func testExportImport(t *testing.T, open Open) {
 		t.Fatalf("Export: %v", err)
 	}
 	first, _, _ := strings.Cut(buf.String(), "\n")
-	if !strings.HasPrefix(first, `{"tempalias-export":1,`) {
+	if !strings.HasPrefix(first, `{"tempalias-export":2,`) {
 		t.Fatalf("first line %q, want the versioned header", first)
 	}
 	for _, token := range m.Tokens {
@@ -182,6 +217,15 @@ func testExportImport(t *testing.T, open Open) {
 	dst, _ := open(t, Options{TinyIDs: true})
 	if err := dst.Import(bg, strings.NewReader(export)); err != nil {
 		t.Fatalf("Import: %v", err)
+	}
+	// The new store's export is the old one's, line for line: the import
+	// kept all the export carries.
+	var again bytes.Buffer
+	if err := dst.Export(bg, &again); err != nil {
+		t.Fatalf("Export after Import: %v", err)
+	}
+	if again.String() != export {
+		t.Errorf("export after import differs:\n%s\nwas\n%s", again.String(), export)
 	}
 	CheckMoved(t, dst, m)
 	// A store that issued ids refuses an import, even of itself.
@@ -203,10 +247,20 @@ func testImportMalformed(t *testing.T, open Open) {
 	if len(lines) != 5 {
 		t.Fatalf("export of 3 aliases has %d lines, want header, 3 aliases, end:\n%s", len(lines), buf.String())
 	}
+	v1 := strings.Replace(lines[0], `"tempalias-export":2`, `"tempalias-export":1`, 1)
+	dailyLine := `{"daily":{"day":1,"kind":"creations","target_hash":"AAAAAAAAAAAAAAAAAAAAAA==","count":2}}` + "\n"
+	withHour := strings.Replace(lines[1], `"sweep_at"`, `"hour_start":1893553445,"hour_used":1,"sweep_at"`, 1)
 	for _, tc := range []struct{ name, stream, want string }{
 		{"empty", "", "empty stream"},
 		{"not an export", "hello\n", "line 1"},
-		{"later version", strings.Replace(lines[0], `"tempalias-export":1`, `"tempalias-export":2`, 1), "version 2"},
+		{"later version", strings.Replace(lines[0], `"tempalias-export":2`, `"tempalias-export":3`, 1), "version 3"},
+		{"version 0", strings.Replace(lines[0], `"tempalias-export":2`, `"tempalias-export":0`, 1), "line 1"},
+		{"daily in version 1", v1 + dailyLine + `{"end":{"aliases":0,"tombstones":0,"verified":0,"daily":1}}` + "\n", "line 2"},
+		{"hour in version 1", v1 + withHour + `{"end":{"aliases":1,"tombstones":0,"verified":0}}` + "\n", "line 2"},
+		{"hour used without a start", lines[0] + strings.Replace(lines[1], `"sweep_at"`, `"hour_used":1,"sweep_at"`, 1), "line 2"},
+		{"daily kind", lines[0] + strings.Replace(dailyLine, `"creations"`, `"mails"`, 1), "line 2"},
+		{"daily count", lines[0] + strings.Replace(dailyLine, `"count":2`, `"count":0`, 1), "line 2"},
+		{"daily twice", lines[0] + dailyLine + strings.Replace(dailyLine, `"count":2`, `"count":1`, 1) + `{"end":{"aliases":0,"tombstones":0,"verified":0,"daily":2}}` + "\n", "line 3"},
 		{"broken line", lines[0] + lines[1] + "{\"alias\":{\"id\":\n" + lines[3], "line 3"},
 		{"bad id", lines[0] + lines[1] + lines[2] + `{"tombstone":"NOT AN ID"}` + "\n", "line 4"},
 		{"cut short", lines[0] + lines[1] + lines[2], "cut short"},
@@ -232,5 +286,56 @@ func testImportMalformed(t *testing.T, open Open) {
 	}
 	if a, b := strings.SplitN(again.String(), "\n", 2)[1], strings.SplitN(buf.String(), "\n", 2)[1]; a != b {
 		t.Errorf("export after import differs:\n%s\nwas\n%s", a, b)
+	}
+}
+
+// exportV1 is an export as version 1 wrote it (before hourly windows and
+// daily counts): a live alias with two of five uses delivered at t0, a
+// swept id and a verified target. TOKEN_HASH stands for the alias's
+// token hash.
+const exportV1 = `{"tempalias-export":1,"engine":"bolt","target_key":"dGFyZ2V0LWtleS10YXJnZXQta2V5LXRhcmdldC1rZXk=","link_key":"bGluay1rZXktbGluay1rZXktbGluay1rZXktbGluay0="}
+{"alias":{"id":"k3x9q2","target":"t@example.com","created":"2030-01-02T03:04:05Z","expires":"2030-01-05T03:04:05Z","max_usage":5,"used":2,"token_hash":"TOKEN_HASH","sweep_at":1893812645}}
+{"tombstone":"swept1"}
+{"verified":{"target_hash":"dmVyaWZpZWQtdGFyZ2V0IQ==","until":1901329445}}
+{"end":{"aliases":1,"tombstones":1,"verified":1}}
+`
+
+// An export of version 1 still imports, everything it carries intact; the
+// hourly window and the daily counts it never had start from zero.
+func testImportVersion1(t *testing.T, open Open) {
+	const token = "a-token-from-a-version-1-store"
+	stream := strings.Replace(exportV1, "TOKEN_HASH", base64.StdEncoding.EncodeToString(alias.HashToken(token)), 1)
+	s, _ := open(t, Options{})
+	if err := s.Import(bg, strings.NewReader(stream)); err != nil {
+		t.Fatalf("Import of a version 1 export: %v", err)
+	}
+	a, err := s.Authorized(bg, "k3x9q2", token, t0)
+	if err != nil {
+		t.Fatalf("the alias of a version 1 export: %v", err)
+	}
+	if a.Target != "t@example.com" || !a.Created.Equal(t0) || !a.Expires.Equal(t0.Add(3*day)) || a.MaxUsage != 5 || a.Used != 2 ||
+		!a.HourStart.IsZero() || a.HourUsed != 0 {
+		t.Errorf("the alias of a version 1 export: %+v", a)
+	}
+	if st := mustStats(t, s); st.Aliases != 1 || st.Issued != 2 {
+		t.Errorf("Stats = %+v, want 1 alias and 2 ids issued", st)
+	}
+	if !bytes.Equal(s.LinkKey(), []byte("link-key-link-key-link-key-link-")) {
+		t.Errorf("link key %q, not the export's", s.LinkKey())
+	}
+	// No window: an hour of one takes a message at once.
+	r, err := s.Reserve(bg, "k3x9q2", t0, store.PerHour(1))
+	if err != nil {
+		t.Fatalf("Reserve under PerHour(1): %v", err)
+	}
+	if err := r.Commit(bg, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reserve(bg, "k3x9q2", t0, store.PerHour(1)); !errors.Is(err, store.ErrMessagesPerHour) {
+		t.Errorf("a second message in the hour of one: %v, want ErrMessagesPerHour", err)
+	}
+	// No day's count: the target's first creation under a limit of one.
+	if _, err := s.Create(bg, spec(day, 0), t0, store.CreationsPerDay(1)); err != nil {
+		t.Errorf("a creation under CreationsPerDay(1) after a version 1 import: %v", err)
 	}
 }

@@ -70,6 +70,7 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentMixed", testConcurrentMixed},
 		{"ExportImport", testExportImport},
 		{"ImportMalformed", testImportMalformed},
+		{"ImportVersion1", testImportVersion1},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
