@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,6 +37,7 @@ type Cluster struct {
 	token   string
 	members []*member
 	tls     *TLSFiles
+	ports   []int // the sockets that hold the members' ports (reservePorts)
 }
 
 // TLSFiles are the PEM files of a cluster started WithTLS: its CA, and a
@@ -99,38 +99,15 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 		scheme = "https"
 	}
 	t.Cleanup(c.stopAll)
-	// The ports are free when chosen but another process may take one
-	// before etcd binds it (other tests run beside these): a member that
-	// exits at start makes a new attempt on new ports.
-	for attempt := 1; ; attempt++ {
-		err := c.form(scheme, attempt)
-		if err == nil {
-			return c
-		}
-		logs := c.logs()
-		for i := range c.members {
-			c.Kill(i)
-		}
-		if attempt == 3 {
-			t.Fatalf("etcdtest: %v\n%s", err, logs)
-		}
-		t.Logf("etcdtest: attempt %d: %v; trying again on other ports", attempt, err)
-	}
-}
-
-// form launches a new cluster in a directory of its own and waits until
-// every member is healthy.
-func (c *Cluster) form(scheme string, attempt int) error {
-	ports := freePorts(c.t, 2*Size)
+	ports := c.reservePorts(2 * Size)
 	var initial []string
-	c.members = nil
 	for i := 0; i < Size; i++ {
 		m := &member{
 			name:      fmt.Sprintf("m%d", i),
 			clientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]),
 			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
 		}
-		m.dataDir = filepath.Join(c.dir, fmt.Sprintf("%s.%d", m.name, attempt))
+		m.dataDir = filepath.Join(c.dir, m.name)
 		m.logPath = m.dataDir + ".log"
 		c.members = append(c.members, m)
 		initial = append(initial, m.name+"="+m.peerURL)
@@ -138,7 +115,8 @@ func (c *Cluster) form(scheme string, attempt int) error {
 	for i := range c.members {
 		c.launch(i, strings.Join(initial, ","), "new")
 	}
-	return c.waitHealthy(Size)
+	c.WaitHealthy(Size)
+	return c
 }
 
 // Endpoints are the client URLs of every member.
@@ -217,8 +195,8 @@ func (c *Cluster) Kill(i int) {
 	m.cmd = nil
 }
 
-// Restart starts member i again on its data directory (after Kill) and
-// waits until it answers as healthy.
+// Restart starts member i again on its data directory and ports (after
+// Kill); WaitHealthy waits until it serves.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	if c.members[i].cmd != nil {
@@ -299,6 +277,10 @@ func (c *Cluster) stopAll() {
 	for i := range c.members {
 		c.Kill(i)
 	}
+	for _, fd := range c.ports {
+		syscall.Close(fd)
+	}
+	c.ports = nil
 	if c.t.Failed() {
 		c.t.Logf("etcd logs:\n%s", c.logs())
 	}
@@ -362,21 +344,45 @@ func (c *Cluster) status(url string) (statusResponse, error) {
 	return st, err
 }
 
-// freePorts reserves n distinct loopback ports by listening and closing.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
+// reservePorts takes n distinct loopback ports for the cluster's
+// lifetime. Each is held by a socket that is bound, with SO_REUSEADDR, but
+// never listens: the kernel then hands the port to no one else's bind to
+// port 0 nor to an outgoing connection, while etcd, whose listeners set
+// SO_REUSEADDR as every Go listener does, can still bind it by number,
+// and bind it again after a restart. A port chosen by listening and
+// closing was free only for a moment: another test's listener or a
+// connection could take it before etcd bound it (a member that cannot
+// start) or while a killed member was down (one that cannot come back,
+// on ports that its peers know and that cannot change), and a member of
+// another cluster that took a port would have answered this cluster's
+// health checks.
+func (c *Cluster) reservePorts(n int) []int {
+	c.t.Helper()
 	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("etcdtest: %v", err)
+	for range n {
+		// Close-on-exec under ForkLock, as package syscall wants: the
+		// members started meanwhile must not inherit the socket.
+		syscall.ForkLock.RLock()
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err == nil {
+			syscall.CloseOnExec(fd)
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+		syscall.ForkLock.RUnlock()
+		if err != nil {
+			c.t.Fatalf("etcdtest: socket: %v", err)
+		}
+		c.ports = append(c.ports, fd)
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+			c.t.Fatalf("etcdtest: SO_REUSEADDR: %v", err)
+		}
+		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			c.t.Fatalf("etcdtest: bind: %v", err)
+		}
+		sa, err := syscall.Getsockname(fd)
+		if err != nil {
+			c.t.Fatalf("etcdtest: getsockname: %v", err)
+		}
+		ports = append(ports, sa.(*syscall.SockaddrInet4).Port)
 	}
 	return ports
 }
