@@ -1460,6 +1460,40 @@ func TestServerShutdown(t *testing.T) {
 	}
 }
 
+// A Serve that starts after Shutdown (or Close) returns at once and
+// closes its listener: neither would ever close a listener added later,
+// and the Serve would accept for ever.
+func TestServer_ServeAfterShutdown(t *testing.T) {
+	for _, stop := range []string{"Shutdown", "Close"} {
+		t.Run(stop, func(t *testing.T) {
+			s := smtp.NewServer(&backend{})
+			if stop == "Shutdown" {
+				s.Shutdown(context.Background())
+			} else {
+				s.Close()
+			}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			served := make(chan error, 1)
+			go func() { served <- s.Serve(l) }()
+			select {
+			case err := <-served:
+				if err != smtp.ErrServerClosed {
+					t.Errorf("Serve after %s: %v, want ErrServerClosed", stop, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("Serve after %s did not return in 10 s", stop)
+			}
+			if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("the listener after Serve returned: Accept gave %v, want net.ErrClosed", err)
+			}
+		})
+	}
+}
+
 const (
 	dsnEnvelopeID  = "e=mc2"
 	dsnEmailRFC822 = "e=mc2@example.com"
