@@ -33,6 +33,19 @@ func (c *client) startTLS(pool *x509.CertPool) {
 	c.tp = textproto.NewConn(tc)
 }
 
+// tlsRcpt is a client in a transaction under STARTTLS, up to its
+// accepted RCPT of addr.
+func (e *env) tlsRcpt(pool *x509.CertPool, addr string) *client {
+	e.t.Helper()
+	c := e.dial()
+	c.must(250, "EHLO client.example")
+	c.startTLS(pool)
+	c.must(250, "EHLO client.example")
+	c.must(250, "MAIL FROM:<s@example.org>")
+	c.must(250, "RCPT TO:<%s>", addr)
+	return c
+}
+
 func TestSTARTTLS(t *testing.T) {
 	e, pool := tlsEnv(t)
 	_, addr := e.newAlias("t@example.com", 3, 0)
@@ -188,12 +201,7 @@ func TestSTARTTLSDotBareCR(t *testing.T) {
 	e, pool := tlsEnv(t)
 	id, addr := e.newAlias("t@example.com", 3, 0)
 
-	c := e.dial()
-	c.must(250, "EHLO client.example")
-	c.startTLS(pool)
-	c.must(250, "EHLO client.example")
-	c.must(250, "MAIL FROM:<s@example.org>")
-	c.must(250, "RCPT TO:<%s>", addr)
+	c := e.tlsRcpt(pool, addr)
 	c.must(354, "DATA")
 	c.send("Subject: x\r\n\r\nhello\r\n.\rMAIL FROM:<e@vil.example>\r\n.\r\n")
 	c.expect(554)
@@ -234,12 +242,7 @@ func TestSTARTTLSCRCRBeforeEndOfData(t *testing.T) {
 				c.ReadTimeout = time.Minute // far longer than the wait below
 			})
 			id, addr := e.newAlias("t@example.com", 3, 1)
-			c := e.dial()
-			c.must(250, "EHLO client.example")
-			c.startTLS(pool)
-			c.must(250, "EHLO client.example")
-			c.must(250, "MAIL FROM:<s@example.org>")
-			c.must(250, "RCPT TO:<%s>", addr)
+			c := e.tlsRcpt(pool, addr)
 			c.must(354, "DATA")
 			c.send(tc.body)
 			c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -260,12 +263,7 @@ func TestSTARTTLSCRCRBeforeEndOfData(t *testing.T) {
 func TestSTARTTLSBDATTruncatedByCloseNotify(t *testing.T) {
 	e, pool := tlsEnv(t)
 	id, addr := e.newAlias("t@example.com", 3, 5)
-	c := e.dial()
-	c.must(250, "EHLO client.example")
-	c.startTLS(pool)
-	c.must(250, "EHLO client.example")
-	c.must(250, "MAIL FROM:<s@example.org>")
-	c.must(250, "RCPT TO:<%s>", addr)
+	c := e.tlsRcpt(pool, addr)
 	c.send("BDAT 100000 LAST\r\nSubject: wire transfer\r\n\r\nPlease pay to account 1234\r\n")
 	if err := c.conn.(*tls.Conn).CloseWrite(); err != nil {
 		t.Fatal(err)
