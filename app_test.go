@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tempalias/tempalias/config"
+	"github.com/tempalias/tempalias/internal/syncbuf"
 	"github.com/tempalias/tempalias/store/boltstore"
 )
 
@@ -29,24 +29,6 @@ func appConfig(t *testing.T, dir, socket string) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-// syncBuffer is a log for a goroutine to write and the test to read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // waitHealthy polls the app's /healthz until it answers 200.
@@ -112,7 +94,7 @@ func TestAppRun(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			var logBuf syncBuffer
+			var logBuf syncbuf.Buffer
 			a, err := openApp(appConfig(t, dir, filepath.Join(dir, "admin.sock")), "", slog.New(slog.NewTextHandler(&logBuf, nil)))
 			if err != nil {
 				t.Fatal(err)

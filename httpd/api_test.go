@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/internal/syncbuf"
 	"github.com/tempalias/tempalias/store"
 	"github.com/tempalias/tempalias/store/boltstore"
 )
@@ -624,25 +625,6 @@ func (panicking) Confirm(context.Context, string, time.Time, time.Duration) (ali
 	panic("test: store bug")
 }
 
-// lockedBuffer is a log written by the server's goroutines and read by
-// the test's.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A panic in a handler is logged with its route, not its path: the path
 // of a revoke link or a confirmation link is the secret that works it.
 func TestPanicLogsNoLinkSecret(t *testing.T) {
@@ -651,7 +633,7 @@ func TestPanicLogsNoLinkSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	srv := httptest.NewServer(New(Config{
 		Domains: []string{"tempalias.test"},
 		Limits:  alias.Limits{DefaultDays: 3, MaxDays: 60, MaxUsage: 100},

@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/tempalias/tempalias/alias"
+	"github.com/tempalias/tempalias/internal/syncbuf"
 	"github.com/tempalias/tempalias/store"
 	"github.com/tempalias/tempalias/store/boltstore"
 )
@@ -389,25 +390,7 @@ type env struct {
 	addr  string
 	up    *fakeSmarthost
 	clock *testClock
-	logs  *syncBuffer
-}
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *syncbuf.Buffer
 }
 
 func newEnv(t testing.TB, configure func(*Config)) *env {
@@ -427,7 +410,7 @@ func newEnvListener(t testing.TB, configure func(*Config), wrap func(net.Listene
 		st:    &countingStore{Store: st},
 		up:    newFakeSmarthost(t),
 		clock: &testClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)},
-		logs:  &syncBuffer{},
+		logs:  &syncbuf.Buffer{},
 	}
 	cfg := Config{
 		Hostname:    "mx.tempalias.test",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/tempalias/tempalias/internal/syncbuf"
 )
 
 // txLine is the transaction log line as the JSON handler writes it.
@@ -25,7 +26,7 @@ type txLine struct {
 
 // jsonLog is a JSON logger writing into a buffer, and the transaction
 // lines found there.
-type jsonLog struct{ buf syncBuffer }
+type jsonLog struct{ buf syncbuf.Buffer }
 
 func (j *jsonLog) configure(c *Config) { c.Logger = slog.New(slog.NewJSONHandler(&j.buf, nil)) }
 
